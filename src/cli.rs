@@ -1,0 +1,121 @@
+//! The command line: clap definitions and dispatch. One file per command group under `cli/`.
+
+mod accounts;
+mod events;
+mod output;
+mod serve;
+mod tokens;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, ConfigError};
+use crate::service::{LifecycleService, ServiceError};
+use crate::store::{Store, StoreError};
+
+/// A failure, sorted by exit status: 2 for usage and configuration, 1 for everything else.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Runtime(String),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Usage(_) | CliError::Config(_) => 2,
+            CliError::Runtime(_) => 1,
+        }
+    }
+}
+
+impl From<ServiceError> for CliError {
+    fn from(error: ServiceError) -> Self {
+        match error {
+            ServiceError::Invalid(m) | ServiceError::OutsidePolicy(m) => CliError::Usage(m),
+            other => CliError::Runtime(other.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for CliError {
+    fn from(error: StoreError) -> Self {
+        CliError::Runtime(error.to_string())
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tokengate",
+    version,
+    about = "A reverse-proxy authentication gateway with API-token lifecycle management"
+)]
+pub struct Cli {
+    /// Configuration file (default: config/tokengate.toml when it exists, else built-in defaults).
+    #[arg(long, global = true, env = "TOKENGATE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Database URL, overriding database.url (sqlite://PATH or postgres://...).
+    #[arg(long, global = true, value_name = "URL")]
+    pub database: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy and admin listeners until SIGINT/SIGTERM.
+    Serve,
+    /// Validate the configuration and report the database's migration state.
+    CheckConfig,
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(accounts::UserCommand),
+    /// Manage tokens.
+    #[command(subcommand)]
+    Token(tokens::TokenCommand),
+    /// Show the audit log, newest first.
+    Events(events::EventsArgs),
+}
+
+impl Cli {
+    /// Loads the configuration these flags and the environment select.
+    pub fn load_config(&self) -> Result<Config, CliError> {
+        let path = Config::locate(self.config.as_deref());
+        let mut env: Vec<(String, String)> = std::env::vars().collect();
+        if let Some(url) = &self.database {
+            // The flag outranks the environment: apply it as the last override.
+            env.push(("TOKENGATE_DATABASE__URL".to_owned(), url.clone()));
+            env.retain(|(k, _)| k != "TOKENGATE_DATABASE__URL_FILE");
+        }
+        Ok(Config::load(path.as_deref(), env)?)
+    }
+}
+
+/// Runs a parsed command.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let config = cli.load_config()?;
+    match cli.command {
+        Command::Serve => serve::serve(config).await,
+        Command::CheckConfig => serve::check_config(config).await,
+        Command::User(command) => accounts::run(command, &service(&config).await?).await,
+        Command::Token(command) => tokens::run(command, &service(&config).await?).await,
+        Command::Events(args) => events::run(args, &service(&config).await?).await,
+    }
+}
+
+/// The lifecycle service on the configured database, for commands that change or read it.
+/// The CLI writes the database directly; running gateways learn of it through the change log.
+async fn service(config: &Config) -> Result<LifecycleService, CliError> {
+    let store = Store::open(&config.database.url).await?;
+    Ok(LifecycleService::new(
+        store,
+        config.tokens.clone(),
+        crate::clock::Clock::System,
+        None,
+    ))
+}

@@ -1,0 +1,88 @@
+//! `tokengate serve` and `tokengate check-config`.
+
+use std::path::Path;
+
+use tokio_util::sync::CancellationToken;
+
+use super::CliError;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::gateway::{Gateway, Listeners};
+use crate::store::Store;
+
+pub async fn serve(config: Config) -> Result<(), CliError> {
+    let listeners = Listeners::bind(&config)
+        .await
+        .map_err(|e| CliError::Runtime(e.to_string()))?;
+    let gateway = Gateway::start(&config).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    gateway.serve(&config, listeners, Clock::System, shutdown).await;
+    Ok(())
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM.
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+            (Ok(mut interrupt), Ok(mut terminate)) => {
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutdown requested; draining");
+    shutdown.cancel();
+}
+
+pub async fn check_config(config: Config) -> Result<(), CliError> {
+    match &config.source {
+        Some(path) => eprintln!("configuration {} is valid", path.display()),
+        None => eprintln!("no configuration file; built-in defaults are valid"),
+    }
+    print!("{}", config.describe());
+    let url = &config.database.url;
+    if let Some(file) = sqlite_file(url.expose())
+        && !file.exists() {
+            eprintln!("database {url}: file does not exist yet; it will be created and migrated on first use");
+            return Ok(());
+        }
+    let store = Store::connect(url).await?;
+    let status = store.migration_status().await?;
+    if status.pending.is_empty() {
+        eprintln!(
+            "database {url} ({}): up to date, {} migration(s) applied",
+            store.backend_name(),
+            status.applied.len()
+        );
+    } else {
+        eprintln!(
+            "database {url} ({}): {} pending migration(s), applied on the next start:",
+            store.backend_name(),
+            status.pending.len()
+        );
+        for (version, description) in &status.pending {
+            eprintln!("  {version} {description}");
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+/// The file behind a `sqlite:` URL, if it names one.
+fn sqlite_file(url: &str) -> Option<&Path> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then(|| Path::new(path))
+}

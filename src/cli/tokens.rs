@@ -1,0 +1,270 @@
+//! `tokengate token create|list|show|revoke|revoke-all`.
+
+use std::time::Duration;
+
+use clap::{ArgGroup, Args, Subcommand};
+
+use super::CliError;
+use super::output::{or_dash, print_json, print_table};
+use crate::clock::{UnixTime, parse_rfc3339};
+use crate::duration::parse_duration;
+use crate::rate::Rate;
+use crate::service::{Actor, CreateToken, ExpiryRequest, LifecycleService, TokenQuery};
+use crate::store::{StatusFilter, TokenSort};
+use crate::store::{TokenFilter, TokenRecord};
+use crate::view::TokenView;
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Mint a token. The secret is printed once and never again.
+    Create(CreateArgs),
+    /// List tokens (default: live ones, i.e. active and blocked).
+    List(ListArgs),
+    /// Show one token's metadata (never the secret).
+    Show {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token; running gateways refuse it from the next request.
+    Revoke {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke every live token of an account.
+    RevokeAll {
+        #[arg(long, value_name = "EMAIL")]
+        user: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("expiry").args(["expires_in", "expires_at", "never_expires"])))]
+pub struct CreateArgs {
+    /// The owner's email.
+    #[arg(long, value_name = "EMAIL")]
+    user: String,
+    /// A name unique among the owner's live tokens.
+    #[arg(long)]
+    name: String,
+    #[arg(long)]
+    description: Option<String>,
+    /// Lifetime such as 30d or 1y (default: tokens.default_lifetime).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    expires_in: Option<Duration>,
+    /// Expiry time (RFC 3339).
+    #[arg(long, value_name = "RFC3339", value_parser = parse_rfc3339)]
+    expires_at: Option<UnixTime>,
+    /// No expiry (only when tokens.allow_never_expires is true).
+    #[arg(long)]
+    never_expires: bool,
+    /// A scope the token carries (repeatable; `*` for all; default: tokens.default_scopes).
+    #[arg(long = "scope", value_name = "SCOPE")]
+    scopes: Vec<String>,
+    /// The token's own rate limit, such as 100/min or 20/s burst 40.
+    #[arg(long, value_name = "N/PERIOD", value_parser = |s: &str| s.parse::<Rate>())]
+    rate_limit: Option<Rate>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only tokens of this account (repeatable).
+    #[arg(long = "user", value_name = "EMAIL")]
+    users: Vec<String>,
+    /// Case-insensitive text in the name or description.
+    #[arg(long)]
+    search: Option<String>,
+    /// active, blocked, live (active and blocked), revoked, expired or all.
+    #[arg(long, default_value = "live", value_parser = |s: &str| s.parse::<StatusFilter>())]
+    status: StatusFilter,
+    #[arg(long, value_name = "T", value_parser = parse_rfc3339)]
+    created_after: Option<UnixTime>,
+    #[arg(long, value_name = "T", value_parser = parse_rfc3339)]
+    created_before: Option<UnixTime>,
+    #[arg(long, value_name = "T", value_parser = parse_rfc3339)]
+    used_after: Option<UnixTime>,
+    #[arg(long, value_name = "T", value_parser = parse_rfc3339)]
+    used_before: Option<UnixTime>,
+    #[arg(long)]
+    never_used: bool,
+    #[arg(long, value_name = "T", value_parser = parse_rfc3339)]
+    expires_after: Option<UnixTime>,
+    #[arg(long, value_name = "T", value_parser = parse_rfc3339)]
+    expires_before: Option<UnixTime>,
+    /// Not used for this long (or never used and older than it).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    unused_for: Option<Duration>,
+    /// created, name, user, last_used or expires; prefix - for descending (default: -created).
+    #[arg(long, value_name = "FIELD", value_parser = |s: &str| s.parse::<TokenSort>())]
+    sort: Option<TokenSort>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(command: TokenCommand, service: &LifecycleService) -> Result<(), CliError> {
+    let actor = Actor::cli();
+    match command {
+        TokenCommand::Create(args) => create(args, service, &actor).await,
+        TokenCommand::List(args) => list(args, service).await,
+        TokenCommand::Show { id, json } => {
+            let token = service.token(id).await?;
+            let view = TokenView::new(&token, service.now());
+            if json {
+                print_json(&view)
+            } else {
+                print_details(&view);
+                Ok(())
+            }
+        }
+        TokenCommand::Revoke { id, json } => {
+            let revoked = service.revoke_token(id, &actor).await?;
+            if json {
+                print_json(&TokenView::new(&revoked.token, service.now()))
+            } else {
+                if revoked.already {
+                    eprintln!("token {id} ({}) was already revoked", revoked.token.name);
+                } else {
+                    eprintln!(
+                        "revoked token {id} ({}) of {}",
+                        revoked.token.name, revoked.token.user_email
+                    );
+                }
+                Ok(())
+            }
+        }
+        TokenCommand::RevokeAll { user, json } => {
+            let count = service.revoke_all_tokens(&user, &actor).await?;
+            if json {
+                print_json(&serde_json::json!({ "user": user, "revoked": count }))
+            } else {
+                eprintln!("revoked {count} token(s) of {user}");
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn create(args: CreateArgs, service: &LifecycleService, actor: &Actor) -> Result<(), CliError> {
+    let expiry = match (args.expires_in, args.expires_at, args.never_expires) {
+        (Some(lifetime), _, _) => ExpiryRequest::In(lifetime),
+        (_, Some(at), _) => ExpiryRequest::At(at),
+        (_, _, true) => ExpiryRequest::Never,
+        _ => ExpiryRequest::Default,
+    };
+    let request = CreateToken {
+        owner_email: args.user,
+        name: args.name,
+        description: args.description,
+        expiry,
+        scopes: args.scopes,
+        rate_limit: args.rate_limit,
+    };
+    let created = service.create_token(request, actor).await?;
+    let view = TokenView::with_secret(&created.token, service.now(), created.secret.expose());
+    if args.json {
+        return print_json(&view);
+    }
+    eprintln!(
+        "created token {} ({}) for {}, expires {}, scopes {}",
+        view.id,
+        view.name,
+        view.user,
+        view.expires_at.as_deref().unwrap_or("never"),
+        view.scopes.join(" ")
+    );
+    eprintln!("copy it now: it will not be shown again");
+    println!("{}", created.secret.expose());
+    Ok(())
+}
+
+async fn list(args: ListArgs, service: &LifecycleService) -> Result<(), CliError> {
+    let query = TokenQuery {
+        users: args.users,
+        unused_for: args.unused_for,
+        filter: TokenFilter {
+            search: args.search,
+            status: args.status,
+            created_after: args.created_after,
+            created_before: args.created_before,
+            used_after: args.used_after,
+            used_before: args.used_before,
+            never_used: args.never_used,
+            expires_after: args.expires_after,
+            expires_before: args.expires_before,
+            sort: args.sort.unwrap_or_default(),
+            ..TokenFilter::default()
+        },
+    };
+    let tokens = service.list_tokens(query).await?;
+    let now = service.now();
+    let views: Vec<TokenView> = tokens.iter().map(|t: &TokenRecord| TokenView::new(t, now)).collect();
+    if args.json {
+        return print_json(&views);
+    }
+    let rows: Vec<Vec<String>> = views
+        .iter()
+        .map(|t| {
+            vec![
+                t.id.to_string(),
+                t.user.clone(),
+                t.name.clone(),
+                t.prefix.clone(),
+                t.status.to_owned(),
+                t.scopes.join(" "),
+                or_dash(t.expires_at.as_ref()),
+                or_dash(t.last_used_at.as_ref()),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "ID",
+            "USER",
+            "NAME",
+            "PREFIX",
+            "STATUS",
+            "SCOPES",
+            "EXPIRES",
+            "LAST_USED",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+fn print_details(view: &TokenView) {
+    let fields: Vec<(&str, String)> = vec![
+        ("id", view.id.to_string()),
+        ("user", view.user.clone()),
+        ("name", view.name.clone()),
+        ("description", or_dash(view.description.as_ref())),
+        ("prefix", view.prefix.clone()),
+        ("status", view.status.to_owned()),
+        ("scopes", view.scopes.join(" ")),
+        ("rate_limit", or_dash(view.rate_limit.as_ref())),
+        ("created_at", view.created_at.clone()),
+        ("created_by", view.created_by.clone()),
+        ("expires_at", view.expires_at.clone().unwrap_or_else(|| "never".into())),
+        ("last_used_at", or_dash(view.last_used_at.as_ref())),
+        (
+            "last_used",
+            format!(
+                "{} {} from {}",
+                or_dash(view.last_used_method.as_ref()),
+                or_dash(view.last_used_path.as_ref()),
+                or_dash(view.last_used_ip.as_ref())
+            ),
+        ),
+        ("revoked_at", or_dash(view.revoked_at.as_ref())),
+        ("revoked_by", or_dash(view.revoked_by.as_ref())),
+        ("revoke_reason", or_dash(view.revoke_reason.as_ref())),
+    ];
+    for (name, value) in fields {
+        println!("{name:<14} {value}");
+    }
+}

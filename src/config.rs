@@ -1,0 +1,583 @@
+//! Configuration: the TOML file, environment overrides and `*_file` secrets, validated once
+//! into [`Config`]. Nothing downstream sees raw strings.
+
+mod overrides;
+mod raw;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::{Method, Uri};
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::duration::{format_duration, parse_duration};
+use crate::rate::Rate;
+use raw::{RawConfig, RawRoute};
+
+pub use overrides::apply_env_overrides;
+
+/// Where the configuration is looked for when neither `--config` nor `TOKENGATE_CONFIG` is set.
+pub const DEFAULT_CONFIG_PATH: &str = "config/tokengate.toml";
+/// The embedded default database.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/tokengate.db";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The file it was read from; `None` for built-in defaults.
+    pub source: Option<PathBuf>,
+    pub proxy: ProxyConfig,
+    pub admin: AdminConfig,
+    pub database: DatabaseConfig,
+    pub sync: SyncConfig,
+    pub usage: UsageConfig,
+    pub tokens: TokenPolicy,
+    pub rate_limit: RateLimitConfig,
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    pub listen: SocketAddr,
+    pub realm: String,
+    pub trusted_proxies: Vec<IpNet>,
+    pub connect_timeout: Duration,
+    pub upstream_timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Clone, Debug)]
+pub struct DatabaseConfig {
+    pub url: DatabaseUrl,
+}
+
+/// A database URL, which may carry a password: `Debug` and `Display` mask it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        DatabaseUrl(url.into())
+    }
+
+    /// The URL with its password, for opening the connection only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn masked(&self) -> String {
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return self.0.clone();
+        };
+        let Some((userinfo, host)) = rest.rsplit_once('@') else {
+            return self.0.clone();
+        };
+        match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:****@{host}"),
+            None => self.0.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.masked())
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SyncConfig {
+    pub interval: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct UsageConfig {
+    pub flush_interval: Duration,
+}
+
+/// The administrator's bounds on tokens.
+#[derive(Clone, Debug)]
+pub struct TokenPolicy {
+    pub default_lifetime: Duration,
+    pub max_lifetime: Duration,
+    pub allow_never_expires: bool,
+    pub scopes: Vec<String>,
+    pub default_scopes: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct RateLimitConfig {
+    pub default: Option<Rate>,
+    pub failed_auth: Option<Rate>,
+}
+
+/// One `[[routes]]` entry, validated.
+#[derive(Clone, Debug)]
+pub struct RouteConfig {
+    pub prefix: String,
+    pub upstream: Upstream,
+    pub public: bool,
+    pub require: RequiredScopes,
+    pub keep_authorization: bool,
+    pub strip_prefix: bool,
+}
+
+/// Where a route forwards: `scheme://authority` plus an optional base path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upstream {
+    pub scheme: http::uri::Scheme,
+    pub authority: http::uri::Authority,
+    /// Without a trailing slash; empty when the upstream URL has no path.
+    pub base_path: String,
+}
+
+impl fmt::Display for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}{}", self.scheme, self.authority, self.base_path)
+    }
+}
+
+/// The scope each method needs on a route; `*` covers the methods not named.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequiredScopes {
+    by_method: Vec<(Method, String)>,
+    otherwise: Option<String>,
+}
+
+impl RequiredScopes {
+    pub fn for_method(&self, method: &Method) -> Option<&str> {
+        self.by_method
+            .iter()
+            .find(|(m, _)| m == method)
+            .map(|(_, scope)| scope.as_str())
+            .or(self.otherwise.as_deref())
+    }
+
+    fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.by_method
+            .iter()
+            .map(|(_, s)| s.as_str())
+            .chain(self.otherwise.as_deref())
+    }
+}
+
+impl Config {
+    /// Loads the configuration: the file at `path` (or built-in defaults when `None`), then the
+    /// `TOKENGATE_<SECTION>__<KEY>` variables in `env`, then `*_file` secrets; validates it.
+    pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let mut table = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                parse_file(path, &text)?
+            }
+            None => toml::Table::new(),
+        };
+        apply_env_overrides(&mut table, env)?;
+        let raw = RawConfig::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError::Invalid(e.message().to_owned()))?;
+        let mut config = validate(raw)?;
+        config.source = path.map(Path::to_owned);
+        Ok(config)
+    }
+
+    /// Resolves which file to read: an explicit path, else `config/tokengate.toml` if present.
+    pub fn locate(explicit: Option<&Path>) -> Option<PathBuf> {
+        match explicit {
+            Some(path) => Some(path.to_owned()),
+            None => {
+                let default = Path::new(DEFAULT_CONFIG_PATH);
+                default.exists().then(|| default.to_owned())
+            }
+        }
+    }
+
+    /// The effective settings as TOML, secrets masked (for `check-config`).
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        let p = &self.proxy;
+        let trusted: Vec<String> = p.trusted_proxies.iter().map(|n| format!("\"{n}\"")).collect();
+        out += &format!(
+            "[proxy]\nlisten = \"{}\"\nrealm = {:?}\ntrusted_proxies = [{}]\nconnect_timeout = \"{}\"\nupstream_timeout = \"{}\"\n\n",
+            p.listen,
+            p.realm,
+            trusted.join(", "),
+            format_duration(p.connect_timeout),
+            format_duration(p.upstream_timeout)
+        );
+        out += &format!("[admin]\nlisten = \"{}\"\n\n", self.admin.listen);
+        out += &format!("[database]\nurl = {:?}\n\n", self.database.url.masked());
+        out += &format!("[sync]\ninterval = \"{}\"\n\n", format_duration(self.sync.interval));
+        out += &format!(
+            "[usage]\nflush_interval = \"{}\"\n\n",
+            format_duration(self.usage.flush_interval)
+        );
+        let t = &self.tokens;
+        out += &format!(
+            "[tokens]\ndefault_lifetime = \"{}\"\nmax_lifetime = \"{}\"\nallow_never_expires = {}\nscopes = {:?}\ndefault_scopes = {:?}\n\n",
+            format_duration(t.default_lifetime),
+            format_duration(t.max_lifetime),
+            t.allow_never_expires,
+            t.scopes,
+            t.default_scopes
+        );
+        let rate = |r: &Option<Rate>| r.map_or_else(|| "\"none\"".to_owned(), |r| format!("\"{r}\""));
+        out += &format!(
+            "[rate_limit]\ndefault = {}\nfailed_auth = {}\n",
+            rate(&self.rate_limit.default),
+            rate(&self.rate_limit.failed_auth)
+        );
+        for route in &self.routes {
+            let mut require: Vec<String> = route
+                .require
+                .by_method
+                .iter()
+                .map(|(m, s)| format!("{} = {s:?}", m.as_str()))
+                .collect();
+            if let Some(s) = &route.require.otherwise {
+                require.push(format!("\"*\" = {s:?}"));
+            }
+            out += &format!(
+                "\n[[routes]]\nprefix = {:?}\nupstream = \"{}\"\npublic = {}\nrequire = {{{}}}\nkeep_authorization = {}\nstrip_prefix = {}\n",
+                route.prefix,
+                route.upstream,
+                route.public,
+                if require.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {} ", require.join(", "))
+                },
+                route.keep_authorization,
+                route.strip_prefix
+            );
+        }
+        out
+    }
+}
+
+/// Parses the file's text, turning toml's multi-line report into one line with a line number.
+fn parse_file(path: &Path, text: &str) -> Result<toml::Table, ConfigError> {
+    let parse_error = |message: &str, span: Option<std::ops::Range<usize>>| {
+        let location = span
+            .map(|s| format!("line {}: ", text[..s.start.min(text.len())].matches('\n').count() + 1))
+            .unwrap_or_default();
+        ConfigError::Parse {
+            path: path.to_owned(),
+            message: format!("{location}{}", message.trim()),
+        }
+    };
+    let table: toml::Table = toml::from_str(text).map_err(|e| parse_error(e.message(), e.span()))?;
+    // Check the file alone against the model first, so a mistake in it is reported with its line.
+    toml::from_str::<RawConfig>(text).map_err(|e| parse_error(e.message(), e.span()))?;
+    Ok(table)
+}
+
+fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+    let invalid = |key: &str, message: String| ConfigError::Invalid(format!("{key}: {message}"));
+    let duration = |key: &str, text: &str| parse_duration(text).map_err(|e| invalid(key, e));
+    let listen = |key: &str, text: &str| {
+        text.parse::<SocketAddr>()
+            .map_err(|_| invalid(key, format!("{text:?} is not an address such as 127.0.0.1:8080")))
+    };
+    let rate = |key: &str, text: &Option<String>| match text.as_deref().map(str::trim) {
+        None | Some("none") | Some("off") => Ok(None),
+        Some(text) => text.parse::<Rate>().map(Some).map_err(|e| invalid(key, e)),
+    };
+
+    let trusted_proxies = raw
+        .proxy
+        .trusted_proxies
+        .iter()
+        .map(|text| parse_cidr(text).map_err(|e| invalid("proxy.trusted_proxies", e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let proxy = ProxyConfig {
+        listen: listen("proxy.listen", &raw.proxy.listen)?,
+        realm: raw.proxy.realm.clone(),
+        trusted_proxies,
+        connect_timeout: duration("proxy.connect_timeout", &raw.proxy.connect_timeout)?,
+        upstream_timeout: duration("proxy.upstream_timeout", &raw.proxy.upstream_timeout)?,
+    };
+    if proxy.realm.is_empty() || proxy.realm.chars().any(|c| c == '"' || c.is_control()) {
+        return Err(invalid(
+            "proxy.realm",
+            "must be non-empty, without quotes or control characters".into(),
+        ));
+    }
+
+    let database_url = match (raw.database.url, raw.database.url_file) {
+        (Some(_), Some(_)) => {
+            return Err(invalid("database.url", "give either url or url_file, not both".into()));
+        }
+        (Some(url), None) => url,
+        (None, Some(file)) => read_secret_file("database.url_file", &file)?,
+        (None, None) => DEFAULT_DATABASE_URL.to_owned(),
+    };
+    if !(database_url.starts_with("sqlite:")
+        || database_url.starts_with("postgres://")
+        || database_url.starts_with("postgresql://"))
+    {
+        return Err(invalid(
+            "database.url",
+            format!(
+                "{} is neither sqlite://PATH nor postgres://...",
+                DatabaseUrl::new(database_url.clone()).masked()
+            ),
+        ));
+    }
+
+    let tokens = TokenPolicy {
+        default_lifetime: duration("tokens.default_lifetime", &raw.tokens.default_lifetime)?,
+        max_lifetime: duration("tokens.max_lifetime", &raw.tokens.max_lifetime)?,
+        allow_never_expires: raw.tokens.allow_never_expires,
+        scopes: raw.tokens.scopes.clone(),
+        default_scopes: raw.tokens.default_scopes.clone(),
+    };
+    if tokens.default_lifetime > tokens.max_lifetime {
+        return Err(invalid(
+            "tokens.default_lifetime",
+            format!(
+                "{} exceeds tokens.max_lifetime ({})",
+                format_duration(tokens.default_lifetime),
+                format_duration(tokens.max_lifetime)
+            ),
+        ));
+    }
+    for scope in &tokens.scopes {
+        if scope.is_empty() || scope == "*" || !scope.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(invalid("tokens.scopes", format!("{scope:?} is not a valid scope name")));
+        }
+    }
+    for scope in &tokens.default_scopes {
+        if scope != "*" && !tokens.scopes.contains(scope) {
+            return Err(invalid(
+                "tokens.default_scopes",
+                format!("{scope:?} is not in tokens.scopes"),
+            ));
+        }
+    }
+
+    let routes = raw
+        .routes
+        .unwrap_or_else(|| vec![RawRoute::built_in_default()])
+        .into_iter()
+        .map(|route| validate_route(route, &tokens.scopes))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut prefixes = HashSet::new();
+    for route in &routes {
+        if !prefixes.insert(route.prefix.clone()) {
+            return Err(invalid("routes", format!("prefix {:?} appears twice", route.prefix)));
+        }
+    }
+
+    Ok(Config {
+        source: None,
+        proxy,
+        admin: AdminConfig {
+            listen: listen("admin.listen", &raw.admin.listen)?,
+        },
+        database: DatabaseConfig {
+            url: DatabaseUrl::new(database_url),
+        },
+        sync: SyncConfig {
+            interval: positive(duration("sync.interval", &raw.sync.interval)?, "sync.interval")?,
+        },
+        usage: UsageConfig {
+            flush_interval: positive(
+                duration("usage.flush_interval", &raw.usage.flush_interval)?,
+                "usage.flush_interval",
+            )?,
+        },
+        tokens,
+        rate_limit: RateLimitConfig {
+            default: rate("rate_limit.default", &raw.rate_limit.default)?,
+            failed_auth: rate("rate_limit.failed_auth", &raw.rate_limit.failed_auth)?,
+        },
+        routes,
+    })
+}
+
+fn positive(duration: Duration, key: &str) -> Result<Duration, ConfigError> {
+    if duration.is_zero() {
+        Err(ConfigError::Invalid(format!("{key}: must be greater than zero")))
+    } else {
+        Ok(duration)
+    }
+}
+
+fn parse_cidr(text: &str) -> Result<IpNet, String> {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{text:?} is not an address or CIDR such as 10.0.0.0/8"))
+}
+
+fn read_secret_file(key: &str, path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map(|text| text.trim_end_matches(['\r', '\n']).to_owned())
+        .map_err(|e| ConfigError::Invalid(format!("{key}: cannot read {}: {e}", path.display())))
+}
+
+fn validate_route(raw: RawRoute, known_scopes: &[String]) -> Result<RouteConfig, ConfigError> {
+    let at = |message: String| ConfigError::Invalid(format!("routes (prefix {:?}): {message}", raw.prefix));
+    if !raw.prefix.starts_with('/') {
+        return Err(at("prefix must start with /".into()));
+    }
+    let uri: Uri = raw
+        .upstream
+        .parse()
+        .map_err(|_| at(format!("upstream {:?} is not a URL", raw.upstream)))?;
+    let scheme = uri
+        .scheme()
+        .cloned()
+        .ok_or_else(|| at("upstream needs a scheme such as http://".into()))?;
+    if scheme != http::uri::Scheme::HTTP {
+        return Err(at(format!("upstream scheme {scheme} is not supported; use http://")));
+    }
+    let authority = uri
+        .authority()
+        .cloned()
+        .ok_or_else(|| at("upstream needs a host and port".into()))?;
+    if uri.query().is_some() {
+        return Err(at("upstream must not have a query string".into()));
+    }
+    let base_path = uri.path().trim_end_matches('/').to_owned();
+
+    let mut require = RequiredScopes::default();
+    for (method, scope) in &raw.require {
+        if !known_scopes.contains(scope) {
+            return Err(at(format!(
+                "require names scope {scope:?}, which is not in tokens.scopes"
+            )));
+        }
+        if method == "*" {
+            require.otherwise = Some(scope.clone());
+        } else {
+            let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+                .map_err(|_| at(format!("require names an invalid method {method:?}")))?;
+            require.by_method.push((method, scope.clone()));
+        }
+    }
+    if raw.public && require.scopes().next().is_some() {
+        return Err(at("a public route cannot require scopes".into()));
+    }
+    Ok(RouteConfig {
+        prefix: raw.prefix,
+        upstream: Upstream {
+            scheme,
+            authority,
+            base_path,
+        },
+        public: raw.public,
+        require,
+        keep_authorization: raw.keep_authorization,
+        strip_prefix: raw.strip_prefix,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(Some(&path), Vec::new())
+    }
+
+    #[test]
+    fn built_in_defaults_are_valid() {
+        let config = Config::load(None, Vec::new()).unwrap();
+        assert_eq!(config.proxy.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.database.url.expose(), DEFAULT_DATABASE_URL);
+        assert_eq!(config.routes.len(), 1);
+        assert_eq!(
+            config.rate_limit.failed_auth.map(|r| r.to_string()).as_deref(),
+            Some("30/min")
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_line() {
+        let err = load_text("[proxy]\nlisten = \"127.0.0.1:1\"\nlisen = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lisen") && err.contains("line 3"), "{err}");
+        let err = load_text("[proxxy]\n").unwrap_err().to_string();
+        assert!(err.contains("proxxy"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, "[proxy]\nlisten = \"127.0.0.1:1\"\n").unwrap();
+        let env = vec![("TOKENGATE_PROXY__LISTEN".to_owned(), "127.0.0.1:2".to_owned())];
+        let config = Config::load(Some(&path), env).unwrap();
+        assert_eq!(config.proxy.listen.port(), 2);
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_are_masked() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("db-url");
+        std::fs::write(&secret, "postgres://app:hunter2@db/tokens\n").unwrap();
+        let config = load_text(&format!("[database]\nurl_file = {:?}\n", secret.display().to_string())).unwrap();
+        assert_eq!(config.database.url.expose(), "postgres://app:hunter2@db/tokens");
+        assert!(!format!("{config:?}").contains("hunter2"));
+        assert!(!config.describe().contains("hunter2"));
+    }
+
+    #[test]
+    fn routes_are_validated() {
+        let base = "[[routes]]\nprefix = \"/api\"\n";
+        assert!(load_text(&format!("{base}upstream = \"ftp://x\"\n")).is_err());
+        assert!(
+            load_text(&format!(
+                "{base}upstream = \"http://h:1\"\nrequire = {{ GET = \"admin\" }}\n"
+            ))
+            .is_err()
+        );
+        let config = load_text(&format!(
+            "{base}upstream = \"http://h:1/base/\"\nrequire = {{ GET = \"read\", \"*\" = \"write\" }}\n"
+        ))
+        .unwrap();
+        let route = &config.routes[0];
+        assert_eq!(route.upstream.base_path, "/base");
+        assert_eq!(route.require.for_method(&Method::GET), Some("read"));
+        assert_eq!(route.require.for_method(&Method::DELETE), Some("write"));
+    }
+
+    #[test]
+    fn lifetimes_are_consistent() {
+        let err = load_text("[tokens]\ndefault_lifetime = \"400d\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_lifetime"), "{err}");
+    }
+}

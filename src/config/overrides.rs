@@ -1,0 +1,110 @@
+//! Environment overrides: `TOKENGATE_<SECTION>__<KEY>=value` replaces `[section] key`.
+
+use serde::Deserialize;
+use toml::{Table, Value};
+
+use super::ConfigError;
+use super::raw::RawConfig;
+
+const ENV_PREFIX: &str = "TOKENGATE_";
+
+/// Applies every `TOKENGATE_<SECTION>__<KEY>` variable to the parsed file. Variables without
+/// the double underscore (such as `TOKENGATE_CONFIG`) are not overrides and are left alone.
+/// A variable naming an unknown section or key, or holding a value of the wrong type, is an
+/// error that names the variable.
+pub fn apply_env_overrides(
+    table: &mut Table,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    for (name, text) in vars {
+        let Some(path) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let Some((section, key)) = path.split_once("__") else {
+            continue;
+        };
+        let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+        let value = typed_value(&section, &key, &text)
+            .map_err(|message| ConfigError::Invalid(format!("environment variable {name}: {message}")))?;
+        let section_table = table
+            .entry(section.clone())
+            .or_insert_with(|| Value::Table(Table::new()));
+        match section_table {
+            Value::Table(entries) => {
+                entries.insert(key, value);
+            }
+            _ => {
+                return Err(ConfigError::Invalid(format!(
+                    "environment variable {name}: [{section}] is not a section"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Finds the TOML value for an override: the text as a string when that is what the key
+/// takes, else the text read as a TOML value (`true`, `42`, `["a", "b"]`). Each candidate is
+/// checked against the file model on its own, so an unknown key or a wrong type is caught here
+/// with the variable's name rather than later without it.
+fn typed_value(section: &str, key: &str, text: &str) -> Result<Value, String> {
+    let as_string = Value::String(text.to_owned());
+    let first_error = match check_alone(section, key, as_string.clone()) {
+        Ok(()) => return Ok(as_string),
+        Err(message) => message,
+    };
+    if let Ok(mut parsed) = toml::from_str::<Table>(&format!("v = {text}"))
+        && let Some(value) = parsed.remove("v")
+            && check_alone(section, key, value.clone()).is_ok() {
+                return Ok(value);
+            }
+    Err(first_error)
+}
+
+fn check_alone(section: &str, key: &str, value: Value) -> Result<(), String> {
+    let mut inner = Table::new();
+    inner.insert(key.to_owned(), value);
+    let mut outer = Table::new();
+    outer.insert(section.to_owned(), Value::Table(inner));
+    RawConfig::deserialize(Value::Table(outer))
+        .map(|_| ())
+        .map_err(|e| e.message().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn overrides_strings_bools_and_lists() {
+        let mut table = Table::new();
+        apply_env_overrides(
+            &mut table,
+            vars(&[
+                ("TOKENGATE_PROXY__LISTEN", "127.0.0.1:9090"),
+                ("TOKENGATE_TOKENS__ALLOW_NEVER_EXPIRES", "true"),
+                ("TOKENGATE_TOKENS__SCOPES", "[\"read\"]"),
+                ("TOKENGATE_CONFIG", "ignored.toml"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(table["proxy"]["listen"].as_str(), Some("127.0.0.1:9090"));
+        assert_eq!(table["tokens"]["allow_never_expires"].as_bool(), Some(true));
+        assert_eq!(table["tokens"]["scopes"].as_array().map(Vec::len), Some(1));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_types_name_the_variable() {
+        let mut table = Table::new();
+        let err = apply_env_overrides(&mut table, vars(&[("TOKENGATE_PROXY__LISTN", "x")])).unwrap_err();
+        assert!(err.to_string().contains("TOKENGATE_PROXY__LISTN"), "{err}");
+        let err =
+            apply_env_overrides(&mut table, vars(&[("TOKENGATE_TOKENS__ALLOW_NEVER_EXPIRES", "maybe")])).unwrap_err();
+        assert!(err.to_string().contains("ALLOW_NEVER_EXPIRES"), "{err}");
+    }
+}

@@ -1,0 +1,159 @@
+//! The configuration file as written: plain serde types that refuse unknown keys. Nothing
+//! outside `config` sees these; they are validated into [`super::Config`] once.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub proxy: RawProxy,
+    pub admin: RawAdmin,
+    pub database: RawDatabase,
+    pub sync: RawSync,
+    pub usage: RawUsage,
+    pub tokens: RawTokens,
+    pub rate_limit: RawRateLimit,
+    pub routes: Option<Vec<RawRoute>>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawProxy {
+    pub listen: String,
+    pub realm: String,
+    pub trusted_proxies: Vec<String>,
+    pub connect_timeout: String,
+    pub upstream_timeout: String,
+}
+
+impl Default for RawProxy {
+    fn default() -> Self {
+        RawProxy {
+            listen: "127.0.0.1:8080".into(),
+            realm: "tokengate".into(),
+            trusted_proxies: Vec::new(),
+            connect_timeout: "5s".into(),
+            upstream_timeout: "30s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAdmin {
+    pub listen: String,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        RawAdmin {
+            listen: "127.0.0.1:8081".into(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDatabase {
+    pub url: Option<String>,
+    pub url_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSync {
+    pub interval: String,
+}
+
+impl Default for RawSync {
+    fn default() -> Self {
+        RawSync {
+            interval: "250ms".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawUsage {
+    pub flush_interval: String,
+}
+
+impl Default for RawUsage {
+    fn default() -> Self {
+        RawUsage {
+            flush_interval: "1s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTokens {
+    pub default_lifetime: String,
+    pub max_lifetime: String,
+    pub allow_never_expires: bool,
+    pub scopes: Vec<String>,
+    pub default_scopes: Vec<String>,
+}
+
+impl Default for RawTokens {
+    fn default() -> Self {
+        RawTokens {
+            default_lifetime: "90d".into(),
+            max_lifetime: "365d".into(),
+            allow_never_expires: false,
+            scopes: vec!["read".into(), "write".into()],
+            default_scopes: vec!["read".into(), "write".into()],
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRateLimit {
+    /// `None` or `"none"`: tokens without their own limit are not limited.
+    pub default: Option<String>,
+    pub failed_auth: Option<String>,
+}
+
+impl Default for RawRateLimit {
+    fn default() -> Self {
+        RawRateLimit {
+            default: None,
+            failed_auth: Some("30/min".into()),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub prefix: String,
+    pub upstream: String,
+    #[serde(default)]
+    pub public: bool,
+    #[serde(default)]
+    pub require: BTreeMap<String, String>,
+    #[serde(default)]
+    pub keep_authorization: bool,
+    #[serde(default)]
+    pub strip_prefix: bool,
+}
+
+impl RawRoute {
+    /// The route used when the configuration names none: everything to the example upstream.
+    pub fn built_in_default() -> Self {
+        RawRoute {
+            prefix: "/".into(),
+            upstream: "http://127.0.0.1:9000".into(),
+            public: false,
+            require: BTreeMap::new(),
+            keep_authorization: false,
+            strip_prefix: false,
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! `serve`: wires the store, the index and its sync, the usage flusher, the proxy and the
+//! admin listener together, and takes them down in order at shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{Health, serve_admin};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::index::TokenIndex;
+use crate::proxy::Proxy;
+use crate::server::serve_proxy;
+use crate::store::{Store, StoreError};
+use crate::sync::IndexSync;
+use crate::usage::UsageRecorder;
+
+/// The listeners a gateway serves on; bound by the caller so tests can use port 0.
+pub struct Listeners {
+    pub proxy: TcpListener,
+    pub admin: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the configured addresses.
+    pub async fn bind(config: &Config) -> std::io::Result<Listeners> {
+        Ok(Listeners {
+            proxy: crate::server::bind(config.proxy.listen).await?,
+            admin: crate::server::bind(config.admin.listen).await?,
+        })
+    }
+
+    pub fn addresses(&self) -> std::io::Result<(SocketAddr, SocketAddr)> {
+        Ok((self.proxy.local_addr()?, self.admin.local_addr()?))
+    }
+}
+
+/// A running gateway's shared parts, for callers that also drive the control path in-process.
+pub struct Gateway {
+    pub store: Store,
+    pub sync: Arc<IndexSync>,
+    pub usage: Arc<UsageRecorder>,
+    pub health: Arc<Health>,
+}
+
+impl Gateway {
+    /// Opens the database (migrating it) and loads the index.
+    pub async fn start(config: &Config) -> Result<Gateway, StoreError> {
+        let store = Store::open(&config.database.url).await?;
+        let sync = IndexSync::load(store.clone(), Arc::new(TokenIndex::new())).await?;
+        Ok(Gateway {
+            store,
+            sync,
+            usage: Arc::new(UsageRecorder::new()),
+            health: Arc::new(Health::default()),
+        })
+    }
+
+    /// Serves until `shutdown` is cancelled: stops accepting, drains open requests, stops the
+    /// sync, writes the last-use records, closes the database.
+    pub async fn serve(self, config: &Config, listeners: Listeners, clock: Clock, shutdown: CancellationToken) {
+        let proxy = Arc::new(Proxy::new(
+            config,
+            Arc::clone(self.sync.index()),
+            Arc::clone(&self.usage),
+            clock,
+        ));
+        let background = CancellationToken::new();
+        let follower =
+            tokio::spawn(Arc::clone(&self.sync).follow(config.sync.interval, background.clone().cancelled_owned()));
+        let flusher = tokio::spawn(Arc::clone(&self.usage).run_flusher(
+            self.store.clone(),
+            config.usage.flush_interval,
+            background.clone().cancelled_owned(),
+        ));
+        if let Ok((proxy_addr, admin_addr)) = listeners.addresses() {
+            tracing::info!(proxy = %proxy_addr, admin = %admin_addr, routes = config.routes.len(), "tokengate listening");
+        }
+        self.health.set_ready(true);
+        let admin = tokio::spawn(serve_admin(listeners.admin, Arc::clone(&self.health), shutdown.clone()));
+        let health = Arc::clone(&self.health);
+        let draining = shutdown.clone();
+        tokio::spawn(async move {
+            draining.cancelled().await;
+            health.set_ready(false);
+        });
+        serve_proxy(listeners.proxy, proxy, shutdown).await;
+        tracing::info!("proxy drained; writing last-use records");
+        background.cancel();
+        let _ = follower.await;
+        let _ = flusher.await;
+        let _ = admin.await;
+        self.store.close().await;
+        tracing::info!("tokengate stopped");
+    }
+}

@@ -1,0 +1,202 @@
+//! The in-memory index the data path reads: token digest → token, account id → account.
+//! Kept in step with the database by `sync`; never written by the data path.
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use http::HeaderValue;
+
+use crate::clock::{UnixTime, to_rfc3339};
+use crate::rate::Rate;
+use crate::store::{IndexAccountRow, IndexTokenRow};
+use crate::token::TokenDigest;
+
+/// What the gateway knows of a token. Revoked tokens stay in the index so that their use can
+/// be told apart from an unknown token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexedToken {
+    pub id: i64,
+    pub account_id: i64,
+    pub name: Box<str>,
+    pub scopes: Box<[Box<str>]>,
+    pub rate_limit: Option<Rate>,
+    pub expires_at: Option<UnixTime>,
+    pub revoked: bool,
+    /// Built once here so the data path only clones them.
+    pub headers: IdentityHeaders,
+}
+
+/// The header values the proxy sends for a token, prebuilt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdentityHeaders {
+    pub id: HeaderValue,
+    pub name: HeaderValue,
+    /// Space-separated.
+    pub scopes: HeaderValue,
+    /// RFC 3339, for `X-Auth-Token-Expires`.
+    pub expires: Option<HeaderValue>,
+}
+
+/// A header value from text the database holds; characters a header cannot carry become `?`.
+fn header_value(text: &str) -> HeaderValue {
+    HeaderValue::from_bytes(text.as_bytes()).unwrap_or_else(|_| {
+        let cleaned: String = text.chars().map(|c| if c.is_control() { '?' } else { c }).collect();
+        HeaderValue::from_bytes(cleaned.as_bytes()).unwrap_or_else(|_| HeaderValue::from_static("?"))
+    })
+}
+
+impl IndexedToken {
+    /// Whether the token carries `scope`; `*` carries every scope.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| &**s == scope || &**s == "*")
+    }
+
+    pub fn is_expired(&self, now: UnixTime) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    fn from_row(row: IndexTokenRow) -> Option<(TokenDigest, IndexedToken)> {
+        let digest = TokenDigest::from_bytes(&row.digest)?;
+        let headers = IdentityHeaders {
+            id: HeaderValue::from(row.id),
+            name: header_value(&row.name),
+            scopes: header_value(&row.scopes.split_whitespace().collect::<Vec<_>>().join(" ")),
+            expires: row.expires_at.map(|at| header_value(&to_rfc3339(at))),
+        };
+        let token = IndexedToken {
+            id: row.id,
+            account_id: row.account_id,
+            name: row.name.into_boxed_str(),
+            scopes: row.scopes.split_whitespace().map(Box::from).collect(),
+            // A limit the database holds was valid when written; an unreadable one means no limit
+            // rather than a token that can never be used.
+            rate_limit: row.rate_limit.as_deref().and_then(|r| r.parse().ok()),
+            expires_at: row.expires_at,
+            revoked: row.revoked_at.is_some(),
+            headers,
+        };
+        Some((digest, token))
+    }
+}
+
+/// What the gateway knows of an account.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexedAccount {
+    pub id: i64,
+    /// As the owner wrote it, for the identity header.
+    pub email: Box<str>,
+    pub email_header: HeaderValue,
+    /// Lower-cased, for matching the credentials' user name.
+    pub email_norm: Box<str>,
+    pub enabled: bool,
+    pub can_create_tokens: bool,
+}
+
+impl IndexedAccount {
+    /// Whether `presented` is this account's email, ignoring case.
+    pub fn email_matches(&self, presented: &str) -> bool {
+        if presented.is_ascii() {
+            presented.eq_ignore_ascii_case(&self.email_norm)
+        } else {
+            presented.to_lowercase() == *self.email_norm
+        }
+    }
+}
+
+impl From<IndexAccountRow> for IndexedAccount {
+    fn from(row: IndexAccountRow) -> Self {
+        IndexedAccount {
+            id: row.id,
+            email_header: header_value(&row.email),
+            email: row.email.into_boxed_str(),
+            email_norm: row.email_norm.into_boxed_str(),
+            enabled: row.enabled,
+            can_create_tokens: row.can_create_tokens,
+        }
+    }
+}
+
+/// The index itself. Lookups clone an `Arc` out and release the shard lock at once.
+#[derive(Debug, Default)]
+pub struct TokenIndex {
+    tokens: DashMap<TokenDigest, Arc<IndexedToken>>,
+    accounts: DashMap<i64, Arc<IndexedAccount>>,
+}
+
+impl TokenIndex {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn token(&self, digest: &TokenDigest) -> Option<Arc<IndexedToken>> {
+        self.tokens.get(digest).map(|entry| Arc::clone(entry.value()))
+    }
+
+    pub fn account(&self, id: i64) -> Option<Arc<IndexedAccount>> {
+        self.accounts.get(&id).map(|entry| Arc::clone(entry.value()))
+    }
+
+    /// Inserts or replaces a token from its database row. Rows with a malformed digest are
+    /// skipped (they could never match a presented secret).
+    pub fn upsert_token(&self, row: IndexTokenRow) {
+        if let Some((digest, token)) = IndexedToken::from_row(row) {
+            self.tokens.insert(digest, Arc::new(token));
+        }
+    }
+
+    pub fn upsert_account(&self, row: IndexAccountRow) {
+        self.accounts.insert(row.id, Arc::new(IndexedAccount::from(row)));
+    }
+
+    pub fn token_count(&self) -> usize {
+        self.tokens.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token_row(id: i64, secret: &str, scopes: &str) -> IndexTokenRow {
+        IndexTokenRow {
+            id,
+            account_id: 1,
+            name: format!("t{id}"),
+            digest: TokenDigest::of(secret).as_bytes().to_vec(),
+            scopes: scopes.into(),
+            rate_limit: Some("10/s".into()),
+            expires_at: Some(100),
+            revoked_at: None,
+        }
+    }
+
+    #[test]
+    fn upsert_replaces_and_lookup_finds_by_digest() {
+        let index = TokenIndex::new();
+        index.upsert_token(token_row(1, "secret-one", "read"));
+        let found = index.token(&TokenDigest::of("secret-one")).unwrap();
+        assert!(found.has_scope("read") && !found.has_scope("write"));
+        assert_eq!(found.rate_limit.map(|r| r.to_string()).as_deref(), Some("10/s"));
+        let mut revoked = token_row(1, "secret-one", "*");
+        revoked.revoked_at = Some(50);
+        index.upsert_token(revoked);
+        let found = index.token(&TokenDigest::of("secret-one")).unwrap();
+        assert!(found.revoked && found.has_scope("write"));
+        assert!(found.is_expired(100) && !found.is_expired(99));
+        assert!(index.token(&TokenDigest::of("secret-two")).is_none());
+        assert_eq!(index.token_count(), 1);
+    }
+
+    #[test]
+    fn emails_match_without_case() {
+        let account = IndexedAccount::from(IndexAccountRow {
+            id: 1,
+            email: "Ann@Example.com".into(),
+            email_norm: "ann@example.com".into(),
+            enabled: true,
+            can_create_tokens: true,
+        });
+        assert!(account.email_matches("ANN@example.COM"));
+        assert!(!account.email_matches("bob@example.com"));
+    }
+}

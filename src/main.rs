@@ -1,0 +1,38 @@
+//! The `tokengate` binary: parse the command line, set up logging, run, map the outcome to an
+//! exit status (0 success, 1 runtime failure, 2 usage or configuration error).
+
+use clap::Parser;
+use tokengate::cli::{Cli, Command, run};
+use tracing_subscriber::EnvFilter;
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(matches!(cli.command, Command::Serve));
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("tokengate: cannot start the runtime: {error}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(error) = runtime.block_on(run(cli)) {
+        eprintln!("tokengate: {error}");
+        std::process::exit(error.exit_code());
+    }
+}
+
+/// Logs go to stderr: `info` for `serve`, `warn` for one-shot commands; `TOKENGATE_LOG`
+/// (an EnvFilter such as `debug` or `tokengate=debug`) overrides; `TOKENGATE_LOG_FORMAT=json`
+/// writes one JSON object per line.
+fn init_logging(serving: bool) {
+    let default = if serving { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_env("TOKENGATE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("TOKENGATE_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

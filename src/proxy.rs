@@ -1,0 +1,130 @@
+//! The data path: one request from arrival to the upstream's response, as named phases.
+//!
+//! route → client address → authenticate → authorise scopes → record use → forward.
+//! Nothing here touches the database: the index answers who the caller is, the usage
+//! recorder takes the last use in memory.
+
+pub mod authenticate;
+pub mod client_ip;
+pub mod credentials;
+pub mod forward;
+pub mod reject;
+pub mod route;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use ipnet::IpNet;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::index::TokenIndex;
+use crate::usage::UsageRecorder;
+use authenticate::{Identity, authenticate};
+use forward::{Caller, ForwardError, UpstreamClient, X_AUTH_TOKEN_EXPIRES};
+use route::{Router, is_safe_path};
+
+/// A response body: the upstream's, streamed, or one of the gateway's own.
+pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+
+/// Everything the data path reads, built once at start.
+pub struct Proxy {
+    router: Router,
+    index: Arc<TokenIndex>,
+    usage: Arc<UsageRecorder>,
+    clock: Clock,
+    client: UpstreamClient,
+    challenge: HeaderValue,
+    trusted_proxies: Vec<IpNet>,
+    upstream_timeout: Duration,
+}
+
+impl Proxy {
+    pub fn new(config: &Config, index: Arc<TokenIndex>, usage: Arc<UsageRecorder>, clock: Clock) -> Self {
+        Proxy {
+            router: Router::new(&config.routes),
+            index,
+            usage,
+            clock,
+            client: forward::upstream_client(config.proxy.connect_timeout),
+            challenge: reject::challenge(&config.proxy.realm),
+            trusted_proxies: config.proxy.trusted_proxies.clone(),
+            upstream_timeout: config.proxy.upstream_timeout,
+        }
+    }
+
+    /// Handles one request from `peer`.
+    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+        let path = request.uri().path();
+        if !is_safe_path(path) {
+            return reject::bad_path();
+        }
+        let Some(route) = self.router.route(path).cloned() else {
+            return reject::no_route();
+        };
+        let client_ip = client_ip::client_ip(peer.ip(), request.headers(), &self.trusted_proxies);
+        let peer_trusted = self
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(&peer.ip().to_canonical()));
+
+        let identity = if route.public {
+            None
+        } else {
+            let now = self.clock.now();
+            match authenticate(&self.index, request.headers(), now) {
+                Ok(identity) => Some(identity),
+                Err(failure) => {
+                    tracing::info!(reason = failure.reason(), client = %client_ip, method = %request.method(),
+                        path, "request refused: unauthenticated");
+                    return reject::unauthorized(&self.challenge);
+                }
+            }
+        };
+
+        if let Some(identity) = &identity {
+            if let Some(scope) = route.require.for_method(request.method())
+                && !identity.token.has_scope(scope) {
+                    tracing::info!(token_id = identity.token.id, scope, client = %client_ip, "request refused: missing scope");
+                    return reject::missing_scope(scope);
+                }
+            self.usage
+                .record(identity.token.id, self.clock.now(), request.method(), path, client_ip);
+        }
+
+        let caller = Caller {
+            client_ip,
+            peer_trusted,
+            identity: identity.as_ref(),
+        };
+        let Some(upstream_request) = forward::upstream_request(request, &route, &caller) else {
+            return reject::bad_path();
+        };
+        match forward::send(&self.client, upstream_request, self.upstream_timeout).await {
+            Ok(response) => respond(response, identity.as_ref()),
+            Err(ForwardError::Unreachable(error)) => {
+                tracing::warn!(upstream = %route.upstream, %error, "upstream unreachable");
+                reject::bad_gateway()
+            }
+            Err(ForwardError::TimedOut) => {
+                tracing::warn!(upstream = %route.upstream, timeout_ms = self.upstream_timeout.as_millis() as u64,
+                    "upstream timed out");
+                reject::gateway_timeout()
+            }
+        }
+    }
+}
+
+/// The upstream's response as the client gets it: its body streamed, the token's expiry added.
+fn respond(response: Response<Incoming>, identity: Option<&Identity>) -> Response<ProxyBody> {
+    let mut response = response.map(Either::Left);
+    if let Some(expires) = identity.and_then(|i| i.token.headers.expires.clone()) {
+        response.headers_mut().insert(&X_AUTH_TOKEN_EXPIRES, expires);
+    }
+    response
+}

@@ -1,0 +1,91 @@
+//! The client's address: the socket peer, unless the peer is a trusted proxy; then the
+//! right-most `X-Forwarded-For` entry that is not itself trusted.
+
+use std::net::IpAddr;
+
+use http::HeaderMap;
+use ipnet::IpNet;
+
+pub static X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+
+fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
+    trusted.iter().any(|net| net.contains(&ip))
+}
+
+/// Resolves the client address. A client cannot choose its address by sending
+/// `X-Forwarded-For` itself: the header is read only when the peer is trusted, and only up to
+/// the first untrusted hop from the right.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let peer = peer.to_canonical();
+    if trusted.is_empty() || !is_trusted(peer, trusted) {
+        return peer;
+    }
+    let mut candidate = peer;
+    for value in headers.get_all(&X_FORWARDED_FOR).iter().rev() {
+        let Ok(text) = value.to_str() else { return candidate };
+        for entry in text.rsplit(',') {
+            let Some(ip) = parse_entry(entry) else { return candidate };
+            candidate = ip;
+            if !is_trusted(ip, trusted) {
+                return ip;
+            }
+        }
+    }
+    candidate
+}
+
+/// An `X-Forwarded-For` entry: an address, perhaps with a port or brackets.
+fn parse_entry(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return Some(ip.to_canonical());
+    }
+    entry
+        .parse::<std::net::SocketAddr>()
+        .ok()
+        .map(|s| s.ip().to_canonical())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn xff(values: &[&str]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for v in values {
+            map.append(&X_FORWARDED_FOR, HeaderValue::from_str(v).unwrap());
+        }
+        map
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn untrusted_peers_cannot_choose_their_address() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), &xff(&["1.2.3.4"]), &trusted),
+            ip("203.0.113.9")
+        );
+        assert_eq!(client_ip(ip("203.0.113.9"), &xff(&["1.2.3.4"]), &[]), ip("203.0.113.9"));
+    }
+
+    #[test]
+    fn trusted_peers_yield_the_rightmost_untrusted_entry() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let headers = xff(&["6.6.6.6, 198.51.100.7", "10.1.1.1"]);
+        assert_eq!(client_ip(ip("10.0.0.1"), &headers, &trusted), ip("198.51.100.7"));
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &xff(&["garbage, 10.2.2.2"]), &trusted),
+            ip("10.2.2.2")
+        );
+        assert_eq!(client_ip(ip("10.0.0.1"), &HeaderMap::new(), &trusted), ip("10.0.0.1"));
+        assert_eq!(
+            client_ip(ip("::ffff:10.0.0.1"), &xff(&["[2001:db8::1]:443"]), &trusted),
+            ip("2001:db8::1")
+        );
+    }
+}

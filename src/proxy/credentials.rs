@@ -1,0 +1,162 @@
+//! Reading `Authorization: Basic base64(EMAIL:TOKEN)` without trusting any of it.
+
+use base64::Engine;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
+use zeroize::Zeroizing;
+
+/// Longer `Authorization` values are refused before decoding (an email of 254 bytes and a
+/// secret of 512 fit with room to spare).
+const MAX_HEADER_LEN: usize = 2048;
+
+/// Standard base64, padding optional: some clients leave it off.
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Why credentials could not be read. Every one of them becomes the same 401.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialError {
+    Missing,
+    Repeated,
+    TooLong,
+    NotBasic,
+    BadBase64,
+    NotUtf8,
+    NoColon,
+    ControlCharacter,
+    EmptyUser,
+    EmptySecret,
+}
+
+impl CredentialError {
+    pub fn reason(self) -> &'static str {
+        match self {
+            CredentialError::Missing => "missing_credentials",
+            CredentialError::Repeated => "repeated_authorization_header",
+            CredentialError::TooLong => "credentials_too_long",
+            CredentialError::NotBasic => "not_basic_auth",
+            CredentialError::BadBase64 => "bad_base64",
+            CredentialError::NotUtf8 => "not_utf8",
+            CredentialError::NoColon => "no_colon",
+            CredentialError::ControlCharacter => "control_character",
+            CredentialError::EmptyUser => "empty_user",
+            CredentialError::EmptySecret => "empty_secret",
+        }
+    }
+}
+
+/// Decoded credentials; the buffer is zeroed when dropped and never printed.
+pub struct Credentials {
+    decoded: Zeroizing<String>,
+    colon: usize,
+}
+
+impl Credentials {
+    pub fn email(&self) -> &str {
+        &self.decoded[..self.colon]
+    }
+
+    pub fn secret(&self) -> &str {
+        &self.decoded[self.colon + 1..]
+    }
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("email", &self.email())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads the one `Authorization` header of a request.
+pub fn read_credentials(headers: &HeaderMap) -> Result<Credentials, CredentialError> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let value = values.next().ok_or(CredentialError::Missing)?;
+    if values.next().is_some() {
+        return Err(CredentialError::Repeated);
+    }
+    let value = value.as_bytes();
+    if value.len() > MAX_HEADER_LEN {
+        return Err(CredentialError::TooLong);
+    }
+    let (scheme, encoded) = split_scheme(value).ok_or(CredentialError::NotBasic)?;
+    if !scheme.eq_ignore_ascii_case(b"basic") {
+        return Err(CredentialError::NotBasic);
+    }
+    let decoded = Zeroizing::new(BASE64.decode(trim(encoded)).map_err(|_| CredentialError::BadBase64)?);
+    let decoded = Zeroizing::new(String::from_utf8(decoded.to_vec()).map_err(|_| CredentialError::NotUtf8)?);
+    if decoded.chars().any(char::is_control) {
+        return Err(CredentialError::ControlCharacter);
+    }
+    let colon = decoded.find(':').ok_or(CredentialError::NoColon)?;
+    let credentials = Credentials { decoded, colon };
+    if credentials.email().is_empty() {
+        return Err(CredentialError::EmptyUser);
+    }
+    if credentials.secret().is_empty() {
+        return Err(CredentialError::EmptySecret);
+    }
+    Ok(credentials)
+}
+
+fn split_scheme(value: &[u8]) -> Option<(&[u8], &[u8])> {
+    let value = trim(value);
+    let space = value.iter().position(|b| *b == b' ')?;
+    Some((&value[..space], &value[space + 1..]))
+}
+
+fn trim(bytes: &[u8]) -> &[u8] {
+    bytes.trim_ascii()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(values: &[&[u8]]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for value in values {
+            map.append(AUTHORIZATION, HeaderValue::from_bytes(value).unwrap());
+        }
+        map
+    }
+
+    fn basic(raw: &[u8]) -> Vec<u8> {
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw)).into_bytes()
+    }
+
+    #[test]
+    fn reads_email_and_secret() {
+        let creds = read_credentials(&headers(&[&basic(b"ann@example.com:tg_abc:def")])).unwrap();
+        assert_eq!((creds.email(), creds.secret()), ("ann@example.com", "tg_abc:def"));
+        let creds = read_credentials(&headers(&[b"bAsIc YW5uOng"])).unwrap();
+        assert_eq!((creds.email(), creds.secret()), ("ann", "x"));
+        assert!(!format!("{creds:?}").contains('x'));
+    }
+
+    #[test]
+    fn refuses_every_malformed_shape() {
+        let cases: Vec<(Vec<Vec<u8>>, CredentialError)> = vec![
+            (vec![], CredentialError::Missing),
+            (vec![basic(b"a:b"), basic(b"a:b")], CredentialError::Repeated),
+            (vec![b"Bearer abc".to_vec()], CredentialError::NotBasic),
+            (vec![b"Basic".to_vec()], CredentialError::NotBasic),
+            (vec![b"Basic !!!".to_vec()], CredentialError::BadBase64),
+            (vec![basic(b"\xff\xfe:x")], CredentialError::NotUtf8),
+            (vec![basic(b"no-colon")], CredentialError::NoColon),
+            (vec![basic(b"a\x07b:x")], CredentialError::ControlCharacter),
+            (vec![basic(b":secret")], CredentialError::EmptyUser),
+            (vec![basic(b"ann@example.com:")], CredentialError::EmptySecret),
+            (vec![basic(&vec![b'a'; 4096])], CredentialError::TooLong),
+        ];
+        for (values, expected) in cases {
+            let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+            assert_eq!(read_credentials(&headers(&refs)).unwrap_err(), expected);
+        }
+    }
+}

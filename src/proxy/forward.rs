@@ -1,0 +1,185 @@
+//! Forwarding: rewrite the request for the upstream (hop-by-hop headers out, `X-Forwarded-*`
+//! and identity headers in), send it on the pooled client with a timeout, and clean the
+//! response. Bodies are streamed both ways, never buffered.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use http::header::{
+    AUTHORIZATION, CONNECTION, HOST, HeaderMap, HeaderName, HeaderValue, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE,
+    TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
+use http::{Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use super::authenticate::Identity;
+use super::client_ip::X_FORWARDED_FOR;
+use super::route::Route;
+
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub static X_AUTH_USER: HeaderName = HeaderName::from_static("x-auth-user");
+pub static X_AUTH_TOKEN_ID: HeaderName = HeaderName::from_static("x-auth-token-id");
+pub static X_AUTH_TOKEN_NAME: HeaderName = HeaderName::from_static("x-auth-token-name");
+pub static X_AUTH_SCOPES: HeaderName = HeaderName::from_static("x-auth-scopes");
+pub static X_AUTH_TOKEN_EXPIRES: HeaderName = HeaderName::from_static("x-auth-token-expires");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static HTTP: HeaderValue = HeaderValue::from_static("http");
+
+/// The identity headers the gateway sets; a client's own copies are always dropped.
+static IDENTITY_HEADERS: [&HeaderName; 4] = [&X_AUTH_USER, &X_AUTH_TOKEN_ID, &X_AUTH_TOKEN_NAME, &X_AUTH_SCOPES];
+
+pub type UpstreamClient = Client<HttpConnector, Incoming>;
+
+/// The pooled keep-alive client every route shares.
+pub fn upstream_client(connect_timeout: Duration) -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector.set_nodelay(true);
+    connector.enforce_http(true);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(256)
+        .build(connector)
+}
+
+/// Removes the headers that describe one hop, including those the `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        &CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &PROXY_AUTHENTICATE,
+        &PROXY_AUTHORIZATION,
+        &TE,
+        &TRAILER,
+        &TRANSFER_ENCODING,
+        &UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// What the request rewrite needs to know about the caller.
+pub struct Caller<'a> {
+    pub client_ip: IpAddr,
+    /// The socket peer is a trusted proxy: its `X-Forwarded-*` headers are extended, not replaced.
+    pub peer_trusted: bool,
+    pub identity: Option<&'a Identity>,
+}
+
+/// Turns the client's request into the upstream's. Returns `None` when the target URI cannot
+/// be built (which a validated route and a parsed request path should never cause).
+pub fn upstream_request(
+    mut request: Request<Incoming>,
+    route: &Route,
+    caller: &Caller<'_>,
+) -> Option<Request<Incoming>> {
+    let path = route.upstream_path(request.uri().path());
+    let path_and_query = match request.uri().query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.into_owned(),
+    };
+    let uri = Uri::builder()
+        .scheme(route.upstream.scheme.clone())
+        .authority(route.upstream.authority.clone())
+        .path_and_query(path_and_query)
+        .build()
+        .ok()?;
+    let original_host = request.headers().get(HOST).cloned().or_else(|| {
+        request
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    *request.uri_mut() = uri;
+    *request.version_mut() = Version::HTTP_11;
+
+    let headers = request.headers_mut();
+    strip_hop_by_hop(headers);
+    headers.remove(HOST);
+    for name in IDENTITY_HEADERS {
+        headers.remove(name);
+    }
+    if !route.keep_authorization {
+        headers.remove(AUTHORIZATION);
+    }
+    set_forwarded(headers, caller, original_host);
+    if let Some(identity) = caller.identity {
+        let id = &identity.token.headers;
+        headers.insert(&X_AUTH_USER, identity.account.email_header.clone());
+        headers.insert(&X_AUTH_TOKEN_ID, id.id.clone());
+        headers.insert(&X_AUTH_TOKEN_NAME, id.name.clone());
+        headers.insert(&X_AUTH_SCOPES, id.scopes.clone());
+    }
+    Some(request)
+}
+
+fn set_forwarded(headers: &mut HeaderMap, caller: &Caller<'_>, original_host: Option<HeaderValue>) {
+    let client = caller.client_ip.to_string();
+    let forwarded_for = if caller.peer_trusted {
+        let chain: Vec<&str> = headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if chain.is_empty() {
+            client
+        } else {
+            format!("{}, {client}", chain.join(", "))
+        }
+    } else {
+        client
+    };
+    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+        headers.insert(&X_FORWARDED_FOR, value);
+    }
+    if !(caller.peer_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        headers.insert(&X_FORWARDED_PROTO, HTTP.clone());
+    }
+    if !(caller.peer_trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+        match original_host {
+            Some(host) => headers.insert(&X_FORWARDED_HOST, host),
+            None => headers.remove(&X_FORWARDED_HOST),
+        };
+    }
+}
+
+/// Why the upstream gave no response.
+#[derive(Debug)]
+pub enum ForwardError {
+    /// Connecting failed or the connection broke: 502.
+    Unreachable(hyper_util::client::legacy::Error),
+    /// No response head within `proxy.upstream_timeout`: 504.
+    TimedOut,
+}
+
+/// Sends the request and waits for the response head, at most `timeout`.
+pub async fn send(
+    client: &UpstreamClient,
+    request: Request<Incoming>,
+    timeout: Duration,
+) -> Result<Response<Incoming>, ForwardError> {
+    match tokio::time::timeout(timeout, client.request(request)).await {
+        Ok(Ok(mut response)) => {
+            strip_hop_by_hop(response.headers_mut());
+            Ok(response)
+        }
+        Ok(Err(error)) => Err(ForwardError::Unreachable(error)),
+        Err(_) => Err(ForwardError::TimedOut),
+    }
+}

@@ -1,0 +1,76 @@
+//! The gateway's own responses: small JSON bodies, the same for every reason of one status.
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use http::{Response, StatusCode};
+use http_body_util::{Either, Full};
+
+use super::ProxyBody;
+
+static JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+fn json_error(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(body.as_bytes()))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, JSON.clone());
+    response
+}
+
+/// The one 401, whatever the reason: nothing in it tells a guesser what was wrong.
+pub fn unauthorized(challenge: &HeaderValue) -> Response<ProxyBody> {
+    let mut response = json_error(
+        StatusCode::UNAUTHORIZED,
+        r#"{"error":{"code":"unauthorized","message":"valid credentials are required: Basic auth with your account email and an API token"}}"#,
+    );
+    response.headers_mut().insert(WWW_AUTHENTICATE, challenge.clone());
+    response
+}
+
+/// 403 naming the scope the token lacks (the caller is authenticated, so this reveals nothing).
+pub fn missing_scope(scope: &str) -> Response<ProxyBody> {
+    let body = serde_json::json!({
+        "error": {
+            "code": "insufficient_scope",
+            "message": format!("this token lacks the scope {scope:?} that this request requires"),
+            "missing_scope": scope,
+        }
+    });
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from(body.to_string()))));
+    *response.status_mut() = StatusCode::FORBIDDEN;
+    response.headers_mut().insert(CONTENT_TYPE, JSON.clone());
+    response
+}
+
+pub fn bad_path() -> Response<ProxyBody> {
+    json_error(
+        StatusCode::BAD_REQUEST,
+        r#"{"error":{"code":"bad_request","message":"the request path contains dot segments or backslashes"}}"#,
+    )
+}
+
+pub fn no_route() -> Response<ProxyBody> {
+    json_error(
+        StatusCode::NOT_FOUND,
+        r#"{"error":{"code":"not_found","message":"no route matches this path"}}"#,
+    )
+}
+
+pub fn bad_gateway() -> Response<ProxyBody> {
+    json_error(
+        StatusCode::BAD_GATEWAY,
+        r#"{"error":{"code":"bad_gateway","message":"the upstream could not be reached"}}"#,
+    )
+}
+
+pub fn gateway_timeout() -> Response<ProxyBody> {
+    json_error(
+        StatusCode::GATEWAY_TIMEOUT,
+        r#"{"error":{"code":"gateway_timeout","message":"the upstream did not answer in time"}}"#,
+    )
+}
+
+/// The `WWW-Authenticate` value for a realm (validated at config time to need no escaping).
+pub fn challenge(realm: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("Basic realm=\"{realm}\", charset=\"UTF-8\""))
+        .unwrap_or_else(|_| HeaderValue::from_static("Basic realm=\"tokengate\", charset=\"UTF-8\""))
+}

@@ -1,0 +1,513 @@
+//! The token and account lifecycle: every rule of the control path, shared by the CLI and the
+//! admin API. Each mutation is one store transaction (with its audit event and change-log row),
+//! then applied to this process's index before returning when the process runs a gateway.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::clock::{Clock, UnixTime, to_rfc3339};
+use crate::config::TokenPolicy;
+use crate::duration::format_duration;
+use crate::rate::Rate;
+use crate::store::{
+    AccountChanges, AccountRecord, AccountSummary, EventFilter, EventRecord, NewAccount, NewEvent, NewToken,
+    RevokeReason, Store, StoreError, TokenFilter, TokenRecord,
+};
+use crate::sync::IndexSync;
+use crate::token::Secret;
+
+/// Longest token name accepted.
+const MAX_NAME_CHARS: usize = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The request itself is wrong (a malformed name, an unknown scope).
+    #[error("{0}")]
+    Invalid(String),
+    /// A lifetime outside the administrator's bounds.
+    #[error("{0}")]
+    OutsidePolicy(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// A duplicate account or token name.
+    #[error("{0}")]
+    Conflict(String),
+    /// The account may not do or hold this.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::DuplicateAccount(_) | StoreError::DuplicateTokenName(_) => {
+                ServiceError::Conflict(error.to_string())
+            }
+            other => ServiceError::Store(other),
+        }
+    }
+}
+
+/// Who performs an action, as the audit log records it.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    /// An email, or `cli:<os user>`.
+    pub label: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl Actor {
+    /// The person at the terminal running the CLI.
+    pub fn cli() -> Actor {
+        Actor {
+            label: format!("cli:{}", os_user()),
+            ip: None,
+            user_agent: Some("cli".to_owned()),
+        }
+    }
+
+    fn event(&self, kind: &'static str, detail: serde_json::Value) -> NewEvent {
+        NewEvent {
+            kind,
+            actor: self.label.clone(),
+            ip: self.ip.clone(),
+            user_agent: self.user_agent.clone(),
+            detail,
+        }
+    }
+}
+
+/// When a new token expires, as requested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExpiryRequest {
+    /// The policy's default lifetime.
+    #[default]
+    Default,
+    In(Duration),
+    At(UnixTime),
+    Never,
+}
+
+#[derive(Debug, Clone)]
+pub struct CreateToken {
+    pub owner_email: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub expiry: ExpiryRequest,
+    /// Empty: the policy's default scopes.
+    pub scopes: Vec<String>,
+    pub rate_limit: Option<Rate>,
+}
+
+/// A minted token: its metadata and the secret, which exists only in this value.
+#[derive(Debug)]
+pub struct CreatedToken {
+    pub token: TokenRecord,
+    pub secret: Secret,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CreateAccount {
+    pub email: String,
+    pub name: Option<String>,
+    pub superuser: bool,
+    pub token_manager: bool,
+    pub can_create_tokens: bool,
+}
+
+/// The outcome of a revocation: `already` when the token had been revoked before.
+#[derive(Debug)]
+pub struct Revoked {
+    pub token: TokenRecord,
+    pub already: bool,
+}
+
+/// Token filters as people write them: by email rather than account id.
+#[derive(Debug, Clone, Default)]
+pub struct TokenQuery {
+    pub users: Vec<String>,
+    pub unused_for: Option<Duration>,
+    pub filter: TokenFilter,
+}
+
+pub struct LifecycleService {
+    store: Store,
+    policy: TokenPolicy,
+    clock: Clock,
+    /// Present in a process that serves traffic: mutations reach its index before returning.
+    sync: Option<Arc<IndexSync>>,
+}
+
+impl LifecycleService {
+    pub fn new(store: Store, policy: TokenPolicy, clock: Clock, sync: Option<Arc<IndexSync>>) -> Self {
+        LifecycleService {
+            store,
+            policy,
+            clock,
+            sync,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn now(&self) -> UnixTime {
+        self.clock.now()
+    }
+
+    /// Brings this process's index up to date with what was just committed. A failure here
+    /// is logged, not returned: the change is committed and the poller will apply it.
+    async fn apply_locally(&self) {
+        if let Some(sync) = &self.sync
+            && let Err(error) = sync.catch_up().await {
+                tracing::warn!(%error, "change committed but not yet applied to the index; the poller will retry");
+            }
+    }
+
+    // ---- accounts ----
+
+    pub async fn create_account(&self, request: CreateAccount, actor: &Actor) -> Result<AccountRecord, ServiceError> {
+        let email = validate_email(&request.email)?;
+        let name = request.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+        let event = actor.event(
+            "account.created",
+            json!({
+                "superuser": request.superuser,
+                "token_manager": request.token_manager,
+                "can_create_tokens": request.can_create_tokens,
+            }),
+        );
+        let new = NewAccount {
+            email,
+            name,
+            superuser: request.superuser,
+            token_manager: request.token_manager,
+            can_create_tokens: request.can_create_tokens,
+        };
+        let account = self.store.insert_account(&new, self.now(), &event).await?;
+        self.apply_locally().await;
+        Ok(account)
+    }
+
+    pub async fn account(&self, email: &str) -> Result<AccountRecord, ServiceError> {
+        self.store
+            .account_by_email(email)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("no account with email {email}")))
+    }
+
+    pub async fn list_accounts(&self) -> Result<Vec<AccountSummary>, ServiceError> {
+        Ok(self.store.list_accounts(self.now()).await?)
+    }
+
+    /// Changes an account's flags. Disabling it or taking away the token permission blocks its
+    /// tokens at once (they stay in the database and come back when the change is undone).
+    pub async fn update_account(
+        &self,
+        email: &str,
+        changes: AccountChanges,
+        actor: &Actor,
+    ) -> Result<AccountRecord, ServiceError> {
+        let account = self.account(email).await?;
+        let mut detail = serde_json::Map::new();
+        for (field, value) in [
+            ("enabled", changes.enabled),
+            ("superuser", changes.superuser),
+            ("token_manager", changes.token_manager),
+            ("can_create_tokens", changes.can_create_tokens),
+        ] {
+            if let Some(value) = value {
+                detail.insert(field.to_owned(), json!(value));
+            }
+        }
+        let event = actor.event("account.updated", serde_json::Value::Object(detail));
+        let (_, after) = self
+            .store
+            .update_account(account.id, &changes, self.now(), &event)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("no account with email {email}")))?;
+        self.apply_locally().await;
+        Ok(after)
+    }
+
+    // ---- tokens ----
+
+    /// Mints a token within the policy: a name unique among the owner's live tokens, a
+    /// lifetime within bounds, known scopes.
+    pub async fn create_token(&self, request: CreateToken, actor: &Actor) -> Result<CreatedToken, ServiceError> {
+        let name = validate_token_name(&request.name)?;
+        let owner = self.account(&request.owner_email).await?;
+        if !owner.enabled {
+            return Err(ServiceError::Forbidden(format!("account {} is disabled", owner.email)));
+        }
+        if !owner.can_create_tokens {
+            return Err(ServiceError::Forbidden(format!(
+                "account {} may not hold tokens",
+                owner.email
+            )));
+        }
+        let now = self.now();
+        let expires_at = self.expiry(request.expiry, now)?;
+        let scopes = self.scopes(&request.scopes)?;
+        let secret = Secret::generate().map_err(|e| ServiceError::Invalid(format!("no randomness available: {e}")))?;
+        let new = NewToken {
+            account_id: owner.id,
+            name: name.clone(),
+            description: request
+                .description
+                .map(|d| d.trim().to_owned())
+                .filter(|d| !d.is_empty()),
+            digest: *secret.digest().as_bytes(),
+            prefix: secret.display_prefix(),
+            scopes: scopes.clone(),
+            rate_limit: request.rate_limit.map(|r| r.to_string()),
+            created_by: actor.label.clone(),
+            expires_at,
+        };
+        let event = actor.event(
+            "token.created",
+            json!({
+                "name": name,
+                "prefix": new.prefix,
+                "scopes": scopes,
+                "expires_at": expires_at.map(to_rfc3339),
+                "rate_limit": new.rate_limit,
+            }),
+        );
+        let token = self.store.insert_token(&new, now, &event).await?;
+        self.apply_locally().await;
+        Ok(CreatedToken { token, secret })
+    }
+
+    fn expiry(&self, request: ExpiryRequest, now: UnixTime) -> Result<Option<UnixTime>, ServiceError> {
+        let max = self.policy.max_lifetime;
+        let within = |lifetime: Duration| {
+            if lifetime.is_zero() {
+                Err(ServiceError::OutsidePolicy(
+                    "the lifetime must be greater than zero".into(),
+                ))
+            } else if lifetime > max {
+                Err(ServiceError::OutsidePolicy(format!(
+                    "a lifetime of {} exceeds the maximum of {} (tokens.max_lifetime)",
+                    format_duration(lifetime),
+                    format_duration(max)
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        match request {
+            ExpiryRequest::Default => Ok(Some(now + self.policy.default_lifetime.as_secs() as i64)),
+            ExpiryRequest::In(lifetime) => {
+                within(lifetime)?;
+                Ok(Some(now + lifetime.as_secs().max(1) as i64))
+            }
+            ExpiryRequest::At(at) => {
+                if at <= now {
+                    return Err(ServiceError::OutsidePolicy(format!(
+                        "the expiry {} is in the past",
+                        to_rfc3339(at)
+                    )));
+                }
+                within(Duration::from_secs((at - now) as u64))?;
+                Ok(Some(at))
+            }
+            ExpiryRequest::Never if self.policy.allow_never_expires => Ok(None),
+            ExpiryRequest::Never => Err(ServiceError::OutsidePolicy(format!(
+                "tokens that never expire are not allowed (tokens.allow_never_expires = false); the maximum lifetime is {}",
+                format_duration(max)
+            ))),
+        }
+    }
+
+    fn scopes(&self, requested: &[String]) -> Result<Vec<String>, ServiceError> {
+        let requested = if requested.is_empty() {
+            &self.policy.default_scopes
+        } else {
+            requested
+        };
+        let mut scopes: Vec<String> = Vec::new();
+        for scope in requested {
+            let scope = scope.trim();
+            if scope != "*" && !self.policy.scopes.iter().any(|s| s == scope) {
+                return Err(ServiceError::Invalid(format!(
+                    "unknown scope {scope:?}: known scopes are {} (or * for all)",
+                    self.policy.scopes.join(", ")
+                )));
+            }
+            if !scopes.iter().any(|s| s == scope) {
+                scopes.push(scope.to_owned());
+            }
+        }
+        Ok(scopes)
+    }
+
+    pub async fn token(&self, id: i64) -> Result<TokenRecord, ServiceError> {
+        self.store
+            .token_by_id(id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("no token with id {id}")))
+    }
+
+    pub async fn list_tokens(&self, query: TokenQuery) -> Result<Vec<TokenRecord>, ServiceError> {
+        let mut filter = query.filter;
+        for email in &query.users {
+            filter.account_ids.push(self.account(email).await?.id);
+        }
+        let now = self.now();
+        if let Some(unused_for) = query.unused_for {
+            filter.unused_since = Some(now - unused_for.as_secs() as i64);
+        }
+        Ok(self.store.list_tokens(&filter, now).await?)
+    }
+
+    /// Revokes a token; from the next request on, the gateway refuses it. Revoking a revoked
+    /// token changes nothing and says so.
+    pub async fn revoke_token(&self, id: i64, actor: &Actor) -> Result<Revoked, ServiceError> {
+        let current = self.token(id).await?;
+        let event = actor.event(
+            "token.revoked",
+            json!({"name": current.name, "prefix": current.prefix, "reason": RevokeReason::Manual.as_str()}),
+        );
+        let (token, changed) = self
+            .store
+            .revoke_token(id, &actor.label, RevokeReason::Manual, self.now(), &event)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("no token with id {id}")))?;
+        self.apply_locally().await;
+        Ok(Revoked {
+            token,
+            already: !changed,
+        })
+    }
+
+    /// Revokes every live token of an account; returns how many.
+    pub async fn revoke_all_tokens(&self, email: &str, actor: &Actor) -> Result<usize, ServiceError> {
+        let account = self.account(email).await?;
+        let event = actor.event("token.revoked", json!({"reason": RevokeReason::RevokeAll.as_str()}));
+        let ids = self
+            .store
+            .revoke_all_tokens(account.id, &account.email, &actor.label, self.now(), &event)
+            .await?;
+        self.apply_locally().await;
+        Ok(ids.len())
+    }
+
+    // ---- audit ----
+
+    pub async fn events(
+        &self,
+        user: Option<&str>,
+        token_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<EventRecord>, ServiceError> {
+        let account_id = match user {
+            Some(email) => Some(self.account(email).await?.id),
+            None => None,
+        };
+        Ok(self
+            .store
+            .list_events(&EventFilter {
+                account_id,
+                token_id,
+                limit,
+            })
+            .await?)
+    }
+}
+
+/// The name of the operating-system user running this process: `$USER`, `$LOGNAME`, else the
+/// owner of this process looked up in `/etc/passwd`, else `uid<N>`.
+fn os_user() -> String {
+    if let Some(user) = ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|var| std::env::var(var).ok().filter(|u| !u.is_empty()))
+    {
+        return user;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) {
+            let from_passwd = std::fs::read_to_string("/etc/passwd").ok().and_then(|passwd| {
+                passwd.lines().find_map(|line| {
+                    let fields: Vec<&str> = line.split(':').collect();
+                    (fields.len() > 2 && fields[2] == uid.to_string()).then(|| fields[0].to_owned())
+                })
+            });
+            return from_passwd.unwrap_or_else(|| format!("uid{uid}"));
+        }
+    }
+    "unknown".to_owned()
+}
+
+/// An email usable as a Basic-auth user name: one `@`, no colon, no spaces or control characters.
+fn validate_email(email: &str) -> Result<String, ServiceError> {
+    let email = email.trim();
+    let invalid = |why: &str| ServiceError::Invalid(format!("invalid email {email:?}: {why}"));
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return Err(invalid("it has no @"));
+    };
+    if local.is_empty() || domain.is_empty() || domain.starts_with('.') || domain.ends_with('.') {
+        return Err(invalid("expected name@domain"));
+    }
+    if email.chars().any(|c| c == ':' || c.is_whitespace() || c.is_control()) {
+        return Err(invalid("it may not contain colons, spaces or control characters"));
+    }
+    if email.len() > 254 {
+        return Err(invalid("it is longer than 254 bytes"));
+    }
+    Ok(email.to_owned())
+}
+
+fn validate_token_name(name: &str) -> Result<String, ServiceError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(ServiceError::Invalid("a token needs a name".into()));
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(ServiceError::Invalid(format!(
+            "a token name may have at most {MAX_NAME_CHARS} characters"
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ServiceError::Invalid(
+            "a token name may not contain control characters".into(),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_must_work_as_basic_user_names() {
+        assert!(validate_email("ann@example.com").is_ok());
+        for bad in [
+            "ann",
+            "@example.com",
+            "ann@",
+            "a:b@example.com",
+            "a b@example.com",
+            "ann@.com",
+        ] {
+            assert!(validate_email(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn token_names_are_trimmed_and_bounded() {
+        assert_eq!(validate_token_name("  ci deploy ").unwrap(), "ci deploy");
+        assert!(validate_token_name(" ").is_err());
+        assert!(validate_token_name("a\nb").is_err());
+        assert!(validate_token_name(&"x".repeat(101)).is_err());
+    }
+}

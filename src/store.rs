@@ -1,0 +1,246 @@
+//! The database: one [`Store`] over SQLite (the embedded default) or PostgreSQL (for several
+//! gateways), with embedded migrations. Every mutation appends to the change log in the same
+//! transaction. No HTTP types here.
+//!
+//! The SQL is written once, in a portable dialect (`$N` placeholders, `RETURNING`, integer
+//! times), and [`with_pool!`] expands each query for both pool types.
+
+mod accounts;
+mod changes;
+mod events;
+mod records;
+mod tokens;
+mod usage;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Postgres, Sqlite, Transaction};
+
+use crate::config::DatabaseUrl;
+
+pub use records::*;
+pub use tokens::{SortField, StatusFilter, TokenFilter, TokenSort};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open database {url}: {message}")]
+    Open { url: String, message: String },
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("an account with email {0} already exists")]
+    DuplicateAccount(String),
+    #[error("a live token named {0:?} already exists for this account")]
+    DuplicateTokenName(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    /// True when the database could not be reached (as opposed to refusing a statement).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)
+        )
+    }
+}
+
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.is_unique_violation())
+}
+
+/// The connection pool of one backend.
+#[derive(Clone, Debug)]
+pub(crate) enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to whichever pool the store has. The body is compiled
+/// once per backend, so one piece of SQL serves both.
+macro_rules! with_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.backend {
+            $crate::store::Backend::Sqlite($pool) => $body,
+            $crate::store::Backend::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use with_pool;
+
+/// Begins a transaction that will write. On SQLite it takes the write lock at once
+/// (`BEGIN IMMEDIATE`), so two writers queue on the busy timeout instead of failing when the
+/// first read of a deferred transaction is upgraded.
+pub(crate) trait BeginWrite {
+    type Db: sqlx::Database;
+    fn begin_write(&self) -> impl Future<Output = Result<Transaction<'static, Self::Db>, sqlx::Error>> + Send;
+}
+
+impl BeginWrite for SqlitePool {
+    type Db = Sqlite;
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+        self.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Db = Postgres;
+    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        self.begin().await
+    }
+}
+
+/// Appends a change-log row inside the transaction `$tx`.
+macro_rules! append_change {
+    ($tx:expr, $at:expr, $account_id:expr, $token_id:expr) => {
+        sqlx::query("INSERT INTO changes (at, account_id, token_id) VALUES ($1, $2, $3)")
+            .bind($at)
+            .bind($account_id)
+            .bind($token_id)
+            .execute(&mut *$tx)
+            .await
+    };
+}
+pub(crate) use append_change;
+
+/// Appends an audit event inside the transaction `$tx`.
+macro_rules! append_event {
+    ($tx:expr, $at:expr, $event:expr, $account_id:expr, $account_email:expr, $token_id:expr) => {
+        sqlx::query(
+            "INSERT INTO events (at, kind, actor, account_id, account, token_id, ip, user_agent, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind($at)
+        .bind($event.kind)
+        .bind(&$event.actor)
+        .bind($account_id)
+        .bind($account_email)
+        .bind($token_id)
+        .bind(&$event.ip)
+        .bind(&$event.user_agent)
+        .bind($event.detail.to_string())
+        .execute(&mut *$tx)
+        .await
+    };
+}
+pub(crate) use append_event;
+
+/// The database behind the control path (and the index's source of truth).
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub(crate) backend: Backend,
+}
+
+/// Migration state, as `check-config` reports it.
+#[derive(Debug, Clone)]
+pub struct MigrationStatus {
+    pub applied: Vec<i64>,
+    pub pending: Vec<(i64, String)>,
+}
+
+impl Store {
+    /// Opens the database (creating a SQLite file and its directory when missing) and applies
+    /// pending migrations.
+    pub async fn open(url: &DatabaseUrl) -> Result<Store, StoreError> {
+        let store = Store::connect(url).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Opens the database without changing its schema.
+    pub async fn connect(url: &DatabaseUrl) -> Result<Store, StoreError> {
+        let open_error = |message: String| StoreError::Open {
+            url: url.masked(),
+            message,
+        };
+        let text = url.expose();
+        let backend = if text.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(text)
+                .map_err(|e| open_error(e.to_string()))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true);
+            let file = options.get_filename().to_owned();
+            if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| open_error(format!("cannot create directory {}: {e}", dir.display())))?;
+            }
+            let pool = SqlitePoolOptions::new()
+                .max_connections(4)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await
+                .map_err(|e| open_error(e.to_string()))?;
+            Backend::Sqlite(pool)
+        } else {
+            let pool = PgPoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect(text)
+                .await
+                .map_err(|e| open_error(e.to_string()))?;
+            Backend::Postgres(pool)
+        };
+        Ok(Store { backend })
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    fn migrator(&self) -> &'static sqlx::migrate::Migrator {
+        match self.backend {
+            Backend::Sqlite(_) => &SQLITE_MIGRATIONS,
+            Backend::Postgres(_) => &POSTGRES_MIGRATIONS,
+        }
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = self.migrator();
+        with_pool!(self, pool => migrator.run(pool).await?);
+        Ok(())
+    }
+
+    /// Which embedded migrations the database has, and which it still lacks.
+    pub async fn migration_status(&self) -> Result<MigrationStatus, StoreError> {
+        let applied: Vec<i64> = with_pool!(self, pool => {
+            match sqlx::query_scalar::<_, i64>("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+                .fetch_all(pool)
+                .await
+            {
+                Ok(versions) => versions,
+                // No migrations table yet: nothing applied.
+                Err(sqlx::Error::Database(_)) => Vec::new(),
+                Err(e) => return Err(e.into()),
+            }
+        });
+        let pending = self
+            .migrator()
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .map(|m| (m.version, m.description.to_string()))
+            .collect();
+        Ok(MigrationStatus { applied, pending })
+    }
+
+    /// Checks that the database answers (for readiness).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        with_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(drop)?);
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        with_pool!(self, pool => pool.close().await);
+    }
+}

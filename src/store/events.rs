@@ -1,0 +1,20 @@
+//! The audit log: events appended with each mutation, listed newest first.
+
+use super::{EventFilter, EventRecord, Store, StoreError, with_pool};
+
+impl Store {
+    pub async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError> {
+        // NULL parameters switch a condition off, so one statement serves every filter.
+        let sql = "SELECT id, at, kind, actor, account, token_id, ip, user_agent, detail FROM events \
+                   WHERE ($1 IS NULL OR account_id = $1) AND ($2 IS NULL OR token_id = $2) \
+                   ORDER BY id DESC LIMIT $3";
+        Ok(with_pool!(self, pool => {
+            sqlx::query_as::<_, EventRecord>(sql)
+                .bind(filter.account_id)
+                .bind(filter.token_id)
+                .bind(filter.limit)
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+}

@@ -1,0 +1,430 @@
+//! Tokens: minting, lookup, the filtered listing, revocation, and the rows the index loads.
+
+use super::{
+    BeginWrite, IndexTokenRow, NewEvent, NewToken, RevokeReason, Store, StoreError, TokenRecord, append_change,
+    append_event, is_unique_violation, with_pool,
+};
+use crate::clock::UnixTime;
+
+/// Every token column, joined with the owner's email and the flags that make it blocked.
+const TOKEN_SELECT: &str = "SELECT t.id, t.account_id, a.email AS user_email, t.name, t.description, t.prefix, \
+     t.scopes, t.rate_limit, t.created_at, t.created_by, t.expires_at, t.revoked_at, t.revoked_by, \
+     t.revoke_reason, t.rotated_from, t.rotated_to, t.last_used_at, t.last_used_method, t.last_used_path, \
+     t.last_used_ip, t.refused_count, t.refused_last_at, t.refused_last_ip, t.refused_last_method, \
+     t.refused_last_path, a.enabled AS account_enabled, a.can_create_tokens AS account_can_create_tokens \
+     FROM tokens t JOIN accounts a ON a.id = t.account_id";
+
+const INDEX_SELECT: &str =
+    "SELECT id, account_id, name, digest, scopes, rate_limit, expires_at, revoked_at FROM tokens";
+
+/// Which tokens a listing shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StatusFilter {
+    Active,
+    Blocked,
+    /// Active or blocked: neither revoked nor expired.
+    #[default]
+    Live,
+    Revoked,
+    Expired,
+    All,
+}
+
+impl std::str::FromStr for StatusFilter {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        Ok(match text {
+            "active" => StatusFilter::Active,
+            "blocked" => StatusFilter::Blocked,
+            "live" => StatusFilter::Live,
+            "revoked" => StatusFilter::Revoked,
+            "expired" => StatusFilter::Expired,
+            "all" => StatusFilter::All,
+            other => {
+                return Err(format!(
+                    "unknown status {other:?}: expected active, blocked, live, revoked, expired or all"
+                ));
+            }
+        })
+    }
+}
+
+/// The order of a listing. Fields without a value (never used, never expires) come last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenSort {
+    pub field: SortField,
+    pub descending: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortField {
+    Created,
+    Name,
+    User,
+    LastUsed,
+    Expires,
+}
+
+impl Default for TokenSort {
+    fn default() -> Self {
+        TokenSort {
+            field: SortField::Created,
+            descending: true,
+        }
+    }
+}
+
+impl std::str::FromStr for TokenSort {
+    type Err = String;
+    /// `created`, `name`, `user`, `last_used`, `expires`; a leading `-` sorts descending.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (descending, name) = match text.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        let field = match name {
+            "created" | "created_at" => SortField::Created,
+            "name" => SortField::Name,
+            "user" => SortField::User,
+            "last_used" | "last_used_at" => SortField::LastUsed,
+            "expires" | "expires_at" => SortField::Expires,
+            other => {
+                return Err(format!(
+                    "unknown sort field {other:?}: expected created, name, user, last_used or expires (prefix - for descending)"
+                ));
+            }
+        };
+        Ok(TokenSort { field, descending })
+    }
+}
+
+/// The token manager's filters. Empty `account_ids` means every account.
+#[derive(Debug, Clone, Default)]
+pub struct TokenFilter {
+    pub account_ids: Vec<i64>,
+    pub search: Option<String>,
+    pub status: StatusFilter,
+    pub created_after: Option<UnixTime>,
+    pub created_before: Option<UnixTime>,
+    pub used_after: Option<UnixTime>,
+    pub used_before: Option<UnixTime>,
+    pub never_used: bool,
+    pub expires_after: Option<UnixTime>,
+    pub expires_before: Option<UnixTime>,
+    /// Not used since this time (or never used and created before it).
+    pub unused_since: Option<UnixTime>,
+    pub sort: TokenSort,
+}
+
+/// A value bound into dynamically assembled SQL.
+enum Bind {
+    Int(i64),
+    Text(String),
+}
+
+/// Collects the WHERE clauses and their binds; each clause uses `$N` placeholders it takes from here.
+struct Conditions {
+    clauses: Vec<String>,
+    binds: Vec<Bind>,
+}
+
+impl Conditions {
+    fn placeholder(&mut self, bind: Bind) -> String {
+        self.binds.push(bind);
+        format!("${}", self.binds.len())
+    }
+
+    fn push(&mut self, clause: String) {
+        self.clauses.push(clause);
+    }
+
+    fn compare(&mut self, column: &str, op: &str, value: Option<UnixTime>) {
+        if let Some(value) = value {
+            let p = self.placeholder(Bind::Int(value));
+            self.push(format!("{column} {op} {p}"));
+        }
+    }
+}
+
+fn like_pattern(text: &str) -> String {
+    let escaped = text
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+/// Builds the listing's SQL. Every user-supplied value is bound, never spliced.
+fn listing_sql(filter: &TokenFilter, now: UnixTime) -> (String, Vec<Bind>) {
+    let mut c = Conditions {
+        clauses: Vec::new(),
+        binds: Vec::new(),
+    };
+    let now_p = c.placeholder(Bind::Int(now));
+    let revoked = "t.revoked_at IS NOT NULL".to_owned();
+    let expired = format!("(t.revoked_at IS NULL AND t.expires_at IS NOT NULL AND t.expires_at <= {now_p})");
+    let live = format!("(t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > {now_p}))");
+    match filter.status {
+        StatusFilter::All => {}
+        StatusFilter::Live => c.push(live),
+        StatusFilter::Revoked => c.push(revoked),
+        StatusFilter::Expired => c.push(expired),
+        StatusFilter::Active => c.push(format!("{live} AND a.enabled AND a.can_create_tokens")),
+        StatusFilter::Blocked => c.push(format!("{live} AND NOT (a.enabled AND a.can_create_tokens)")),
+    }
+    if !filter.account_ids.is_empty() {
+        let ids: Vec<String> = filter
+            .account_ids
+            .iter()
+            .map(|id| c.placeholder(Bind::Int(*id)))
+            .collect();
+        c.push(format!("t.account_id IN ({})", ids.join(", ")));
+    }
+    if let Some(search) = filter.search.as_deref().filter(|s| !s.is_empty()) {
+        let p = c.placeholder(Bind::Text(like_pattern(search)));
+        c.push(format!(
+            "(LOWER(t.name) LIKE {p} ESCAPE '\\' OR LOWER(COALESCE(t.description, '')) LIKE {p} ESCAPE '\\')"
+        ));
+    }
+    c.compare("t.created_at", ">=", filter.created_after);
+    c.compare("t.created_at", "<", filter.created_before);
+    c.compare("t.last_used_at", ">=", filter.used_after);
+    c.compare("t.last_used_at", "<", filter.used_before);
+    c.compare("t.expires_at", ">=", filter.expires_after);
+    c.compare("t.expires_at", "<", filter.expires_before);
+    if filter.never_used {
+        c.push("t.last_used_at IS NULL".to_owned());
+    }
+    if let Some(since) = filter.unused_since {
+        let p = c.placeholder(Bind::Int(since));
+        c.push(format!(
+            "((t.last_used_at IS NOT NULL AND t.last_used_at < {p}) OR (t.last_used_at IS NULL AND t.created_at < {p}))"
+        ));
+    }
+    let column = match filter.sort.field {
+        SortField::Created => "t.created_at",
+        SortField::Name => "LOWER(t.name)",
+        SortField::User => "a.email_norm",
+        SortField::LastUsed => "t.last_used_at",
+        SortField::Expires => "t.expires_at",
+    };
+    let direction = if filter.sort.descending { "DESC" } else { "ASC" };
+    let mut sql = TOKEN_SELECT.to_owned();
+    if !c.clauses.is_empty() {
+        sql += " WHERE ";
+        sql += &c.clauses.join(" AND ");
+    }
+    // `(x IS NULL)` first: absent values last on both backends, whose NULL orders differ.
+    sql += &format!(" ORDER BY ({column} IS NULL), {column} {direction}, t.id {direction}");
+    (sql, c.binds)
+}
+
+impl Store {
+    /// Mints a token row. The name must not be held by another live token of the account;
+    /// an expired token holding it gives it up.
+    pub async fn insert_token(
+        &self,
+        new: &NewToken,
+        now: UnixTime,
+        event: &NewEvent,
+    ) -> Result<TokenRecord, StoreError> {
+        let select = format!("{TOKEN_SELECT} WHERE t.id = $1");
+        let scopes = new.scopes.join(" ");
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query(
+                "UPDATE tokens SET live_name = NULL WHERE account_id = $1 AND live_name = $2 \
+                 AND expires_at IS NOT NULL AND expires_at <= $3",
+            )
+            .bind(new.account_id)
+            .bind(&new.name)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let inserted = sqlx::query_scalar::<_, i64>(
+                "INSERT INTO tokens (account_id, name, live_name, description, digest, prefix, scopes, rate_limit, \
+                 created_at, created_by, expires_at) VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+            )
+            .bind(new.account_id)
+            .bind(&new.name)
+            .bind(&new.description)
+            .bind(new.digest.as_slice())
+            .bind(&new.prefix)
+            .bind(&scopes)
+            .bind(&new.rate_limit)
+            .bind(now)
+            .bind(&new.created_by)
+            .bind(new.expires_at)
+            .fetch_one(&mut *tx)
+            .await;
+            let id = match inserted {
+                Ok(id) => id,
+                Err(e) if is_unique_violation(&e) => return Err(StoreError::DuplicateTokenName(new.name.clone())),
+                Err(e) => return Err(e.into()),
+            };
+            let token = sqlx::query_as::<_, TokenRecord>(sqlx::AssertSqlSafe(select))
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+            append_event!(tx, now, event, token.account_id, &token.user_email, Some(id))?;
+            append_change!(tx, now, token.account_id, Some(id))?;
+            tx.commit().await?;
+            Ok(token)
+        })
+    }
+
+    pub async fn token_by_id(&self, id: i64) -> Result<Option<TokenRecord>, StoreError> {
+        let sql = format!("{TOKEN_SELECT} WHERE t.id = $1");
+        Ok(with_pool!(self, pool => {
+            sqlx::query_as::<_, TokenRecord>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(pool).await?
+        }))
+    }
+
+    /// The filtered, sorted listing.
+    pub async fn list_tokens(&self, filter: &TokenFilter, now: UnixTime) -> Result<Vec<TokenRecord>, StoreError> {
+        let (sql, binds) = listing_sql(filter, now);
+        Ok(with_pool!(self, pool => {
+            let mut query = sqlx::query_as::<_, TokenRecord>(sqlx::AssertSqlSafe(sql));
+            for bind in binds {
+                query = match bind {
+                    Bind::Int(value) => query.bind(value),
+                    Bind::Text(value) => query.bind(value),
+                };
+            }
+            query.fetch_all(pool).await?
+        }))
+    }
+
+    /// Revokes one token. Returns the token after the call and whether this call revoked it
+    /// (false: it was revoked already), or `None` when there is no such token.
+    pub async fn revoke_token(
+        &self,
+        id: i64,
+        by: &str,
+        reason: RevokeReason,
+        now: UnixTime,
+        event: &NewEvent,
+    ) -> Result<Option<(TokenRecord, bool)>, StoreError> {
+        let select = format!("{TOKEN_SELECT} WHERE t.id = $1");
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let changed = sqlx::query(
+                "UPDATE tokens SET revoked_at = $1, revoked_by = $2, revoke_reason = $3, live_name = NULL \
+                 WHERE id = $4 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(by)
+            .bind(reason.as_str())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                > 0;
+            let Some(token) = sqlx::query_as::<_, TokenRecord>(sqlx::AssertSqlSafe(select))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+            else {
+                return Ok(None);
+            };
+            if changed {
+                append_event!(tx, now, event, token.account_id, &token.user_email, Some(id))?;
+                append_change!(tx, now, token.account_id, Some(id))?;
+            }
+            tx.commit().await?;
+            Ok(Some((token, changed)))
+        })
+    }
+
+    /// Revokes every live token of the account, one audit event each; returns their ids.
+    pub async fn revoke_all_tokens(
+        &self,
+        account_id: i64,
+        account_email: &str,
+        by: &str,
+        now: UnixTime,
+        event: &NewEvent,
+    ) -> Result<Vec<i64>, StoreError> {
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let ids = sqlx::query_scalar::<_, i64>(
+                "UPDATE tokens SET revoked_at = $1, revoked_by = $2, revoke_reason = $3, live_name = NULL \
+                 WHERE account_id = $4 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1) RETURNING id",
+            )
+            .bind(now)
+            .bind(by)
+            .bind(RevokeReason::RevokeAll.as_str())
+            .bind(account_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            for id in &ids {
+                append_event!(tx, now, event, account_id, account_email, Some(*id))?;
+                append_change!(tx, now, account_id, Some(*id))?;
+            }
+            tx.commit().await?;
+            Ok(ids)
+        })
+    }
+
+    /// Every token, for loading the index.
+    pub async fn index_tokens(&self) -> Result<Vec<IndexTokenRow>, StoreError> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query_as::<_, IndexTokenRow>(INDEX_SELECT).fetch_all(pool).await?
+        }))
+    }
+
+    /// The given tokens, for applying changes to the index.
+    pub async fn index_tokens_by_id(&self, ids: &[i64]) -> Result<Vec<IndexTokenRow>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
+        let sql = format!("{INDEX_SELECT} WHERE id IN ({})", placeholders.join(", "));
+        Ok(with_pool!(self, pool => {
+            let mut query = sqlx::query_as::<_, IndexTokenRow>(sqlx::AssertSqlSafe(sql));
+            for id in ids {
+                query = query.bind(*id);
+            }
+            query.fetch_all(pool).await?
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_patterns_escape_wildcards() {
+        assert_eq!(like_pattern("50%_Off\\"), "%50\\%\\_off\\\\%");
+    }
+
+    #[test]
+    fn listing_binds_every_value() {
+        let filter = TokenFilter {
+            account_ids: vec![3, 4],
+            search: Some("x'; DROP TABLE tokens; --".into()),
+            unused_since: Some(10),
+            ..TokenFilter::default()
+        };
+        let (sql, binds) = listing_sql(&filter, 100);
+        assert!(!sql.contains("DROP"));
+        assert_eq!(binds.len(), 5);
+        assert!(sql.contains("t.account_id IN ($2, $3)"));
+    }
+
+    #[test]
+    fn sort_and_status_parse() {
+        assert_eq!(
+            "-last_used".parse::<TokenSort>(),
+            Ok(TokenSort {
+                field: SortField::LastUsed,
+                descending: true
+            })
+        );
+        assert!("colour".parse::<TokenSort>().is_err());
+        assert_eq!("live".parse::<StatusFilter>(), Ok(StatusFilter::Live));
+        assert!("dead".parse::<StatusFilter>().is_err());
+    }
+}

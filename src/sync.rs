@@ -1,0 +1,128 @@
+//! Keeps the index in step with the database: a full load at start, then the change log.
+//!
+//! Every mutation appends a change-log row in its own transaction; `catch_up` reads the rows
+//! after the last sequence it applied and re-reads the accounts and tokens they name. Applying
+//! a row twice is harmless (it re-reads current state), which is what makes the start safe:
+//! the latest sequence is read *before* the full load, so anything committed during the load
+//! is applied again afterwards rather than missed.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex;
+
+use crate::index::TokenIndex;
+use crate::store::{Store, StoreError};
+
+/// How many change-log rows one read takes.
+const BATCH: i64 = 1000;
+/// The longest wait between attempts while the database is failing.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Loads and follows. Shared by the poller and by in-process mutations, which call
+/// [`IndexSync::catch_up`] so that their own change is in the index before they return.
+pub struct IndexSync {
+    store: Store,
+    index: Arc<TokenIndex>,
+    applied_seq: AtomicI64,
+    /// One catch-up at a time, so rows are applied in order.
+    running: Mutex<()>,
+    last_success: std::sync::Mutex<Instant>,
+}
+
+impl IndexSync {
+    /// Loads every account and token into `index` and returns the follower.
+    pub async fn load(store: Store, index: Arc<TokenIndex>) -> Result<Arc<IndexSync>, StoreError> {
+        let start_seq = store.latest_change_seq().await?;
+        for account in store.index_accounts().await? {
+            index.upsert_account(account);
+        }
+        for token in store.index_tokens().await? {
+            index.upsert_token(token);
+        }
+        tracing::info!(tokens = index.token_count(), seq = start_seq, "index loaded");
+        Ok(Arc::new(IndexSync {
+            store,
+            index,
+            applied_seq: AtomicI64::new(start_seq),
+            running: Mutex::new(()),
+            last_success: std::sync::Mutex::new(Instant::now()),
+        }))
+    }
+
+    pub fn index(&self) -> &Arc<TokenIndex> {
+        &self.index
+    }
+
+    /// The last change-log sequence applied.
+    pub fn applied_seq(&self) -> i64 {
+        self.applied_seq.load(Ordering::Acquire)
+    }
+
+    /// How long since the change log was last read successfully.
+    pub fn lag(&self) -> Duration {
+        self.last_success.lock().map(|at| at.elapsed()).unwrap_or_default()
+    }
+
+    /// Applies every change-log row after the last one applied; returns how many.
+    pub async fn catch_up(&self) -> Result<usize, StoreError> {
+        let _one_at_a_time = self.running.lock().await;
+        let mut applied = 0;
+        loop {
+            let from = self.applied_seq();
+            let rows = self.store.changes_after(from, BATCH).await?;
+            let Some(last) = rows.last().map(|row| row.seq) else {
+                break;
+            };
+            let accounts: BTreeSet<i64> = rows.iter().filter_map(|r| r.account_id).collect();
+            let tokens: Vec<i64> = rows
+                .iter()
+                .filter_map(|r| r.token_id)
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            for id in accounts {
+                if let Some(account) = self.store.index_account(id).await? {
+                    self.index.upsert_account(account);
+                }
+            }
+            for chunk in tokens.chunks(500) {
+                for token in self.store.index_tokens_by_id(chunk).await? {
+                    self.index.upsert_token(token);
+                }
+            }
+            self.applied_seq.store(last, Ordering::Release);
+            applied += rows.len();
+            if rows.len() < BATCH as usize {
+                break;
+            }
+        }
+        if let Ok(mut at) = self.last_success.lock() {
+            *at = Instant::now();
+        }
+        Ok(applied)
+    }
+
+    /// Polls the change log every `interval` until `shutdown` resolves. Failures are logged
+    /// and retried with a growing pause; the index keeps serving what it last knew.
+    pub async fn follow(self: Arc<Self>, interval: Duration, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut pause = interval;
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(pause) => {}
+            }
+            match self.catch_up().await {
+                Ok(_) => pause = interval,
+                Err(error) => {
+                    pause = (pause * 2).min(MAX_BACKOFF).max(interval);
+                    tracing::warn!(%error, lag_s = self.lag().as_secs(), retry_in_ms = pause.as_millis() as u64,
+                        "cannot read the change log; serving the last synced index");
+                }
+            }
+        }
+    }
+}

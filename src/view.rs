@@ -1,0 +1,145 @@
+//! The JSON shapes of the outside contract (INTERFACE.md): tokens, accounts, events. Shared by
+//! the CLI's `--json` output and the admin API, so the two never drift apart.
+
+use serde::Serialize;
+
+use crate::clock::{UnixTime, to_rfc3339};
+use crate::store::{AccountRecord, AccountSummary, EventRecord, TokenRecord};
+
+#[derive(Debug, Serialize)]
+pub struct TokenView {
+    pub id: i64,
+    pub user: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    pub rate_limit: Option<String>,
+    pub created_at: String,
+    pub created_by: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+    pub status: &'static str,
+    pub last_used_at: Option<String>,
+    pub last_used_method: Option<String>,
+    pub last_used_path: Option<String>,
+    pub last_used_ip: Option<String>,
+    pub revoked_by: Option<String>,
+    pub revoke_reason: Option<String>,
+    pub rotated_from: Option<i64>,
+    pub rotated_to: Option<i64>,
+    pub refused_count: i64,
+    pub refused_last_at: Option<String>,
+    pub refused_last_ip: Option<String>,
+    pub refused_last_method: Option<String>,
+    pub refused_last_path: Option<String>,
+    /// The secret: only in the response that minted it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+impl TokenView {
+    pub fn new(record: &TokenRecord, now: UnixTime) -> Self {
+        let t = record.clone();
+        TokenView {
+            id: t.id,
+            status: t.status(now).as_str(),
+            scopes: t.scope_list(),
+            user: t.user_email,
+            name: t.name,
+            description: t.description,
+            prefix: t.prefix,
+            rate_limit: t.rate_limit,
+            created_at: to_rfc3339(t.created_at),
+            created_by: t.created_by,
+            expires_at: t.expires_at.map(to_rfc3339),
+            revoked_at: t.revoked_at.map(to_rfc3339),
+            last_used_at: t.last_used_at.map(to_rfc3339),
+            last_used_method: t.last_used_method,
+            last_used_path: t.last_used_path,
+            last_used_ip: t.last_used_ip,
+            revoked_by: t.revoked_by,
+            revoke_reason: t.revoke_reason,
+            rotated_from: t.rotated_from,
+            rotated_to: t.rotated_to,
+            refused_count: t.refused_count,
+            refused_last_at: t.refused_last_at.map(to_rfc3339),
+            refused_last_ip: t.refused_last_ip,
+            refused_last_method: t.refused_last_method,
+            refused_last_path: t.refused_last_path,
+            token: None,
+        }
+    }
+
+    /// The view of a freshly minted token, carrying its secret.
+    pub fn with_secret(record: &TokenRecord, now: UnixTime, secret: &str) -> Self {
+        TokenView {
+            token: Some(secret.to_owned()),
+            ..TokenView::new(record, now)
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct AccountView {
+    pub email: String,
+    pub name: Option<String>,
+    pub superuser: bool,
+    pub token_manager: bool,
+    pub enabled: bool,
+    pub can_create_tokens: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<i64>,
+    pub created_at: String,
+}
+
+impl AccountView {
+    pub fn new(account: &AccountRecord) -> Self {
+        AccountView {
+            email: account.email.clone(),
+            name: account.name.clone(),
+            superuser: account.superuser,
+            token_manager: account.token_manager,
+            enabled: account.enabled,
+            can_create_tokens: account.can_create_tokens,
+            tokens: None,
+            created_at: to_rfc3339(account.created_at),
+        }
+    }
+
+    pub fn summary(summary: &AccountSummary) -> Self {
+        AccountView {
+            tokens: Some(summary.live_tokens),
+            ..AccountView::new(&summary.account)
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct EventView {
+    pub id: i64,
+    pub at: String,
+    pub kind: String,
+    pub actor: String,
+    pub account: Option<String>,
+    pub token_id: Option<i64>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+impl EventView {
+    pub fn new(event: &EventRecord) -> Self {
+        EventView {
+            id: event.id,
+            at: to_rfc3339(event.at),
+            kind: event.kind.clone(),
+            actor: event.actor.clone(),
+            account: event.account.clone(),
+            token_id: event.token_id,
+            ip: event.ip.clone(),
+            user_agent: event.user_agent.clone(),
+            detail: serde_json::from_str(&event.detail).unwrap_or(serde_json::Value::Null),
+        }
+    }
+}
