@@ -1,6 +1,8 @@
 //! The `tokengate` binary: parse the command line, set up logging, run, map the outcome to an
 //! exit status (0 success, 1 runtime failure, 2 usage or configuration error).
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 use tokengate::cli::{Cli, Command, run};
 use tracing_subscriber::EnvFilter;
@@ -29,7 +31,8 @@ fn init_logging(serving: bool) {
     let filter = EnvFilter::try_from_env("TOKENGATE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     if std::env::var("TOKENGATE_LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().init();
     } else {

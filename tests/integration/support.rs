@@ -1,0 +1,296 @@
+//! Shared test helpers: [`TestGateway`] (an in-process gateway on `127.0.0.1:0` with its own
+//! database and echo upstream), [`GatewayProcess`] (the real binary), and small HTTP helpers.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+use tokengate::clock::Clock;
+use tokengate::config::Config;
+use tokengate::gateway::{Gateway, Listeners};
+use tokengate::service::{Actor, CreateAccount, CreateToken, ExpiryRequest, LifecycleService};
+use tokengate::store::Store;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The echo upstream, running as a task on its own port.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    stop: CancellationToken,
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let signal = stop.clone();
+        tokio::spawn(crate::echo::serve(listener, async move { signal.cancelled().await }));
+        Upstream { addr, stop }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// An address nothing listens on (bound, then released).
+pub fn closed_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// The config every test gateway starts from: routes for each behaviour the tests exercise.
+pub fn config_text(dir: &Path, upstream: SocketAddr, extra: &str) -> String {
+    let db = dir.join("tokengate.db");
+    let dead = closed_port();
+    format!(
+        r#"
+[proxy]
+listen = "127.0.0.1:0"
+upstream_timeout = "500ms"
+connect_timeout = "1s"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[database]
+url = "sqlite://{db}"
+
+[sync]
+interval = "50ms"
+
+[usage]
+flush_interval = "100ms"
+
+[tokens]
+allow_never_expires = true
+
+[[routes]]
+prefix = "/"
+upstream = "http://{upstream}"
+require = {{ GET = "read", HEAD = "read", "*" = "write" }}
+
+[[routes]]
+prefix = "/public"
+upstream = "http://{upstream}"
+public = true
+
+[[routes]]
+prefix = "/kept"
+upstream = "http://{upstream}"
+keep_authorization = true
+
+[[routes]]
+prefix = "/strip"
+upstream = "http://{upstream}/base"
+strip_prefix = true
+
+[[routes]]
+prefix = "/dead"
+upstream = "http://{dead}"
+{extra}
+"#,
+        db = db.display()
+    )
+}
+
+/// A gateway running in this process, with its own temporary database and echo upstream.
+pub struct TestGateway {
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+    pub service: LifecycleService,
+    pub config: Config,
+    pub upstream: Upstream,
+    pub dir: TempDir,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl TestGateway {
+    pub async fn spawn() -> TestGateway {
+        Self::spawn_with("", &[], Clock::System).await
+    }
+
+    /// `extra` is appended to the config file (more routes or sections); `env` holds
+    /// `TOKENGATE_<SECTION>__<KEY>` overrides of the base config's keys.
+    pub async fn spawn_with(extra: &str, env: &[(&str, &str)], clock: Clock) -> TestGateway {
+        let dir = tempfile::tempdir().unwrap();
+        let upstream = Upstream::start().await;
+        let path = dir.path().join("tokengate.toml");
+        std::fs::write(&path, config_text(dir.path(), upstream.addr, extra)).unwrap();
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        let config = Config::load(Some(&path), env).unwrap();
+        let listeners = Listeners::bind(&config).await.unwrap();
+        let (proxy, admin) = listeners.addresses().unwrap();
+        let gateway = Gateway::start(&config).await.unwrap();
+        let service =
+            LifecycleService::new(gateway.store.clone(), config.tokens.clone(), clock.clone(), Some(gateway.sync.clone()));
+        let shutdown = CancellationToken::new();
+        let task = {
+            let config = config.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move { gateway.serve(&config, listeners, clock, shutdown).await })
+        };
+        TestGateway { proxy, admin, service, config, upstream, dir, shutdown, task }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.proxy)
+    }
+
+    pub fn store(&self) -> &Store {
+        self.service.store()
+    }
+
+    /// Creates an account that may hold tokens.
+    pub async fn account(&self, email: &str) {
+        let request = CreateAccount { email: email.into(), can_create_tokens: true, ..CreateAccount::default() };
+        self.service.create_account(request, &Actor::cli()).await.unwrap();
+    }
+
+    /// Mints a token with the given scopes (empty: the defaults); returns (id, secret).
+    pub async fn token(&self, email: &str, name: &str, scopes: &[&str]) -> (i64, String) {
+        self.token_with(email, name, scopes, ExpiryRequest::Default).await
+    }
+
+    pub async fn token_with(&self, email: &str, name: &str, scopes: &[&str], expiry: ExpiryRequest) -> (i64, String) {
+        let request = CreateToken {
+            owner_email: email.into(),
+            name: name.into(),
+            description: None,
+            expiry,
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            rate_limit: None,
+        };
+        let created = self.service.create_token(request, &Actor::cli()).await.unwrap();
+        (created.token.id, created.secret.expose().to_owned())
+    }
+
+    /// Stops the gateway the way SIGTERM does, and waits for it to finish.
+    pub async fn stop(self) -> (Store, TempDir) {
+        self.shutdown.cancel();
+        self.task.await.unwrap();
+        let store = Store::open(&self.config.database.url).await.unwrap();
+        (store, self.dir)
+    }
+}
+
+/// A plain HTTP client that never reuses connections between tests.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// The real `tokengate` binary.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tokengate"))
+}
+
+/// Runs `tokengate ARGS` with the given config; returns (status, stdout, stderr).
+pub fn run_cli(config: &Path, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(binary())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("TOKENGATE_CONFIG")
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// `tokengate serve` as a child process, its addresses read from its JSON log.
+pub struct GatewayProcess {
+    pub child: Child,
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+    pub config: PathBuf,
+    log: std::sync::mpsc::Receiver<String>,
+}
+
+impl GatewayProcess {
+    pub fn start(config: &Path) -> GatewayProcess {
+        let mut child = Command::new(binary())
+            .arg("--config")
+            .arg(config)
+            .arg("serve")
+            .env("TOKENGATE_LOG_FORMAT", "json")
+            .env_remove("TOKENGATE_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (sender, log) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let line = log.recv_timeout(deadline.saturating_duration_since(Instant::now())).unwrap_or_else(|_| {
+                panic!("the gateway did not report its listeners within 30 s");
+            });
+            let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+            let fields = &entry["fields"];
+            if fields["message"] == "tokengate listening" {
+                let proxy = fields["proxy"].as_str().unwrap().parse().unwrap();
+                let admin = fields["admin"].as_str().unwrap().parse().unwrap();
+                return GatewayProcess { child, proxy, admin, config: config.to_owned(), log };
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.proxy)
+    }
+
+    /// Resident memory now and at its peak, in KiB, from /proc.
+    pub fn memory_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap()
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns its exit code and its log lines.
+    pub fn terminate(mut self) -> (Option<i32>, Vec<String>) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "the gateway did not exit within 20 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let lines = self.log.try_iter().collect();
+        (status.code(), lines)
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
