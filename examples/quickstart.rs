@@ -28,7 +28,10 @@ const ECHO_ADDR: &str = "127.0.0.1:9000";
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt().with_env_filter("info").with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter("info")
+        .with_writer(std::io::stderr)
+        .init();
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -48,7 +51,9 @@ async fn run() -> Result<(), String> {
             let stop = shutdown.clone();
             tokio::spawn(echo::serve(listener, async move { stop.cancelled().await }));
         }
-        Err(error) => eprintln!("not starting the echo upstream on {ECHO_ADDR} ({error}); using whatever listens there"),
+        Err(error) => {
+            eprintln!("not starting the echo upstream on {ECHO_ADDR} ({error}); using whatever listens there")
+        }
     }
 
     let listeners = Listeners::bind(&config).await.map_err(|e| e.to_string())?;
@@ -68,7 +73,10 @@ async fn run() -> Result<(), String> {
             can_create_tokens: true,
             ..CreateAccount::default()
         };
-        service.create_account(account, &actor).await.map_err(|e| e.to_string())?;
+        service
+            .create_account(account, &actor)
+            .await
+            .map_err(|e| e.to_string())?;
         let request = CreateToken {
             owner_email: DEMO_EMAIL.into(),
             name: "quickstart".into(),
@@ -79,9 +87,15 @@ async fn run() -> Result<(), String> {
         };
         let created = service.create_token(request, &actor).await.map_err(|e| e.to_string())?;
         println!();
-        println!("Created the account {DEMO_EMAIL} and its token {:?} (shown only this once):", created.token.name);
+        println!(
+            "Created the account {DEMO_EMAIL} and its token {:?} (shown only this once):",
+            created.token.name
+        );
         println!();
-        println!("  curl --user '{DEMO_EMAIL}:{}' http://{proxy_addr}/hello", created.secret.expose());
+        println!(
+            "  curl --user '{DEMO_EMAIL}:{}' http://{proxy_addr}/hello",
+            created.secret.expose()
+        );
         println!();
         println!("Revoke it from another terminal, and the next call gets 401:");
         println!();

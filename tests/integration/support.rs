@@ -130,15 +130,28 @@ impl TestGateway {
         let listeners = Listeners::bind(&config).await.unwrap();
         let (proxy, admin) = listeners.addresses().unwrap();
         let gateway = Gateway::start(&config).await.unwrap();
-        let service =
-            LifecycleService::new(gateway.store.clone(), config.tokens.clone(), clock.clone(), Some(gateway.sync.clone()));
+        let service = LifecycleService::new(
+            gateway.store.clone(),
+            config.tokens.clone(),
+            clock.clone(),
+            Some(gateway.sync.clone()),
+        );
         let shutdown = CancellationToken::new();
         let task = {
             let config = config.clone();
             let shutdown = shutdown.clone();
             tokio::spawn(async move { gateway.serve(&config, listeners, clock, shutdown).await })
         };
-        TestGateway { proxy, admin, service, config, upstream, dir, shutdown, task }
+        TestGateway {
+            proxy,
+            admin,
+            service,
+            config,
+            upstream,
+            dir,
+            shutdown,
+            task,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -151,7 +164,11 @@ impl TestGateway {
 
     /// Creates an account that may hold tokens.
     pub async fn account(&self, email: &str) {
-        let request = CreateAccount { email: email.into(), can_create_tokens: true, ..CreateAccount::default() };
+        let request = CreateAccount {
+            email: email.into(),
+            can_create_tokens: true,
+            ..CreateAccount::default()
+        };
         self.service.create_account(request, &Actor::cli()).await.unwrap();
     }
 
@@ -240,15 +257,25 @@ impl GatewayProcess {
         });
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let line = log.recv_timeout(deadline.saturating_duration_since(Instant::now())).unwrap_or_else(|_| {
-                panic!("the gateway did not report its listeners within 30 s");
-            });
-            let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+            let line = log
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| {
+                    panic!("the gateway did not report its listeners within 30 s");
+                });
+            let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
             let fields = &entry["fields"];
             if fields["message"] == "tokengate listening" {
                 let proxy = fields["proxy"].as_str().unwrap().parse().unwrap();
                 let admin = fields["admin"].as_str().unwrap().parse().unwrap();
-                return GatewayProcess { child, proxy, admin, config: config.to_owned(), log };
+                return GatewayProcess {
+                    child,
+                    proxy,
+                    admin,
+                    config: config.to_owned(),
+                    log,
+                };
             }
         }
     }
@@ -280,7 +307,10 @@ impl GatewayProcess {
             if let Some(status) = self.child.try_wait().unwrap() {
                 break status;
             }
-            assert!(Instant::now() < deadline, "the gateway did not exit within 20 s of SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "the gateway did not exit within 20 s of SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
         let lines = self.log.try_iter().collect();
