@@ -511,6 +511,15 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_config_files_are_valid() {
+        for file in ["config/tokengate.toml", "config/tokengate.example.toml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+            let config = Config::load(Some(&path), Vec::new()).unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert!(!config.routes.is_empty(), "{file}");
+        }
+    }
+
+    #[test]
     fn built_in_defaults_are_valid() {
         let config = Config::load(None, Vec::new()).unwrap();
         assert_eq!(config.proxy.listen.to_string(), "127.0.0.1:8080");
