@@ -382,3 +382,70 @@ async fn last_use_is_recorded_by_the_flusher_and_at_shutdown() {
     let token = store.token_by_id(id2).await.unwrap().unwrap();
     assert_eq!(token.last_used_path.as_deref(), Some("/late"));
 }
+
+#[tokio::test]
+async fn a_revocation_by_another_writer_reaches_the_index_through_the_change_log() {
+    let gw = TestGateway::spawn().await;
+    gw.account(ANN).await;
+    let (id, secret) = gw.token(ANN, "ci", &[]).await;
+    assert_eq!(get(&gw, "/x", ANN, &secret).await.0, StatusCode::OK);
+
+    // A second writer on the same database, like the CLI: it has no index of its own to update.
+    let store = tokengate::store::Store::open(&gw.config.database.url).await.unwrap();
+    let other = tokengate::service::LifecycleService::new(store, gw.config.tokens.clone(), Clock::System, None);
+    let (other_id, other_secret) = {
+        let request = tokengate::service::CreateToken {
+            owner_email: ANN.into(),
+            name: "from-elsewhere".into(),
+            description: None,
+            expiry: ExpiryRequest::Default,
+            scopes: vec![],
+            rate_limit: None,
+        };
+        let created = other.create_token(request, &Actor::cli()).await.unwrap();
+        (created.token.id, created.secret.expose().to_owned())
+    };
+    other.revoke_token(id, &Actor::cli()).await.unwrap();
+    let revoked_at = std::time::Instant::now();
+
+    // sync.interval is 50 ms in the test config.
+    let deadline = revoked_at + Duration::from_secs(2);
+    while get(&gw, "/x", ANN, &secret).await.0 == StatusCode::OK {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the revocation never reached the gateway"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = revoked_at.elapsed();
+    assert!(
+        elapsed < Duration::from_millis(50 + 250),
+        "took {elapsed:?} with a 50 ms interval"
+    );
+    assert_eq!(
+        get(&gw, "/x", ANN, &other_secret).await.0,
+        StatusCode::OK,
+        "token {other_id} minted elsewhere works"
+    );
+}
+
+#[tokio::test]
+async fn health_and_readiness_answer_on_the_admin_listener() {
+    let gw = TestGateway::spawn().await;
+    let health = client()
+        .get(format!("http://{}/healthz", gw.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let ready = client()
+        .get(format!("http://{}/readyz", gw.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready.status(),
+        StatusCode::OK,
+        "the index is loaded before the listeners serve"
+    );
+}
