@@ -1,6 +1,7 @@
 //! The command line: clap definitions and dispatch. One file per command group under `cli/`.
 
 mod accounts;
+mod db;
 mod events;
 mod output;
 mod serve;
@@ -80,6 +81,9 @@ pub enum Command {
     Token(tokens::TokenCommand),
     /// Show the audit log, newest first.
     Events(events::EventsArgs),
+    /// Database maintenance.
+    #[command(subcommand)]
+    Db(db::DbCommand),
 }
 
 impl Cli {
@@ -105,6 +109,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::User(command) => accounts::run(command, &service(&config).await?).await,
         Command::Token(command) => tokens::run(command, &service(&config).await?).await,
         Command::Events(args) => events::run(args, &service(&config).await?).await,
+        Command::Db(command) => db::run(command).await,
     }
 }
 

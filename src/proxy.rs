@@ -89,10 +89,11 @@ impl Proxy {
 
         if let Some(identity) = &identity {
             if let Some(scope) = route.require.for_method(request.method())
-                && !identity.token.has_scope(scope) {
-                    tracing::info!(token_id = identity.token.id, scope, client = %client_ip, "request refused: missing scope");
-                    return reject::missing_scope(scope);
-                }
+                && !identity.token.has_scope(scope)
+            {
+                tracing::info!(token_id = identity.token.id, scope, client = %client_ip, "request refused: missing scope");
+                return reject::missing_scope(scope);
+            }
             self.usage
                 .record(identity.token.id, self.clock.now(), request.method(), path, client_ip);
         }

@@ -165,9 +165,10 @@ impl LifecycleService {
     /// is logged, not returned: the change is committed and the poller will apply it.
     async fn apply_locally(&self) {
         if let Some(sync) = &self.sync
-            && let Err(error) = sync.catch_up().await {
-                tracing::warn!(%error, "change committed but not yet applied to the index; the poller will retry");
-            }
+            && let Err(error) = sync.catch_up().await
+        {
+            tracing::warn!(%error, "change committed but not yet applied to the index; the poller will retry");
+        }
     }
 
     // ---- accounts ----

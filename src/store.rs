@@ -7,6 +7,7 @@
 
 mod accounts;
 mod changes;
+mod copy;
 mod events;
 mod records;
 mod tokens;
@@ -19,8 +20,11 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Postgres, Sqlite, Transaction};
 
+use crate::clock::UnixTime;
 use crate::config::DatabaseUrl;
 
+pub use changes::ChangeListener;
+pub use copy::TableCounts;
 pub use records::*;
 pub use tokens::{SortField, StatusFilter, TokenFilter, TokenSort};
 
@@ -37,6 +41,9 @@ pub enum StoreError {
     DuplicateAccount(String),
     #[error("a live token named {0:?} already exists for this account")]
     DuplicateTokenName(String),
+    /// A copy's target holds data, or the copy does not match its source.
+    #[error("{0}")]
+    NotEmpty(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -96,15 +103,69 @@ impl BeginWrite for PgPool {
     }
 }
 
-/// Appends a change-log row inside the transaction `$tx`.
+/// The NOTIFY channel on which PostgreSQL announces new change-log rows.
+pub const CHANGES_CHANNEL: &str = "tokengate_changes";
+
+/// The key of the transaction-scoped advisory lock that orders change-log appends.
+const CHANGE_LOG_LOCK: i64 = 0x746f_6b65_6e67_6174; // "tokengat"
+
+/// Appending to the change log, which differs by backend.
+///
+/// The follower reads rows with `seq` greater than the last one it applied, so a row must never
+/// become visible after a row with a higher `seq`. SQLite guarantees it: there is one writer at
+/// a time. PostgreSQL does not: two transactions can draw sequence values 10 and 11, and 11 can
+/// commit first; a follower reading then would skip 10 forever. So on PostgreSQL the append
+/// first takes a transaction-scoped advisory lock, held until commit: sequence values are
+/// drawn in commit order. The append is the last statement of every mutation, so the lock is
+/// held only for the commit itself. The NOTIFY in the same transaction is delivered on commit
+/// and only wakes followers up; they read the log either way.
+pub(crate) trait ChangeLogAppend {
+    fn append_change(
+        &mut self,
+        at: UnixTime,
+        account_id: i64,
+        token_id: Option<i64>,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+}
+
+impl ChangeLogAppend for sqlx::SqliteConnection {
+    async fn append_change(&mut self, at: UnixTime, account_id: i64, token_id: Option<i64>) -> Result<(), sqlx::Error> {
+        sqlx::query("INSERT INTO changes (at, account_id, token_id) VALUES ($1, $2, $3)")
+            .bind(at)
+            .bind(account_id)
+            .bind(token_id)
+            .execute(&mut *self)
+            .await?;
+        Ok(())
+    }
+}
+
+impl ChangeLogAppend for sqlx::PgConnection {
+    async fn append_change(&mut self, at: UnixTime, account_id: i64, token_id: Option<i64>) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(CHANGE_LOG_LOCK)
+            .execute(&mut *self)
+            .await?;
+        let seq: i64 =
+            sqlx::query_scalar("INSERT INTO changes (at, account_id, token_id) VALUES ($1, $2, $3) RETURNING seq")
+                .bind(at)
+                .bind(account_id)
+                .bind(token_id)
+                .fetch_one(&mut *self)
+                .await?;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANGES_CHANNEL)
+            .bind(seq.to_string())
+            .execute(&mut *self)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Appends a change-log row inside the transaction `$tx` (the mutation's last statement).
 macro_rules! append_change {
     ($tx:expr, $at:expr, $account_id:expr, $token_id:expr) => {
-        sqlx::query("INSERT INTO changes (at, account_id, token_id) VALUES ($1, $2, $3)")
-            .bind($at)
-            .bind($account_id)
-            .bind($token_id)
-            .execute(&mut *$tx)
-            .await
+        $crate::store::ChangeLogAppend::append_change(&mut *$tx, $at, $account_id, $token_id).await
     };
 }
 pub(crate) use append_change;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 
 use crate::index::TokenIndex;
 use crate::store::{Store, StoreError};
@@ -105,15 +105,19 @@ impl IndexSync {
         Ok(applied)
     }
 
-    /// Polls the change log every `interval` until `shutdown` resolves. Failures are logged
-    /// and retried with a growing pause; the index keeps serving what it last knew.
+    /// Follows the change log until `shutdown` resolves: reads it every `interval`, and at once
+    /// when the database announces a change (PostgreSQL NOTIFY). Failures are logged and
+    /// retried with a growing pause; the index keeps serving what it last knew.
     pub async fn follow(self: Arc<Self>, interval: Duration, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let wake = Arc::new(Notify::new());
+        let listener = tokio::spawn(listen_for_announcements(self.store.clone(), Arc::clone(&wake)));
         let mut pause = interval;
         loop {
             tokio::select! {
-                _ = &mut shutdown => return,
+                _ = &mut shutdown => break,
                 _ = tokio::time::sleep(pause) => {}
+                _ = wake.notified() => {}
             }
             match self.catch_up().await {
                 Ok(_) => pause = interval,
@@ -121,6 +125,41 @@ impl IndexSync {
                     pause = (pause * 2).min(MAX_BACKOFF).max(interval);
                     tracing::warn!(%error, lag_s = self.lag().as_secs(), retry_in_ms = pause.as_millis() as u64,
                         "cannot read the change log; serving the last synced index");
+                }
+            }
+        }
+        listener.abort();
+    }
+}
+
+/// Turns the database's change announcements into wake-ups, reconnecting as needed. A lost
+/// connection is itself a wake-up: announcements may have been missed while it was down.
+async fn listen_for_announcements(store: Store, wake: Arc<Notify>) {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let mut listener = match store.change_listener().await {
+            Ok(Some(listener)) => listener,
+            Ok(None) => return, // this backend has no announcements: polling alone
+            Err(error) => {
+                tracing::debug!(%error, "cannot listen for change announcements; polling meanwhile");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        pause = Duration::from_millis(100);
+        wake.notify_one();
+        loop {
+            match listener.wait().await {
+                Ok(true) => wake.notify_one(),
+                Ok(false) => {
+                    tracing::info!("change announcements interrupted; catching up");
+                    wake.notify_one();
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "change listener failed; reconnecting");
+                    wake.notify_one();
+                    break;
                 }
             }
         }

@@ -54,10 +54,11 @@ pub async fn check_config(config: Config) -> Result<(), CliError> {
     print!("{}", config.describe());
     let url = &config.database.url;
     if let Some(file) = sqlite_file(url.expose())
-        && !file.exists() {
-            eprintln!("database {url}: file does not exist yet; it will be created and migrated on first use");
-            return Ok(());
-        }
+        && !file.exists()
+    {
+        eprintln!("database {url}: file does not exist yet; it will be created and migrated on first use");
+        return Ok(());
+    }
     let store = Store::connect(url).await?;
     let status = store.migration_status().await?;
     if status.pending.is_empty() {

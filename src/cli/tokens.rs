@@ -100,7 +100,7 @@ pub struct ListArgs {
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     unused_for: Option<Duration>,
     /// created, name, user, last_used or expires; prefix - for descending (default: -created).
-    #[arg(long, value_name = "FIELD", value_parser = |s: &str| s.parse::<TokenSort>())]
+    #[arg(long, value_name = "FIELD", allow_hyphen_values = true, value_parser = |s: &str| s.parse::<TokenSort>())]
     sort: Option<TokenSort>,
     #[arg(long)]
     json: bool,

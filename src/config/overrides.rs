@@ -55,9 +55,10 @@ fn typed_value(section: &str, key: &str, text: &str) -> Result<Value, String> {
     };
     if let Ok(mut parsed) = toml::from_str::<Table>(&format!("v = {text}"))
         && let Some(value) = parsed.remove("v")
-            && check_alone(section, key, value.clone()).is_ok() {
-                return Ok(value);
-            }
+        && check_alone(section, key, value.clone()).is_ok()
+    {
+        return Ok(value);
+    }
     Err(first_error)
 }
 

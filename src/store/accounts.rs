@@ -40,7 +40,7 @@ impl Store {
                 Err(e) => return Err(e.into()),
             };
             append_event!(tx, now, event, account.id, &account.email, None::<i64>)?;
-            append_change!(tx, now, account.id, None::<i64>)?;
+            append_change!(tx, now, account.id, None)?;
             tx.commit().await?;
             Ok(account)
         })
@@ -117,7 +117,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             append_event!(tx, now, event, account_id, &after.email, None::<i64>)?;
-            append_change!(tx, now, account_id, None::<i64>)?;
+            append_change!(tx, now, account_id, None)?;
             tx.commit().await?;
             Ok(Some((before, after)))
         })

@@ -40,3 +40,29 @@ impl Store {
         }))
     }
 }
+
+/// PostgreSQL's announcements of new change-log rows: a wake-up for followers, never the
+/// source of truth (notifications are lost while the connection is down).
+pub struct ChangeListener {
+    listener: sqlx::postgres::PgListener,
+}
+
+impl ChangeListener {
+    /// Waits for the next announcement. `Ok(false)`: the connection was lost, so announcements
+    /// may have been missed (catch up); the next call reconnects and listens again.
+    pub async fn wait(&mut self) -> Result<bool, StoreError> {
+        Ok(self.listener.try_recv().await?.is_some())
+    }
+}
+
+impl Store {
+    /// A listener for change announcements, on backends that have them (PostgreSQL).
+    pub async fn change_listener(&self) -> Result<Option<ChangeListener>, StoreError> {
+        let super::Backend::Postgres(pool) = &self.backend else {
+            return Ok(None);
+        };
+        let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+        listener.listen(super::CHANGES_CHANNEL).await?;
+        Ok(Some(ChangeListener { listener }))
+    }
+}
