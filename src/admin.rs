@@ -2,28 +2,51 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
+use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
+use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::sync::IndexSync;
+
 /// What the health endpoints report.
-#[derive(Debug, Default)]
 pub struct Health {
-    /// The index is loaded and the gateway is not draining.
-    ready: AtomicBool,
+    sync: Arc<IndexSync>,
+    /// Past this long without a successful read of the change log, the gateway is not ready.
+    max_lag: Duration,
+    /// Cleared when draining at shutdown.
+    serving: AtomicBool,
 }
 
 impl Health {
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Release);
+    pub fn new(sync: Arc<IndexSync>, max_lag: Duration) -> Self {
+        Health { sync, max_lag, serving: AtomicBool::new(true) }
     }
 
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+    pub fn set_draining(&self) {
+        self.serving.store(false, Ordering::Release);
+    }
+
+    /// Ready: serving (not draining) and the index no staler than `max_lag`. The index is loaded
+    /// before a `Health` exists, so a listener that answers at all has one.
+    fn readiness(&self) -> (bool, Value) {
+        let lag = self.sync.lag();
+        let serving = self.serving.load(Ordering::Acquire);
+        let fresh = lag <= self.max_lag;
+        let report = json!({
+            "ready": serving && fresh,
+            "draining": !serving,
+            "index_tokens": self.sync.index().token_count(),
+            "sync_lag_seconds": lag.as_secs_f64(),
+            "max_lag_seconds": self.max_lag.as_secs_f64(),
+        });
+        (serving && fresh, report)
     }
 }
 
@@ -34,20 +57,17 @@ pub fn router(health: Arc<Health>) -> Router {
         .with_state(health)
 }
 
-async fn readyz(State(health): State<Arc<Health>>) -> (StatusCode, &'static str) {
-    if health.is_ready() {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-    }
+async fn readyz(State(health): State<Arc<Health>>) -> (StatusCode, Json<Value>) {
+    let (ready, report) = health.readiness();
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(report))
 }
 
 /// Serves the admin router until `shutdown` is cancelled.
 pub async fn serve_admin(listener: TcpListener, health: Arc<Health>, shutdown: CancellationToken) {
     let app = router(health);
-    if let Err(error) = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    if let Err(error) =
+        axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
     {
         tracing::error!(%error, "admin listener failed");
     }

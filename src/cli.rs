@@ -117,10 +117,5 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 /// The CLI writes the database directly; running gateways learn of it through the change log.
 async fn service(config: &Config) -> Result<LifecycleService, CliError> {
     let store = Store::open(&config.database.url).await?;
-    Ok(LifecycleService::new(
-        store,
-        config.tokens.clone(),
-        crate::clock::Clock::System,
-        None,
-    ))
+    Ok(LifecycleService::new(store, config.tokens.clone(), crate::clock::Clock::System, None))
 }

@@ -26,10 +26,7 @@ impl Clock {
 
     pub fn now(&self) -> UnixTime {
         match self {
-            Clock::System => SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0),
+            Clock::System => SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0),
             Clock::Manual(now) => now.load(Ordering::Relaxed),
         }
     }
@@ -44,10 +41,7 @@ impl Clock {
 
 /// Formats a stored time as RFC 3339 (`2026-11-25T16:13:05Z`).
 pub fn to_rfc3339(t: UnixTime) -> String {
-    OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|dt| dt.format(&Rfc3339).ok())
-        .unwrap_or_else(|| t.to_string())
+    OffsetDateTime::from_unix_timestamp(t).ok().and_then(|dt| dt.format(&Rfc3339).ok()).unwrap_or_else(|| t.to_string())
 }
 
 /// Parses an RFC 3339 time given by a user (`2026-01-31T00:00:00Z`, or a bare date
@@ -58,13 +52,9 @@ pub fn parse_rfc3339(text: &str) -> Result<UnixTime, String> {
         return Ok(dt.unix_timestamp());
     }
     let date_format = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(text, &date_format)
-        .map(|d| d.midnight().assume_utc().unix_timestamp())
-        .map_err(|_| {
-            format!(
-                "invalid time {text:?}: expected RFC 3339 such as 2026-01-31T12:00:00Z or a date such as 2026-01-31"
-            )
-        })
+    time::Date::parse(text, &date_format).map(|d| d.midnight().assume_utc().unix_timestamp()).map_err(|_| {
+        format!("invalid time {text:?}: expected RFC 3339 such as 2026-01-31T12:00:00Z or a date such as 2026-01-31")
+    })
 }
 
 #[cfg(test)]

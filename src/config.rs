@@ -112,6 +112,8 @@ impl fmt::Display for DatabaseUrl {
 #[derive(Clone, Debug)]
 pub struct SyncConfig {
     pub interval: Duration,
+    /// Past this long without reading the change log, `/readyz` answers 503.
+    pub max_lag: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -170,18 +172,11 @@ pub struct RequiredScopes {
 
 impl RequiredScopes {
     pub fn for_method(&self, method: &Method) -> Option<&str> {
-        self.by_method
-            .iter()
-            .find(|(m, _)| m == method)
-            .map(|(_, scope)| scope.as_str())
-            .or(self.otherwise.as_deref())
+        self.by_method.iter().find(|(m, _)| m == method).map(|(_, scope)| scope.as_str()).or(self.otherwise.as_deref())
     }
 
     fn scopes(&self) -> impl Iterator<Item = &str> {
-        self.by_method
-            .iter()
-            .map(|(_, s)| s.as_str())
-            .chain(self.otherwise.as_deref())
+        self.by_method.iter().map(|(_, s)| s.as_str()).chain(self.otherwise.as_deref())
     }
 }
 
@@ -191,10 +186,8 @@ impl Config {
     pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
         let mut table = match path {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.to_owned(),
-                    source,
-                })?;
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
                 parse_file(path, &text)?
             }
             None => toml::Table::new(),
@@ -233,11 +226,12 @@ impl Config {
         );
         out += &format!("[admin]\nlisten = \"{}\"\n\n", self.admin.listen);
         out += &format!("[database]\nurl = {:?}\n\n", self.database.url.masked());
-        out += &format!("[sync]\ninterval = \"{}\"\n\n", format_duration(self.sync.interval));
         out += &format!(
-            "[usage]\nflush_interval = \"{}\"\n\n",
-            format_duration(self.usage.flush_interval)
+            "[sync]\ninterval = \"{}\"\nmax_lag = \"{}\"\n\n",
+            format_duration(self.sync.interval),
+            format_duration(self.sync.max_lag)
         );
+        out += &format!("[usage]\nflush_interval = \"{}\"\n\n", format_duration(self.usage.flush_interval));
         let t = &self.tokens;
         out += &format!(
             "[tokens]\ndefault_lifetime = \"{}\"\nmax_lifetime = \"{}\"\nallow_never_expires = {}\nscopes = {:?}\ndefault_scopes = {:?}\n\n",
@@ -254,12 +248,8 @@ impl Config {
             rate(&self.rate_limit.failed_auth)
         );
         for route in &self.routes {
-            let mut require: Vec<String> = route
-                .require
-                .by_method
-                .iter()
-                .map(|(m, s)| format!("{} = {s:?}", m.as_str()))
-                .collect();
+            let mut require: Vec<String> =
+                route.require.by_method.iter().map(|(m, s)| format!("{} = {s:?}", m.as_str())).collect();
             if let Some(s) = &route.require.otherwise {
                 require.push(format!("\"*\" = {s:?}"));
             }
@@ -268,11 +258,7 @@ impl Config {
                 route.prefix,
                 route.upstream,
                 route.public,
-                if require.is_empty() {
-                    String::new()
-                } else {
-                    format!(" {} ", require.join(", "))
-                },
+                if require.is_empty() { String::new() } else { format!(" {} ", require.join(", ")) },
                 route.keep_authorization,
                 route.strip_prefix
             );
@@ -287,10 +273,7 @@ fn parse_file(path: &Path, text: &str) -> Result<toml::Table, ConfigError> {
         let location = span
             .map(|s| format!("line {}: ", text[..s.start.min(text.len())].matches('\n').count() + 1))
             .unwrap_or_default();
-        ConfigError::Parse {
-            path: path.to_owned(),
-            message: format!("{location}{}", message.trim()),
-        }
+        ConfigError::Parse { path: path.to_owned(), message: format!("{location}{}", message.trim()) }
     };
     let table: toml::Table = toml::from_str(text).map_err(|e| parse_error(e.message(), e.span()))?;
     // Check the file alone against the model first, so a mistake in it is reported with its line.
@@ -324,10 +307,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         upstream_timeout: duration("proxy.upstream_timeout", &raw.proxy.upstream_timeout)?,
     };
     if proxy.realm.is_empty() || proxy.realm.chars().any(|c| c == '"' || c.is_control()) {
-        return Err(invalid(
-            "proxy.realm",
-            "must be non-empty, without quotes or control characters".into(),
-        ));
+        return Err(invalid("proxy.realm", "must be non-empty, without quotes or control characters".into()));
     }
 
     let database_url = match (raw.database.url, raw.database.url_file) {
@@ -344,10 +324,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     {
         return Err(invalid(
             "database.url",
-            format!(
-                "{} is neither sqlite://PATH nor postgres://...",
-                DatabaseUrl::new(database_url.clone()).masked()
-            ),
+            format!("{} is neither sqlite://PATH nor postgres://...", DatabaseUrl::new(database_url.clone()).masked()),
         ));
     }
 
@@ -375,10 +352,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     }
     for scope in &tokens.default_scopes {
         if scope != "*" && !tokens.scopes.contains(scope) {
-            return Err(invalid(
-                "tokens.default_scopes",
-                format!("{scope:?} is not in tokens.scopes"),
-            ));
+            return Err(invalid("tokens.default_scopes", format!("{scope:?} is not in tokens.scopes")));
         }
     }
 
@@ -398,14 +372,11 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     Ok(Config {
         source: None,
         proxy,
-        admin: AdminConfig {
-            listen: listen("admin.listen", &raw.admin.listen)?,
-        },
-        database: DatabaseConfig {
-            url: DatabaseUrl::new(database_url),
-        },
+        admin: AdminConfig { listen: listen("admin.listen", &raw.admin.listen)? },
+        database: DatabaseConfig { url: DatabaseUrl::new(database_url) },
         sync: SyncConfig {
             interval: positive(duration("sync.interval", &raw.sync.interval)?, "sync.interval")?,
+            max_lag: positive(duration("sync.max_lag", &raw.sync.max_lag)?, "sync.max_lag")?,
         },
         usage: UsageConfig {
             flush_interval: positive(
@@ -447,21 +418,12 @@ fn validate_route(raw: RawRoute, known_scopes: &[String]) -> Result<RouteConfig,
     if !raw.prefix.starts_with('/') {
         return Err(at("prefix must start with /".into()));
     }
-    let uri: Uri = raw
-        .upstream
-        .parse()
-        .map_err(|_| at(format!("upstream {:?} is not a URL", raw.upstream)))?;
-    let scheme = uri
-        .scheme()
-        .cloned()
-        .ok_or_else(|| at("upstream needs a scheme such as http://".into()))?;
+    let uri: Uri = raw.upstream.parse().map_err(|_| at(format!("upstream {:?} is not a URL", raw.upstream)))?;
+    let scheme = uri.scheme().cloned().ok_or_else(|| at("upstream needs a scheme such as http://".into()))?;
     if scheme != http::uri::Scheme::HTTP {
         return Err(at(format!("upstream scheme {scheme} is not supported; use http://")));
     }
-    let authority = uri
-        .authority()
-        .cloned()
-        .ok_or_else(|| at("upstream needs a host and port".into()))?;
+    let authority = uri.authority().cloned().ok_or_else(|| at("upstream needs a host and port".into()))?;
     if uri.query().is_some() {
         return Err(at("upstream must not have a query string".into()));
     }
@@ -470,9 +432,7 @@ fn validate_route(raw: RawRoute, known_scopes: &[String]) -> Result<RouteConfig,
     let mut require = RequiredScopes::default();
     for (method, scope) in &raw.require {
         if !known_scopes.contains(scope) {
-            return Err(at(format!(
-                "require names scope {scope:?}, which is not in tokens.scopes"
-            )));
+            return Err(at(format!("require names scope {scope:?}, which is not in tokens.scopes")));
         }
         if method == "*" {
             require.otherwise = Some(scope.clone());
@@ -487,11 +447,7 @@ fn validate_route(raw: RawRoute, known_scopes: &[String]) -> Result<RouteConfig,
     }
     Ok(RouteConfig {
         prefix: raw.prefix,
-        upstream: Upstream {
-            scheme,
-            authority,
-            base_path,
-        },
+        upstream: Upstream { scheme, authority, base_path },
         public: raw.public,
         require,
         keep_authorization: raw.keep_authorization,
@@ -525,17 +481,12 @@ mod tests {
         assert_eq!(config.proxy.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.database.url.expose(), DEFAULT_DATABASE_URL);
         assert_eq!(config.routes.len(), 1);
-        assert_eq!(
-            config.rate_limit.failed_auth.map(|r| r.to_string()).as_deref(),
-            Some("30/min")
-        );
+        assert_eq!(config.rate_limit.failed_auth.map(|r| r.to_string()).as_deref(), Some("30/min"));
     }
 
     #[test]
     fn unknown_keys_are_named_with_their_line() {
-        let err = load_text("[proxy]\nlisten = \"127.0.0.1:1\"\nlisen = \"x\"\n")
-            .unwrap_err()
-            .to_string();
+        let err = load_text("[proxy]\nlisten = \"127.0.0.1:1\"\nlisen = \"x\"\n").unwrap_err().to_string();
         assert!(err.contains("lisen") && err.contains("line 3"), "{err}");
         let err = load_text("[proxxy]\n").unwrap_err().to_string();
         assert!(err.contains("proxxy"), "{err}");
@@ -566,12 +517,7 @@ mod tests {
     fn routes_are_validated() {
         let base = "[[routes]]\nprefix = \"/api\"\n";
         assert!(load_text(&format!("{base}upstream = \"ftp://x\"\n")).is_err());
-        assert!(
-            load_text(&format!(
-                "{base}upstream = \"http://h:1\"\nrequire = {{ GET = \"admin\" }}\n"
-            ))
-            .is_err()
-        );
+        assert!(load_text(&format!("{base}upstream = \"http://h:1\"\nrequire = {{ GET = \"admin\" }}\n")).is_err());
         let config = load_text(&format!(
             "{base}upstream = \"http://h:1/base/\"\nrequire = {{ GET = \"read\", \"*\" = \"write\" }}\n"
         ))
@@ -584,9 +530,7 @@ mod tests {
 
     #[test]
     fn lifetimes_are_consistent() {
-        let err = load_text("[tokens]\ndefault_lifetime = \"400d\"\n")
-            .unwrap_err()
-            .to_string();
+        let err = load_text("[tokens]\ndefault_lifetime = \"400d\"\n").unwrap_err().to_string();
         assert!(err.contains("max_lifetime"), "{err}");
     }
 }

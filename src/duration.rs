@@ -47,14 +47,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Formats a duration the way it would be written in the config (largest exact unit).
 pub fn format_duration(duration: Duration) -> String {
     let ms = duration.as_millis() as u64;
-    const UNITS: [(u64, &str); 6] = [
-        (365 * 86_400_000, "y"),
-        (86_400_000, "d"),
-        (3_600_000, "h"),
-        (60_000, "m"),
-        (1_000, "s"),
-        (1, "ms"),
-    ];
+    const UNITS: [(u64, &str); 6] =
+        [(365 * 86_400_000, "y"), (86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1_000, "s"), (1, "ms")];
     if ms == 0 {
         return "0s".to_owned();
     }

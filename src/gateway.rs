@@ -42,7 +42,6 @@ pub struct Gateway {
     pub store: Store,
     pub sync: Arc<IndexSync>,
     pub usage: Arc<UsageRecorder>,
-    pub health: Arc<Health>,
 }
 
 impl Gateway {
@@ -50,23 +49,13 @@ impl Gateway {
     pub async fn start(config: &Config) -> Result<Gateway, StoreError> {
         let store = Store::open(&config.database.url).await?;
         let sync = IndexSync::load(store.clone(), Arc::new(TokenIndex::new())).await?;
-        Ok(Gateway {
-            store,
-            sync,
-            usage: Arc::new(UsageRecorder::new()),
-            health: Arc::new(Health::default()),
-        })
+        Ok(Gateway { store, sync, usage: Arc::new(UsageRecorder::new()) })
     }
 
     /// Serves until `shutdown` is cancelled: stops accepting, drains open requests, stops the
     /// sync, writes the last-use records, closes the database.
     pub async fn serve(self, config: &Config, listeners: Listeners, clock: Clock, shutdown: CancellationToken) {
-        let proxy = Arc::new(Proxy::new(
-            config,
-            Arc::clone(self.sync.index()),
-            Arc::clone(&self.usage),
-            clock,
-        ));
+        let proxy = Arc::new(Proxy::new(config, Arc::clone(self.sync.index()), Arc::clone(&self.usage), clock));
         let background = CancellationToken::new();
         let follower =
             tokio::spawn(Arc::clone(&self.sync).follow(config.sync.interval, background.clone().cancelled_owned()));
@@ -78,13 +67,12 @@ impl Gateway {
         if let Ok((proxy_addr, admin_addr)) = listeners.addresses() {
             tracing::info!(proxy = %proxy_addr, admin = %admin_addr, routes = config.routes.len(), "tokengate listening");
         }
-        self.health.set_ready(true);
-        let admin = tokio::spawn(serve_admin(listeners.admin, Arc::clone(&self.health), shutdown.clone()));
-        let health = Arc::clone(&self.health);
+        let health = Arc::new(Health::new(Arc::clone(&self.sync), config.sync.max_lag));
+        let admin = tokio::spawn(serve_admin(listeners.admin, Arc::clone(&health), shutdown.clone()));
         let draining = shutdown.clone();
         tokio::spawn(async move {
             draining.cancelled().await;
-            health.set_ready(false);
+            health.set_draining();
         });
         serve_proxy(listeners.proxy, proxy, shutdown).await;
         tracing::info!("proxy drained; writing last-use records");

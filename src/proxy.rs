@@ -68,10 +68,7 @@ impl Proxy {
             return reject::no_route();
         };
         let client_ip = client_ip::client_ip(peer.ip(), request.headers(), &self.trusted_proxies);
-        let peer_trusted = self
-            .trusted_proxies
-            .iter()
-            .any(|net| net.contains(&peer.ip().to_canonical()));
+        let peer_trusted = self.trusted_proxies.iter().any(|net| net.contains(&peer.ip().to_canonical()));
 
         let identity = if route.public {
             None
@@ -94,15 +91,10 @@ impl Proxy {
                 tracing::info!(token_id = identity.token.id, scope, client = %client_ip, "request refused: missing scope");
                 return reject::missing_scope(scope);
             }
-            self.usage
-                .record(identity.token.id, self.clock.now(), request.method(), path, client_ip);
+            self.usage.record(identity.token.id, self.clock.now(), request.method(), path, client_ip);
         }
 
-        let caller = Caller {
-            client_ip,
-            peer_trusted,
-            identity: identity.as_ref(),
-        };
+        let caller = Caller { client_ip, peer_trusted, identity: identity.as_ref() };
         let Some(upstream_request) = forward::upstream_request(request, &route, &caller) else {
             return reject::bad_path();
         };

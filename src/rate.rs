@@ -54,9 +54,7 @@ impl FromStr for Rate {
             _ => return Err(invalid()),
         };
         if count == 0 || burst == Some(0) {
-            return Err(format!(
-                "invalid rate {text:?}: the count and the burst must be at least 1"
-            ));
+            return Err(format!("invalid rate {text:?}: the count and the burst must be at least 1"));
         }
         Ok(Rate { count, period, burst })
     }
@@ -92,16 +90,7 @@ mod tests {
 
     #[test]
     fn refuses_malformed_rates() {
-        for bad in [
-            "",
-            "600",
-            "0/s",
-            "10/fortnight",
-            "10/s burst",
-            "10/s burst 0",
-            "10/s sprint 3",
-            "x/s",
-        ] {
+        for bad in ["", "600", "0/s", "10/fortnight", "10/s burst", "10/s burst 0", "10/s sprint 3", "x/s"] {
             assert!(bad.parse::<Rate>().is_err(), "{bad:?} should be refused");
         }
     }

@@ -64,21 +64,11 @@ pub struct Actor {
 impl Actor {
     /// The person at the terminal running the CLI.
     pub fn cli() -> Actor {
-        Actor {
-            label: format!("cli:{}", os_user()),
-            ip: None,
-            user_agent: Some("cli".to_owned()),
-        }
+        Actor { label: format!("cli:{}", os_user()), ip: None, user_agent: Some("cli".to_owned()) }
     }
 
     fn event(&self, kind: &'static str, detail: serde_json::Value) -> NewEvent {
-        NewEvent {
-            kind,
-            actor: self.label.clone(),
-            ip: self.ip.clone(),
-            user_agent: self.user_agent.clone(),
-            detail,
-        }
+        NewEvent { kind, actor: self.label.clone(), ip: self.ip.clone(), user_agent: self.user_agent.clone(), detail }
     }
 }
 
@@ -145,12 +135,7 @@ pub struct LifecycleService {
 
 impl LifecycleService {
     pub fn new(store: Store, policy: TokenPolicy, clock: Clock, sync: Option<Arc<IndexSync>>) -> Self {
-        LifecycleService {
-            store,
-            policy,
-            clock,
-            sync,
-        }
+        LifecycleService { store, policy, clock, sync }
     }
 
     pub fn store(&self) -> &Store {
@@ -248,10 +233,7 @@ impl LifecycleService {
             return Err(ServiceError::Forbidden(format!("account {} is disabled", owner.email)));
         }
         if !owner.can_create_tokens {
-            return Err(ServiceError::Forbidden(format!(
-                "account {} may not hold tokens",
-                owner.email
-            )));
+            return Err(ServiceError::Forbidden(format!("account {} may not hold tokens", owner.email)));
         }
         let now = self.now();
         let expires_at = self.expiry(request.expiry, now)?;
@@ -260,10 +242,7 @@ impl LifecycleService {
         let new = NewToken {
             account_id: owner.id,
             name: name.clone(),
-            description: request
-                .description
-                .map(|d| d.trim().to_owned())
-                .filter(|d| !d.is_empty()),
+            description: request.description.map(|d| d.trim().to_owned()).filter(|d| !d.is_empty()),
             digest: *secret.digest().as_bytes(),
             prefix: secret.display_prefix(),
             scopes: scopes.clone(),
@@ -290,9 +269,7 @@ impl LifecycleService {
         let max = self.policy.max_lifetime;
         let within = |lifetime: Duration| {
             if lifetime.is_zero() {
-                Err(ServiceError::OutsidePolicy(
-                    "the lifetime must be greater than zero".into(),
-                ))
+                Err(ServiceError::OutsidePolicy("the lifetime must be greater than zero".into()))
             } else if lifetime > max {
                 Err(ServiceError::OutsidePolicy(format!(
                     "a lifetime of {} exceeds the maximum of {} (tokens.max_lifetime)",
@@ -311,10 +288,7 @@ impl LifecycleService {
             }
             ExpiryRequest::At(at) => {
                 if at <= now {
-                    return Err(ServiceError::OutsidePolicy(format!(
-                        "the expiry {} is in the past",
-                        to_rfc3339(at)
-                    )));
+                    return Err(ServiceError::OutsidePolicy(format!("the expiry {} is in the past", to_rfc3339(at))));
                 }
                 within(Duration::from_secs((at - now) as u64))?;
                 Ok(Some(at))
@@ -328,11 +302,7 @@ impl LifecycleService {
     }
 
     fn scopes(&self, requested: &[String]) -> Result<Vec<String>, ServiceError> {
-        let requested = if requested.is_empty() {
-            &self.policy.default_scopes
-        } else {
-            requested
-        };
+        let requested = if requested.is_empty() { &self.policy.default_scopes } else { requested };
         let mut scopes: Vec<String> = Vec::new();
         for scope in requested {
             let scope = scope.trim();
@@ -350,10 +320,7 @@ impl LifecycleService {
     }
 
     pub async fn token(&self, id: i64) -> Result<TokenRecord, ServiceError> {
-        self.store
-            .token_by_id(id)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("no token with id {id}")))
+        self.store.token_by_id(id).await?.ok_or_else(|| ServiceError::NotFound(format!("no token with id {id}")))
     }
 
     pub async fn list_tokens(&self, query: TokenQuery) -> Result<Vec<TokenRecord>, ServiceError> {
@@ -382,20 +349,14 @@ impl LifecycleService {
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("no token with id {id}")))?;
         self.apply_locally().await;
-        Ok(Revoked {
-            token,
-            already: !changed,
-        })
+        Ok(Revoked { token, already: !changed })
     }
 
     /// Revokes every live token of an account; returns how many.
     pub async fn revoke_all_tokens(&self, email: &str, actor: &Actor) -> Result<usize, ServiceError> {
         let account = self.account(email).await?;
         let event = actor.event("token.revoked", json!({"reason": RevokeReason::RevokeAll.as_str()}));
-        let ids = self
-            .store
-            .revoke_all_tokens(account.id, &account.email, &actor.label, self.now(), &event)
-            .await?;
+        let ids = self.store.revoke_all_tokens(account.id, &account.email, &actor.label, self.now(), &event).await?;
         self.apply_locally().await;
         Ok(ids.len())
     }
@@ -412,24 +373,14 @@ impl LifecycleService {
             Some(email) => Some(self.account(email).await?.id),
             None => None,
         };
-        Ok(self
-            .store
-            .list_events(&EventFilter {
-                account_id,
-                token_id,
-                limit,
-            })
-            .await?)
+        Ok(self.store.list_events(&EventFilter { account_id, token_id, limit }).await?)
     }
 }
 
 /// The name of the operating-system user running this process: `$USER`, `$LOGNAME`, else the
 /// owner of this process looked up in `/etc/passwd`, else `uid<N>`.
 fn os_user() -> String {
-    if let Some(user) = ["USER", "LOGNAME"]
-        .iter()
-        .find_map(|var| std::env::var(var).ok().filter(|u| !u.is_empty()))
-    {
+    if let Some(user) = ["USER", "LOGNAME"].iter().find_map(|var| std::env::var(var).ok().filter(|u| !u.is_empty())) {
         return user;
     }
     #[cfg(unix)]
@@ -473,14 +424,10 @@ fn validate_token_name(name: &str) -> Result<String, ServiceError> {
         return Err(ServiceError::Invalid("a token needs a name".into()));
     }
     if name.chars().count() > MAX_NAME_CHARS {
-        return Err(ServiceError::Invalid(format!(
-            "a token name may have at most {MAX_NAME_CHARS} characters"
-        )));
+        return Err(ServiceError::Invalid(format!("a token name may have at most {MAX_NAME_CHARS} characters")));
     }
     if name.chars().any(char::is_control) {
-        return Err(ServiceError::Invalid(
-            "a token name may not contain control characters".into(),
-        ));
+        return Err(ServiceError::Invalid("a token name may not contain control characters".into()));
     }
     Ok(name.to_owned())
 }
@@ -492,14 +439,7 @@ mod tests {
     #[test]
     fn emails_must_work_as_basic_user_names() {
         assert!(validate_email("ann@example.com").is_ok());
-        for bad in [
-            "ann",
-            "@example.com",
-            "ann@",
-            "a:b@example.com",
-            "a b@example.com",
-            "ann@.com",
-        ] {
+        for bad in ["ann", "@example.com", "ann@", "a:b@example.com", "a b@example.com", "ann@.com"] {
             assert!(validate_email(bad).is_err(), "{bad:?}");
         }
     }

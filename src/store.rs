@@ -51,10 +51,7 @@ pub enum StoreError {
 impl StoreError {
     /// True when the database could not be reached (as opposed to refusing a statement).
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Database(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)
-        )
+        matches!(self, StoreError::Database(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed))
     }
 }
 
@@ -142,10 +139,7 @@ impl ChangeLogAppend for sqlx::SqliteConnection {
 
 impl ChangeLogAppend for sqlx::PgConnection {
     async fn append_change(&mut self, at: UnixTime, account_id: i64, token_id: Option<i64>) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(CHANGE_LOG_LOCK)
-            .execute(&mut *self)
-            .await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CHANGE_LOG_LOCK).execute(&mut *self).await?;
         let seq: i64 =
             sqlx::query_scalar("INSERT INTO changes (at, account_id, token_id) VALUES ($1, $2, $3) RETURNING seq")
                 .bind(at)
@@ -153,11 +147,7 @@ impl ChangeLogAppend for sqlx::PgConnection {
                 .bind(token_id)
                 .fetch_one(&mut *self)
                 .await?;
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANGES_CHANNEL)
-            .bind(seq.to_string())
-            .execute(&mut *self)
-            .await?;
+        sqlx::query("SELECT pg_notify($1, $2)").bind(CHANGES_CHANNEL).bind(seq.to_string()).execute(&mut *self).await?;
         Ok(())
     }
 }
@@ -216,10 +206,7 @@ impl Store {
 
     /// Opens the database without changing its schema.
     pub async fn connect(url: &DatabaseUrl) -> Result<Store, StoreError> {
-        let open_error = |message: String| StoreError::Open {
-            url: url.masked(),
-            message,
-        };
+        let open_error = |message: String| StoreError::Open { url: url.masked(), message };
         let text = url.expose();
         let backend = if text.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(text)

@@ -77,12 +77,8 @@ impl IndexSync {
                 break;
             };
             let accounts: BTreeSet<i64> = rows.iter().filter_map(|r| r.account_id).collect();
-            let tokens: Vec<i64> = rows
-                .iter()
-                .filter_map(|r| r.token_id)
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect();
+            let tokens: Vec<i64> =
+                rows.iter().filter_map(|r| r.token_id).collect::<BTreeSet<_>>().into_iter().collect();
             for id in accounts {
                 if let Some(account) = self.store.index_account(id).await? {
                     self.index.upsert_account(account);

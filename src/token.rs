@@ -102,9 +102,7 @@ pub fn check_format(secret: &str) -> Result<(), SecretFormatError> {
 fn looks_minted_here(secret: &str) -> bool {
     secret.len() == SECRET_LEN
         && secret.starts_with(SECRET_PREFIX)
-        && secret.as_bytes()[SECRET_PREFIX.len()..]
-            .iter()
-            .all(u8::is_ascii_alphanumeric)
+        && secret.as_bytes()[SECRET_PREFIX.len()..].iter().all(u8::is_ascii_alphanumeric)
 }
 
 /// The SHA-256 of a secret: the index key and the only form the database stores.
@@ -179,10 +177,7 @@ mod tests {
     fn foreign_secrets_are_accepted_up_to_the_bound() {
         assert_eq!(check_format("legacy-token-1234"), Ok(()));
         assert_eq!(check_format(""), Err(SecretFormatError::Empty));
-        assert_eq!(
-            check_format(&"x".repeat(MAX_SECRET_LEN + 1)),
-            Err(SecretFormatError::TooLong)
-        );
+        assert_eq!(check_format(&"x".repeat(MAX_SECRET_LEN + 1)), Err(SecretFormatError::TooLong));
     }
 
     #[test]

@@ -53,13 +53,7 @@ impl UsageRecorder {
                 entry.ip = ip;
             }
             None => {
-                let entry = PendingUse {
-                    generation,
-                    at,
-                    method: method.clone(),
-                    path: path.to_owned(),
-                    ip,
-                };
+                let entry = PendingUse { generation, at, method: method.clone(), path: path.to_owned(), ip };
                 self.pending.insert(token_id, entry);
             }
         }
@@ -96,8 +90,7 @@ impl UsageRecorder {
         let records: Vec<UsageRecord> = batch.iter().map(|(record, _)| record.clone()).collect();
         store.record_usage(&records).await?;
         for (record, generation) in &batch {
-            self.pending
-                .remove_if(&record.token_id, |_, entry| entry.generation == *generation);
+            self.pending.remove_if(&record.token_id, |_, entry| entry.generation == *generation);
         }
         Ok(batch.len())
     }
@@ -137,13 +130,6 @@ mod tests {
         let mut snapshot = recorder.snapshot();
         snapshot.sort_by_key(|(r, _)| r.token_id);
         assert_eq!(snapshot.len(), 2);
-        assert_eq!(
-            (
-                snapshot[0].0.at,
-                snapshot[0].0.method.as_str(),
-                snapshot[0].0.path.as_str()
-            ),
-            (12, "POST", "/b")
-        );
+        assert_eq!((snapshot[0].0.at, snapshot[0].0.method.as_str(), snapshot[0].0.path.as_str()), (12, "POST", "/b"));
     }
 }

@@ -73,10 +73,7 @@ impl TokenView {
 
     /// The view of a freshly minted token, carrying its secret.
     pub fn with_secret(record: &TokenRecord, now: UnixTime, secret: &str) -> Self {
-        TokenView {
-            token: Some(secret.to_owned()),
-            ..TokenView::new(record, now)
-        }
+        TokenView { token: Some(secret.to_owned()), ..TokenView::new(record, now) }
     }
 }
 
@@ -108,10 +105,7 @@ impl AccountView {
     }
 
     pub fn summary(summary: &AccountSummary) -> Self {
-        AccountView {
-            tokens: Some(summary.live_tokens),
-            ..AccountView::new(&summary.account)
-        }
+        AccountView { tokens: Some(summary.live_tokens), ..AccountView::new(&summary.account) }
     }
 }
 

@@ -92,15 +92,7 @@ pub async fn run(command: UserCommand, service: &LifecycleService) -> Result<(),
                     })
                     .collect();
                 print_table(
-                    &[
-                        "EMAIL",
-                        "NAME",
-                        "SUPERUSER",
-                        "TOKEN_MANAGER",
-                        "ENABLED",
-                        "CAN_CREATE_TOKENS",
-                        "TOKENS",
-                    ],
+                    &["EMAIL", "NAME", "SUPERUSER", "TOKEN_MANAGER", "ENABLED", "CAN_CREATE_TOKENS", "TOKENS"],
                     &rows,
                 );
             }

@@ -43,9 +43,6 @@ pub async fn run(args: EventsArgs, service: &LifecycleService) -> Result<(), Cli
             ]
         })
         .collect();
-    print_table(
-        &["ID", "AT", "KIND", "ACTOR", "ACCOUNT", "TOKEN", "IP", "DETAIL"],
-        &rows,
-    );
+    print_table(&["ID", "AT", "KIND", "ACTOR", "ACCOUNT", "TOKEN", "IP", "DETAIL"], &rows);
     Ok(())
 }

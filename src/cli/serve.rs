@@ -11,9 +11,7 @@ use crate::gateway::{Gateway, Listeners};
 use crate::store::Store;
 
 pub async fn serve(config: Config) -> Result<(), CliError> {
-    let listeners = Listeners::bind(&config)
-        .await
-        .map_err(|e| CliError::Runtime(e.to_string()))?;
+    let listeners = Listeners::bind(&config).await.map_err(|e| CliError::Runtime(e.to_string()))?;
     let gateway = Gateway::start(&config).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));

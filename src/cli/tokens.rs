@@ -129,10 +129,7 @@ pub async fn run(command: TokenCommand, service: &LifecycleService) -> Result<()
                 if revoked.already {
                     eprintln!("token {id} ({}) was already revoked", revoked.token.name);
                 } else {
-                    eprintln!(
-                        "revoked token {id} ({}) of {}",
-                        revoked.token.name, revoked.token.user_email
-                    );
+                    eprintln!("revoked token {id} ({}) of {}", revoked.token.name, revoked.token.user_email);
                 }
                 Ok(())
             }
@@ -221,19 +218,7 @@ async fn list(args: ListArgs, service: &LifecycleService) -> Result<(), CliError
             ]
         })
         .collect();
-    print_table(
-        &[
-            "ID",
-            "USER",
-            "NAME",
-            "PREFIX",
-            "STATUS",
-            "SCOPES",
-            "EXPIRES",
-            "LAST_USED",
-        ],
-        &rows,
-    );
+    print_table(&["ID", "USER", "NAME", "PREFIX", "STATUS", "SCOPES", "EXPIRES", "LAST_USED"], &rows);
     Ok(())
 }
 

@@ -26,17 +26,13 @@ pub fn apply_env_overrides(
         let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
         let value = typed_value(&section, &key, &text)
             .map_err(|message| ConfigError::Invalid(format!("environment variable {name}: {message}")))?;
-        let section_table = table
-            .entry(section.clone())
-            .or_insert_with(|| Value::Table(Table::new()));
+        let section_table = table.entry(section.clone()).or_insert_with(|| Value::Table(Table::new()));
         match section_table {
             Value::Table(entries) => {
                 entries.insert(key, value);
             }
             _ => {
-                return Err(ConfigError::Invalid(format!(
-                    "environment variable {name}: [{section}] is not a section"
-                )));
+                return Err(ConfigError::Invalid(format!("environment variable {name}: [{section}] is not a section")));
             }
         }
     }
@@ -67,9 +63,7 @@ fn check_alone(section: &str, key: &str, value: Value) -> Result<(), String> {
     inner.insert(key.to_owned(), value);
     let mut outer = Table::new();
     outer.insert(section.to_owned(), Value::Table(inner));
-    RawConfig::deserialize(Value::Table(outer))
-        .map(|_| ())
-        .map_err(|e| e.message().to_owned())
+    RawConfig::deserialize(Value::Table(outer)).map(|_| ()).map_err(|e| e.message().to_owned())
 }
 
 #[cfg(test)]

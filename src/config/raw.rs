@@ -49,9 +49,7 @@ pub struct RawAdmin {
 
 impl Default for RawAdmin {
     fn default() -> Self {
-        RawAdmin {
-            listen: "127.0.0.1:8081".into(),
-        }
+        RawAdmin { listen: "127.0.0.1:8081".into() }
     }
 }
 
@@ -66,13 +64,12 @@ pub struct RawDatabase {
 #[serde(deny_unknown_fields, default)]
 pub struct RawSync {
     pub interval: String,
+    pub max_lag: String,
 }
 
 impl Default for RawSync {
     fn default() -> Self {
-        RawSync {
-            interval: "250ms".into(),
-        }
+        RawSync { interval: "250ms".into(), max_lag: "1m".into() }
     }
 }
 
@@ -84,9 +81,7 @@ pub struct RawUsage {
 
 impl Default for RawUsage {
     fn default() -> Self {
-        RawUsage {
-            flush_interval: "1s".into(),
-        }
+        RawUsage { flush_interval: "1s".into() }
     }
 }
 
@@ -122,10 +117,7 @@ pub struct RawRateLimit {
 
 impl Default for RawRateLimit {
     fn default() -> Self {
-        RawRateLimit {
-            default: None,
-            failed_auth: Some("30/min".into()),
-        }
+        RawRateLimit { default: None, failed_auth: Some("30/min".into()) }
     }
 }
 

@@ -43,10 +43,7 @@ impl AuthFailure {
     /// The token that was presented, when the index knows it (a dead token's use is worth
     /// telling its owner about; an unknown one is only counted).
     pub fn is_known_token(self) -> bool {
-        !matches!(
-            self,
-            AuthFailure::Credentials(_) | AuthFailure::SecretFormat(_) | AuthFailure::UnknownToken
-        )
+        !matches!(self, AuthFailure::Credentials(_) | AuthFailure::SecretFormat(_) | AuthFailure::UnknownToken)
     }
 }
 
@@ -61,9 +58,7 @@ pub struct Identity {
 pub fn authenticate(index: &TokenIndex, headers: &HeaderMap, now: UnixTime) -> Result<Identity, AuthFailure> {
     let credentials = read_credentials(headers).map_err(AuthFailure::Credentials)?;
     check_format(credentials.secret()).map_err(AuthFailure::SecretFormat)?;
-    let token = index
-        .token(&TokenDigest::of(credentials.secret()))
-        .ok_or(AuthFailure::UnknownToken)?;
+    let token = index.token(&TokenDigest::of(credentials.secret())).ok_or(AuthFailure::UnknownToken)?;
     let account = index.account(token.account_id).ok_or(AuthFailure::UnknownToken)?;
     if !account.email_matches(credentials.email()) {
         return Err(AuthFailure::WrongEmail);

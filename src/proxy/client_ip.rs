@@ -40,10 +40,7 @@ fn parse_entry(entry: &str) -> Option<IpAddr> {
     if let Ok(ip) = entry.parse::<IpAddr>() {
         return Some(ip.to_canonical());
     }
-    entry
-        .parse::<std::net::SocketAddr>()
-        .ok()
-        .map(|s| s.ip().to_canonical())
+    entry.parse::<std::net::SocketAddr>().ok().map(|s| s.ip().to_canonical())
 }
 
 #[cfg(test)]
@@ -66,10 +63,7 @@ mod tests {
     #[test]
     fn untrusted_peers_cannot_choose_their_address() {
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
-        assert_eq!(
-            client_ip(ip("203.0.113.9"), &xff(&["1.2.3.4"]), &trusted),
-            ip("203.0.113.9")
-        );
+        assert_eq!(client_ip(ip("203.0.113.9"), &xff(&["1.2.3.4"]), &trusted), ip("203.0.113.9"));
         assert_eq!(client_ip(ip("203.0.113.9"), &xff(&["1.2.3.4"]), &[]), ip("203.0.113.9"));
     }
 
@@ -78,14 +72,8 @@ mod tests {
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         let headers = xff(&["6.6.6.6, 198.51.100.7", "10.1.1.1"]);
         assert_eq!(client_ip(ip("10.0.0.1"), &headers, &trusted), ip("198.51.100.7"));
-        assert_eq!(
-            client_ip(ip("10.0.0.1"), &xff(&["garbage, 10.2.2.2"]), &trusted),
-            ip("10.2.2.2")
-        );
+        assert_eq!(client_ip(ip("10.0.0.1"), &xff(&["garbage, 10.2.2.2"]), &trusted), ip("10.2.2.2"));
         assert_eq!(client_ip(ip("10.0.0.1"), &HeaderMap::new(), &trusted), ip("10.0.0.1"));
-        assert_eq!(
-            client_ip(ip("::ffff:10.0.0.1"), &xff(&["[2001:db8::1]:443"]), &trusted),
-            ip("2001:db8::1")
-        );
+        assert_eq!(client_ip(ip("::ffff:10.0.0.1"), &xff(&["[2001:db8::1]:443"]), &trusted), ip("2001:db8::1"));
     }
 }

@@ -66,9 +66,7 @@ impl Credentials {
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("email", &self.email())
-            .finish_non_exhaustive()
+        f.debug_struct("Credentials").field("email", &self.email()).finish_non_exhaustive()
     }
 }
 

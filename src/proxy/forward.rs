@@ -100,12 +100,11 @@ pub fn upstream_request(
         .path_and_query(path_and_query)
         .build()
         .ok()?;
-    let original_host = request.headers().get(HOST).cloned().or_else(|| {
-        request
-            .uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
+    let original_host = request
+        .headers()
+        .get(HOST)
+        .cloned()
+        .or_else(|| request.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
     *request.uri_mut() = uri;
     *request.version_mut() = Version::HTTP_11;
 
@@ -132,16 +131,8 @@ pub fn upstream_request(
 fn set_forwarded(headers: &mut HeaderMap, caller: &Caller<'_>, original_host: Option<HeaderValue>) {
     let client = caller.client_ip.to_string();
     let forwarded_for = if caller.peer_trusted {
-        let chain: Vec<&str> = headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        if chain.is_empty() {
-            client
-        } else {
-            format!("{}, {client}", chain.join(", "))
-        }
+        let chain: Vec<&str> = headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect();
+        if chain.is_empty() { client } else { format!("{}, {client}", chain.join(", ")) }
     } else {
         client
     };

@@ -49,10 +49,7 @@ pub fn bad_path() -> Response<ProxyBody> {
 }
 
 pub fn no_route() -> Response<ProxyBody> {
-    json_error(
-        StatusCode::NOT_FOUND,
-        r#"{"error":{"code":"not_found","message":"no route matches this path"}}"#,
-    )
+    json_error(StatusCode::NOT_FOUND, r#"{"error":{"code":"not_found","message":"no route matches this path"}}"#)
 }
 
 pub fn bad_gateway() -> Response<ProxyBody> {

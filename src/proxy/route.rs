@@ -19,19 +19,13 @@ pub struct Route {
 impl Route {
     fn matches(&self, path: &str) -> bool {
         self.prefix.is_empty()
-            || path
-                .strip_prefix(&self.prefix)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            || path.strip_prefix(&self.prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     }
 
     /// The path to send upstream: the base path, then the request path (without the route's
     /// prefix when `strip_prefix` is set).
     pub fn upstream_path<'a>(&self, path: &'a str) -> std::borrow::Cow<'a, str> {
-        let rest = if self.strip_prefix {
-            &path[self.prefix.len()..]
-        } else {
-            path
-        };
+        let rest = if self.strip_prefix { &path[self.prefix.len()..] } else { path };
         match (self.upstream.base_path.is_empty(), rest.is_empty()) {
             (true, true) => "/".into(),
             (true, false) => rest.into(),
@@ -82,11 +76,7 @@ pub fn is_safe_path(path: &str) -> bool {
     if !path.bytes().any(|b| b == b'%' || b == b'\\') && !path.contains("/.") {
         return true;
     }
-    let decoded = path
-        .to_ascii_lowercase()
-        .replace("%2f", "/")
-        .replace("%5c", "\\")
-        .replace("%2e", ".");
+    let decoded = path.to_ascii_lowercase().replace("%2f", "/").replace("%5c", "\\").replace("%2e", ".");
     !decoded.contains('\\') && decoded.split('/').all(|segment| segment != "." && segment != "..")
 }
 
@@ -119,16 +109,7 @@ mod tests {
     fn dot_segments_are_unsafe() {
         assert!(is_safe_path("/a/b.c/..d"));
         assert!(is_safe_path("/projects/group%2Fname"));
-        for bad in [
-            "/public/../admin",
-            "/./x",
-            "/%2e%2E/x",
-            "/a/%2E",
-            "x",
-            "/a\\b",
-            "/a%2f..%2fb",
-            "/a%5cb",
-        ] {
+        for bad in ["/public/../admin", "/./x", "/%2e%2E/x", "/a/%2E", "x", "/a\\b", "/a%2f..%2fb", "/a%5cb"] {
             assert!(!is_safe_path(bad), "{bad}");
         }
     }

@@ -115,12 +115,7 @@ impl Store {
             *count = with_pool!(self, pool => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await?);
         }
         let [accounts, tokens, events, changes] = counts;
-        Ok(TableCounts {
-            accounts,
-            tokens,
-            events,
-            changes,
-        })
+        Ok(TableCounts { accounts, tokens, events, changes })
     }
 
     /// Copies every row of this store into `target`, which must be empty, in one transaction;

@@ -67,10 +67,7 @@ pub enum SortField {
 
 impl Default for TokenSort {
     fn default() -> Self {
-        TokenSort {
-            field: SortField::Created,
-            descending: true,
-        }
+        TokenSort { field: SortField::Created, descending: true }
     }
 }
 
@@ -147,20 +144,13 @@ impl Conditions {
 }
 
 fn like_pattern(text: &str) -> String {
-    let escaped = text
-        .to_lowercase()
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
+    let escaped = text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
     format!("%{escaped}%")
 }
 
 /// Builds the listing's SQL. Every user-supplied value is bound, never spliced.
 fn listing_sql(filter: &TokenFilter, now: UnixTime) -> (String, Vec<Bind>) {
-    let mut c = Conditions {
-        clauses: Vec::new(),
-        binds: Vec::new(),
-    };
+    let mut c = Conditions { clauses: Vec::new(), binds: Vec::new() };
     let now_p = c.placeholder(Bind::Int(now));
     let revoked = "t.revoked_at IS NOT NULL".to_owned();
     let expired = format!("(t.revoked_at IS NULL AND t.expires_at IS NOT NULL AND t.expires_at <= {now_p})");
@@ -174,11 +164,7 @@ fn listing_sql(filter: &TokenFilter, now: UnixTime) -> (String, Vec<Bind>) {
         StatusFilter::Blocked => c.push(format!("{live} AND NOT (a.enabled AND a.can_create_tokens)")),
     }
     if !filter.account_ids.is_empty() {
-        let ids: Vec<String> = filter
-            .account_ids
-            .iter()
-            .map(|id| c.placeholder(Bind::Int(*id)))
-            .collect();
+        let ids: Vec<String> = filter.account_ids.iter().map(|id| c.placeholder(Bind::Int(*id))).collect();
         c.push(format!("t.account_id IN ({})", ids.join(", ")));
     }
     if let Some(search) = filter.search.as_deref().filter(|s| !s.is_empty()) {
@@ -416,13 +402,7 @@ mod tests {
 
     #[test]
     fn sort_and_status_parse() {
-        assert_eq!(
-            "-last_used".parse::<TokenSort>(),
-            Ok(TokenSort {
-                field: SortField::LastUsed,
-                descending: true
-            })
-        );
+        assert_eq!("-last_used".parse::<TokenSort>(), Ok(TokenSort { field: SortField::LastUsed, descending: true }));
         assert!("colour".parse::<TokenSort>().is_err());
         assert_eq!("live".parse::<StatusFilter>(), Ok(StatusFilter::Live));
         assert!("dead".parse::<StatusFilter>().is_err());
