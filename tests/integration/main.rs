@@ -1,7 +1,8 @@
-//! tokengate's integration tests: one binary, real sockets, a real SQLite file per test, the
-//! real echo upstream, and the real `tokengate` binary where a process matters.
+//! tokengate's integration tests: one binary, real sockets, a real SQLite file (and, where a
+//! server answers, a real PostgreSQL database) per test, the real echo upstream, and the real
+//! `tokengate` binary where a process matters.
 //!
-//! Run with `cargo nextest run` (or `cargo test`).
+//! Run with `scripts/test` (or `cargo nextest run`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -9,7 +10,10 @@
 mod echo;
 
 mod cli;
+mod cluster;
 mod credentials;
+mod postgres;
 mod process;
 mod proxy;
+mod store;
 mod support;

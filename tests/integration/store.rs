@@ -1,0 +1,171 @@
+//! The store's contract, run against both backends: SQLite (always) and PostgreSQL (when a
+//! server answers). The same assertions on both keep the one logical schema honest.
+
+use std::time::Duration;
+
+use tokengate::clock::Clock;
+use tokengate::config::{Config, DatabaseUrl};
+use tokengate::service::{
+    Actor, CreateAccount, CreateToken, ExpiryRequest, LifecycleService, ServiceError, TokenQuery,
+};
+use tokengate::store::{AccountChanges, StatusFilter, Store, TokenFilter, TokenSort, TokenStatus, UsageRecord};
+
+use crate::postgres::TestDatabase;
+
+const START: i64 = 1_800_000_000;
+
+fn service(store: Store, clock: &Clock) -> LifecycleService {
+    let mut policy = Config::load(None, Vec::new()).unwrap().tokens;
+    policy.allow_never_expires = true;
+    LifecycleService::new(store, policy, clock.clone(), None)
+}
+
+async fn account(service: &LifecycleService, email: &str) {
+    let request = CreateAccount { email: email.into(), can_create_tokens: true, ..CreateAccount::default() };
+    service.create_account(request, &Actor::cli()).await.unwrap();
+}
+
+async fn token(
+    service: &LifecycleService,
+    email: &str,
+    name: &str,
+    expiry: ExpiryRequest,
+) -> Result<i64, ServiceError> {
+    let request = CreateToken {
+        owner_email: email.into(),
+        name: name.into(),
+        description: Some(format!("{name} description")),
+        expiry,
+        scopes: vec![],
+        rate_limit: None,
+    };
+    service.create_token(request, &Actor::cli()).await.map(|created| created.token.id)
+}
+
+fn names(tokens: &[tokengate::store::TokenRecord]) -> Vec<&str> {
+    tokens.iter().map(|t| t.name.as_str()).collect()
+}
+
+/// Everything the store promises, on whichever backend `url` names.
+async fn exercise(url: &str) {
+    let store = Store::open(&DatabaseUrl::new(url)).await.unwrap();
+    let clock = Clock::manual(START);
+    let svc = service(store.clone(), &clock);
+    let actor = Actor::cli();
+
+    // Accounts: unique without regard to case.
+    account(&svc, "Ann@Example.com").await;
+    account(&svc, "bob@example.com").await;
+    let duplicate = svc.create_account(CreateAccount { email: "ann@example.COM".into(), ..Default::default() }, &actor);
+    assert!(matches!(duplicate.await, Err(ServiceError::Conflict(_))));
+    assert_eq!(svc.account("ANN@example.com").await.unwrap().email, "Ann@Example.com");
+
+    // Names are unique among live tokens only.
+    let ci = token(&svc, "ann@example.com", "ci", ExpiryRequest::Default).await.unwrap();
+    assert!(matches!(
+        token(&svc, "ann@example.com", "ci", ExpiryRequest::Default).await,
+        Err(ServiceError::Conflict(_))
+    ));
+    token(&svc, "bob@example.com", "ci", ExpiryRequest::Default).await.unwrap();
+    let short = token(&svc, "ann@example.com", "short", ExpiryRequest::In(Duration::from_secs(60))).await.unwrap();
+    token(&svc, "ann@example.com", "50% off_sale", ExpiryRequest::Never).await.unwrap();
+    clock.advance(120);
+    let short_again = token(&svc, "ann@example.com", "short", ExpiryRequest::Default).await.unwrap();
+    assert_ne!(short, short_again, "an expired token gives up its name");
+    let revoked = svc.revoke_token(ci, &actor).await.unwrap();
+    assert!(!revoked.already);
+    assert_eq!(revoked.token.revoke_reason.as_deref(), Some("manual"));
+    assert!(svc.revoke_token(ci, &actor).await.unwrap().already, "revoking twice changes nothing");
+    token(&svc, "ann@example.com", "ci", ExpiryRequest::Default).await.unwrap();
+
+    // Listings: statuses, owners, text, sorting.
+    let list = |filter: TokenFilter, users: Vec<&str>| {
+        let query = TokenQuery { users: users.into_iter().map(str::to_owned).collect(), unused_for: None, filter };
+        svc.list_tokens(query)
+    };
+    let live = list(TokenFilter::default(), vec!["ann@example.com"]).await.unwrap();
+    assert_eq!(live.len(), 3, "{:?}", names(&live));
+    let expired = list(TokenFilter { status: StatusFilter::Expired, ..Default::default() }, vec![]).await.unwrap();
+    assert_eq!(names(&expired), ["short"]);
+    assert_eq!(expired[0].status(clock.now()), TokenStatus::Expired);
+    let revoked_list = list(TokenFilter { status: StatusFilter::Revoked, ..Default::default() }, vec![]).await.unwrap();
+    assert_eq!(revoked_list.iter().map(|t| t.id).collect::<Vec<_>>(), [ci]);
+    let all = list(TokenFilter { status: StatusFilter::All, ..Default::default() }, vec![]).await.unwrap();
+    assert_eq!(all.len(), 6);
+    let search = |text: &str| list(TokenFilter { search: Some(text.into()), ..Default::default() }, vec![]);
+    assert_eq!(names(&search("50%").await.unwrap()), ["50% off_sale"]);
+    assert_eq!(names(&search("OFF_").await.unwrap()), ["50% off_sale"]);
+    assert!(search("0%_o").await.unwrap().is_empty(), "% and _ are literal, not wildcards");
+    assert_eq!(search("DESCRIPTION").await.unwrap().len(), 4, "descriptions are searched too (live tokens)");
+    let sorted = list(TokenFilter { sort: "name".parse::<TokenSort>().unwrap(), ..Default::default() }, vec![]);
+    assert_eq!(names(&sorted.await.unwrap()), ["50% off_sale", "ci", "ci", "short"]);
+
+    // Blocking shows in the status and is undone by restoring the permission.
+    let block = AccountChanges { can_create_tokens: Some(false), ..Default::default() };
+    svc.update_account("bob@example.com", block, &actor).await.unwrap();
+    let blocked = list(TokenFilter { status: StatusFilter::Blocked, ..Default::default() }, vec![]).await.unwrap();
+    assert_eq!(blocked.iter().map(|t| t.user_email.as_str()).collect::<Vec<_>>(), ["bob@example.com"]);
+    assert!(matches!(
+        token(&svc, "bob@example.com", "new", ExpiryRequest::Default).await,
+        Err(ServiceError::Forbidden(_))
+    ));
+    let restore = AccountChanges { can_create_tokens: Some(true), ..Default::default() };
+    svc.update_account("bob@example.com", restore, &actor).await.unwrap();
+    let active = list(TokenFilter { status: StatusFilter::Active, ..Default::default() }, vec!["bob@example.com"]);
+    assert_eq!(active.await.unwrap().len(), 1);
+
+    // Last use: the newest record wins, whichever writer comes last.
+    let use_at = |at: i64, path: &str| UsageRecord {
+        token_id: short_again,
+        at,
+        method: "GET".into(),
+        path: path.into(),
+        ip: "192.0.2.1".into(),
+    };
+    store.record_usage(&[use_at(START + 500, "/new")]).await.unwrap();
+    store.record_usage(&[use_at(START + 400, "/old")]).await.unwrap();
+    let used = svc.token(short_again).await.unwrap();
+    assert_eq!((used.last_used_at, used.last_used_path.as_deref()), (Some(START + 500), Some("/new")));
+    let never = list(TokenFilter { never_used: true, ..Default::default() }, vec!["ann@example.com"]).await.unwrap();
+    assert!(!never.iter().any(|t| t.id == short_again));
+
+    // Revoke-all, audit events and the change log.
+    assert_eq!(svc.revoke_all_tokens("ann@example.com", &actor).await.unwrap(), 3);
+    assert!(list(TokenFilter::default(), vec!["ann@example.com"]).await.unwrap().is_empty());
+    let events = svc.events(Some("ann@example.com"), None, 100).await.unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "token.revoked").count(), 4, "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"account.created"), "newest first");
+    assert!(events.windows(2).all(|w| w[0].id > w[1].id));
+    let token_events = svc.events(None, Some(ci), 100).await.unwrap();
+    assert_eq!(token_events.len(), 2, "created and revoked, not the no-op second revocation");
+    let changes = store.changes_after(0, 1000).await.unwrap();
+    assert!(changes.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(store.latest_change_seq().await.unwrap(), changes.last().unwrap().seq);
+    assert_eq!(store.index_tokens().await.unwrap().len(), 6);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn the_store_contract_holds_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    exercise(&format!("sqlite://{}/t.db", dir.path().display())).await;
+}
+
+#[tokio::test]
+async fn the_store_contract_holds_on_postgres() {
+    let Some(db) = TestDatabase::create().await else { return };
+    exercise(&db.url).await;
+}
+
+#[tokio::test]
+async fn migrations_are_reported_before_they_are_applied() {
+    let Some(db) = TestDatabase::create().await else { return };
+    let store = Store::connect(&DatabaseUrl::new(&db.url)).await.unwrap();
+    let status = store.migration_status().await.unwrap();
+    assert!(status.applied.is_empty() && !status.pending.is_empty());
+    store.migrate().await.unwrap();
+    let status = store.migration_status().await.unwrap();
+    assert!(status.pending.is_empty() && !status.applied.is_empty());
+    store.close().await;
+}
