@@ -23,12 +23,7 @@ async fn get(
     email: &str,
     secret: &str,
 ) -> (StatusCode, reqwest::header::HeaderMap, String) {
-    let response = client()
-        .get(gw.url(path))
-        .basic_auth(email, Some(secret))
-        .send()
-        .await
-        .unwrap();
+    let response = client().get(gw.url(path)).basic_auth(email, Some(secret)).send().await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
     (status, headers, response.text().await.unwrap())
@@ -59,18 +54,10 @@ async fn authorised_requests_reach_the_upstream_with_identity_and_forwarding_hea
     assert_eq!(h["x-forwarded-proto"], "http");
     assert_eq!(h["x-forwarded-host"], gw.proxy.to_string());
     assert_eq!(h["host"], gw.upstream.addr.to_string());
-    assert!(
-        h.get("authorization").is_none(),
-        "the client's credentials must not reach the upstream"
-    );
-    let expires = headers
-        .get("x-auth-token-expires")
-        .expect("authorised responses carry the expiry");
+    assert!(h.get("authorization").is_none(), "the client's credentials must not reach the upstream");
+    let expires = headers.get("x-auth-token-expires").expect("authorised responses carry the expiry");
     let token = gw.service.token(id).await.unwrap();
-    assert_eq!(
-        expires.to_str().unwrap(),
-        tokengate::clock::to_rfc3339(token.expires_at.unwrap())
-    );
+    assert_eq!(expires.to_str().unwrap(), tokengate::clock::to_rfc3339(token.expires_at.unwrap()));
 }
 
 #[tokio::test]
@@ -84,10 +71,7 @@ async fn every_refusal_is_the_same_401_with_a_challenge() {
 
     let no_credentials = client().get(gw.url("/x")).send().await.unwrap();
     assert_eq!(no_credentials.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        no_credentials.headers()["www-authenticate"],
-        "Basic realm=\"tokengate\", charset=\"UTF-8\""
-    );
+    assert_eq!(no_credentials.headers()["www-authenticate"], "Basic realm=\"tokengate\", charset=\"UTF-8\"");
     let reference = no_credentials.text().await.unwrap();
 
     let cases = [
@@ -98,10 +82,7 @@ async fn every_refusal_is_the_same_401_with_a_challenge() {
     for (what, email, secret) in cases {
         let (status, headers, body) = get(&gw, "/x", email, secret).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}");
-        assert_eq!(
-            headers["www-authenticate"], "Basic realm=\"tokengate\", charset=\"UTF-8\"",
-            "{what}"
-        );
+        assert_eq!(headers["www-authenticate"], "Basic realm=\"tokengate\", charset=\"UTF-8\"", "{what}");
         assert_eq!(body, reference, "{what}: the body must not reveal the reason");
     }
     // The owner's email matches without regard to case.
@@ -117,31 +98,17 @@ async fn disabled_accounts_and_accounts_without_the_permission_are_refused_until
     let actor = Actor::cli();
     assert_eq!(get(&gw, "/x", ANN, &secret).await.0, StatusCode::OK);
 
-    let disable = AccountChanges {
-        enabled: Some(false),
-        ..AccountChanges::default()
-    };
+    let disable = AccountChanges { enabled: Some(false), ..AccountChanges::default() };
     gw.service.update_account(ANN, disable, &actor).await.unwrap();
     assert_eq!(get(&gw, "/x", ANN, &secret).await.0, StatusCode::UNAUTHORIZED);
 
-    let enable = AccountChanges {
-        enabled: Some(true),
-        can_create_tokens: Some(false),
-        ..AccountChanges::default()
-    };
+    let enable = AccountChanges { enabled: Some(true), can_create_tokens: Some(false), ..AccountChanges::default() };
     gw.service.update_account(ANN, enable, &actor).await.unwrap();
     assert_eq!(get(&gw, "/x", ANN, &secret).await.0, StatusCode::UNAUTHORIZED);
 
-    let restore = AccountChanges {
-        can_create_tokens: Some(true),
-        ..AccountChanges::default()
-    };
+    let restore = AccountChanges { can_create_tokens: Some(true), ..AccountChanges::default() };
     gw.service.update_account(ANN, restore, &actor).await.unwrap();
-    assert_eq!(
-        get(&gw, "/x", ANN, &secret).await.0,
-        StatusCode::OK,
-        "blocking keeps the token"
-    );
+    assert_eq!(get(&gw, "/x", ANN, &secret).await.0, StatusCode::OK, "blocking keeps the token");
 }
 
 #[tokio::test]
@@ -149,9 +116,7 @@ async fn expired_tokens_are_refused_as_the_clock_passes_their_expiry() {
     let clock = Clock::manual(1_800_000_000);
     let gw = TestGateway::spawn_with("", &[], clock.clone()).await;
     gw.account(ANN).await;
-    let (_, secret) = gw
-        .token_with(ANN, "short", &[], ExpiryRequest::In(Duration::from_secs(3600)))
-        .await;
+    let (_, secret) = gw.token_with(ANN, "short", &[], ExpiryRequest::In(Duration::from_secs(3600))).await;
     assert_eq!(get(&gw, "/x", ANN, &secret).await.0, StatusCode::OK);
     clock.advance(3599);
     assert_eq!(get(&gw, "/x", ANN, &secret).await.0, StatusCode::OK);
@@ -166,29 +131,14 @@ async fn a_missing_scope_is_403_naming_it_and_the_upstream_is_not_called() {
     let (_, read_only) = gw.token(ANN, "reader", &["read"]).await;
     assert_eq!(get(&gw, "/items", ANN, &read_only).await.0, StatusCode::OK);
 
-    let response = client()
-        .post(gw.url("/items"))
-        .basic_auth(ANN, Some(&read_only))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let response = client().post(gw.url("/items")).basic_auth(ANN, Some(&read_only)).body("x").send().await.unwrap();
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
-    assert!(
-        response.headers().get("x-echo").is_none(),
-        "the upstream must not answer a forbidden request"
-    );
+    assert!(response.headers().get("x-echo").is_none(), "the upstream must not answer a forbidden request");
     let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
     assert_eq!(body["error"]["missing_scope"], "write");
 
     let (_, all) = gw.token(ANN, "everything", &["*"]).await;
-    let response = client()
-        .post(gw.url("/items"))
-        .basic_auth(ANN, Some(&all))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let response = client().post(gw.url("/items")).basic_auth(ANN, Some(&all)).body("x").send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
 
@@ -210,14 +160,7 @@ async fn hop_by_hop_and_spoofed_identity_headers_are_dropped() {
             .header("X-Auth-Scopes", "admin")
             .header("X-Forwarded-For", "6.6.6.6")
     };
-    let body = send("/x")
-        .basic_auth(ANN, Some(&secret))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = send("/x").basic_auth(ANN, Some(&secret)).send().await.unwrap().text().await.unwrap();
     let h = &echoed(&body)["headers"];
     for name in ["connection", "x-private-hop", "keep-alive", "proxy-authorization", "te"] {
         assert!(h.get(name).is_none(), "{name} must not be forwarded: {h}");
@@ -225,10 +168,7 @@ async fn hop_by_hop_and_spoofed_identity_headers_are_dropped() {
     assert_eq!(h["x-auth-user"], ANN);
     assert_ne!(h["x-auth-token-id"], "999");
     assert_eq!(h["x-auth-scopes"], "read write");
-    assert_eq!(
-        h["x-forwarded-for"], "127.0.0.1",
-        "an untrusted client cannot extend X-Forwarded-For"
-    );
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1", "an untrusted client cannot extend X-Forwarded-For");
 
     // On a public route too: no credentials needed, and no identity headers survive.
     let response = send("/public/page").send().await.unwrap();
@@ -246,12 +186,7 @@ async fn routes_keep_authorization_and_strip_prefixes_when_told() {
     let (_, secret) = gw.token(ANN, "ci", &[]).await;
     let (status, _, body) = get(&gw, "/kept/a", ANN, &secret).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(
-        echoed(&body)["headers"]["authorization"]
-            .as_str()
-            .unwrap()
-            .starts_with("Basic ")
-    );
+    assert!(echoed(&body)["headers"]["authorization"].as_str().unwrap().starts_with("Basic "));
     let (_, _, body) = get(&gw, "/strip/a/b?q=1", ANN, &secret).await;
     assert_eq!(echoed(&body)["path"], "/base/a/b");
     assert_eq!(echoed(&body)["query"], "q=1");
@@ -267,10 +202,7 @@ async fn unreachable_and_slow_upstreams_give_502_and_504() {
     let started = std::time::Instant::now();
     let (status, _, _) = get(&gw, "/slow?ms=3000", ANN, &secret).await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "the 500 ms upstream timeout applies"
-    );
+    assert!(started.elapsed() < Duration::from_secs(2), "the 500 ms upstream timeout applies");
 }
 
 #[tokio::test]
@@ -279,13 +211,9 @@ async fn dot_segments_are_refused_before_routing() {
     for path in ["/public/../admin", "/public/%2e%2e/admin", "/public/..%2fadmin"] {
         let mut stream = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
         let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-        tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
-            .await
-            .unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes()).await.unwrap();
         let mut response = String::new();
-        tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response)
-            .await
-            .unwrap();
+        tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response).await.unwrap();
         assert!(response.starts_with("HTTP/1.1 400"), "{path}: {response}");
     }
 }
@@ -296,9 +224,7 @@ async fn a_revoked_token_is_refused_on_the_next_request_of_an_open_connection() 
     gw.account(ANN).await;
     let (id, secret) = gw.token(ANN, "ci", &[]).await;
     let stream = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
     tokio::spawn(connection);
     let credentials = format!("Basic {}", base64_encode(&format!("{ANN}:{secret}")));
     let request = || {
@@ -327,17 +253,8 @@ async fn http2_prior_knowledge_is_served() {
     let gw = TestGateway::spawn().await;
     gw.account(ANN).await;
     let (_, secret) = gw.token(ANN, "ci", &[]).await;
-    let h2 = reqwest::Client::builder()
-        .no_proxy()
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
-    let response = h2
-        .get(gw.url("/h2?x=1"))
-        .basic_auth(ANN, Some(&secret))
-        .send()
-        .await
-        .unwrap();
+    let h2 = reqwest::Client::builder().no_proxy().http2_prior_knowledge().build().unwrap();
+    let response = h2.get(gw.url("/h2?x=1")).basic_auth(ANN, Some(&secret)).send().await.unwrap();
     assert_eq!(response.version(), reqwest::Version::HTTP_2);
     assert_eq!(response.status(), StatusCode::OK);
     let echo = echoed(&response.text().await.unwrap());
@@ -352,12 +269,7 @@ async fn last_use_is_recorded_by_the_flusher_and_at_shutdown() {
     gw.account(ANN).await;
     let (id, secret) = gw.token(ANN, "ci", &[]).await;
     assert!(gw.service.token(id).await.unwrap().last_used_at.is_none());
-    let response = client()
-        .delete(gw.url("/things/1?force=true"))
-        .basic_auth(ANN, Some(&secret))
-        .send()
-        .await
-        .unwrap();
+    let response = client().delete(gw.url("/things/1?force=true")).basic_auth(ANN, Some(&secret)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 
     let deadline = std::time::Instant::now() + Duration::from_secs(3);
@@ -411,41 +323,19 @@ async fn a_revocation_by_another_writer_reaches_the_index_through_the_change_log
     // sync.interval is 50 ms in the test config.
     let deadline = revoked_at + Duration::from_secs(2);
     while get(&gw, "/x", ANN, &secret).await.0 == StatusCode::OK {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the revocation never reached the gateway"
-        );
+        assert!(std::time::Instant::now() < deadline, "the revocation never reached the gateway");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = revoked_at.elapsed();
-    assert!(
-        elapsed < Duration::from_millis(50 + 250),
-        "took {elapsed:?} with a 50 ms interval"
-    );
-    assert_eq!(
-        get(&gw, "/x", ANN, &other_secret).await.0,
-        StatusCode::OK,
-        "token {other_id} minted elsewhere works"
-    );
+    assert!(elapsed < Duration::from_millis(50 + 250), "took {elapsed:?} with a 50 ms interval");
+    assert_eq!(get(&gw, "/x", ANN, &other_secret).await.0, StatusCode::OK, "token {other_id} minted elsewhere works");
 }
 
 #[tokio::test]
 async fn health_and_readiness_answer_on_the_admin_listener() {
     let gw = TestGateway::spawn().await;
-    let health = client()
-        .get(format!("http://{}/healthz", gw.admin))
-        .send()
-        .await
-        .unwrap();
+    let health = client().get(format!("http://{}/healthz", gw.admin)).send().await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
-    let ready = client()
-        .get(format!("http://{}/readyz", gw.admin))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        ready.status(),
-        StatusCode::OK,
-        "the index is loaded before the listeners serve"
-    );
+    let ready = client().get(format!("http://{}/readyz", gw.admin)).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK, "the index is loaded before the listeners serve");
 }

@@ -142,16 +142,7 @@ impl TestGateway {
             let shutdown = shutdown.clone();
             tokio::spawn(async move { gateway.serve(&config, listeners, clock, shutdown).await })
         };
-        TestGateway {
-            proxy,
-            admin,
-            service,
-            config,
-            upstream,
-            dir,
-            shutdown,
-            task,
-        }
+        TestGateway { proxy, admin, service, config, upstream, dir, shutdown, task }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -164,11 +155,7 @@ impl TestGateway {
 
     /// Creates an account that may hold tokens.
     pub async fn account(&self, email: &str) {
-        let request = CreateAccount {
-            email: email.into(),
-            can_create_tokens: true,
-            ..CreateAccount::default()
-        };
+        let request = CreateAccount { email: email.into(), can_create_tokens: true, ..CreateAccount::default() };
         self.service.create_account(request, &Actor::cli()).await.unwrap();
     }
 
@@ -211,13 +198,8 @@ pub fn binary() -> PathBuf {
 
 /// Runs `tokengate ARGS` with the given config; returns (status, stdout, stderr).
 pub fn run_cli(config: &Path, args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(binary())
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("TOKENGATE_CONFIG")
-        .output()
-        .unwrap();
+    let output =
+        Command::new(binary()).arg("--config").arg(config).args(args).env_remove("TOKENGATE_CONFIG").output().unwrap();
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -257,11 +239,9 @@ impl GatewayProcess {
         });
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let line = log
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .unwrap_or_else(|_| {
-                    panic!("the gateway did not report its listeners within 30 s");
-                });
+            let line = log.recv_timeout(deadline.saturating_duration_since(Instant::now())).unwrap_or_else(|_| {
+                panic!("the gateway did not report its listeners within 30 s");
+            });
             let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
                 continue;
             };
@@ -269,13 +249,7 @@ impl GatewayProcess {
             if fields["message"] == "tokengate listening" {
                 let proxy = fields["proxy"].as_str().unwrap().parse().unwrap();
                 let admin = fields["admin"].as_str().unwrap().parse().unwrap();
-                return GatewayProcess {
-                    child,
-                    proxy,
-                    admin,
-                    config: config.to_owned(),
-                    log,
-                };
+                return GatewayProcess { child, proxy, admin, config: config.to_owned(), log };
             }
         }
     }
@@ -307,10 +281,7 @@ impl GatewayProcess {
             if let Some(status) = self.child.try_wait().unwrap() {
                 break status;
             }
-            assert!(
-                Instant::now() < deadline,
-                "the gateway did not exit within 20 s of SIGTERM"
-            );
+            assert!(Instant::now() < deadline, "the gateway did not exit within 20 s of SIGTERM");
             std::thread::sleep(Duration::from_millis(20));
         };
         let lines = self.log.try_iter().collect();
