@@ -106,6 +106,7 @@ pub struct TestGateway {
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
     pub service: LifecycleService,
+    pub sync: std::sync::Arc<tokengate::sync::IndexSync>,
     pub config: Config,
     pub upstream: Upstream,
     pub dir: TempDir,
@@ -136,13 +137,14 @@ impl TestGateway {
             clock.clone(),
             Some(gateway.sync.clone()),
         );
+        let sync = gateway.sync.clone();
         let shutdown = CancellationToken::new();
         let task = {
             let config = config.clone();
             let shutdown = shutdown.clone();
             tokio::spawn(async move { gateway.serve(&config, listeners, clock, shutdown).await })
         };
-        TestGateway { proxy, admin, service, config, upstream, dir, shutdown, task }
+        TestGateway { proxy, admin, service, sync, config, upstream, dir, shutdown, task }
     }
 
     pub fn url(&self, path: &str) -> String {
