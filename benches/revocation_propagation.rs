@@ -53,11 +53,13 @@ fn start_gateway(config: &std::path::Path) -> Gateway {
         .spawn()
         .unwrap();
     let stderr = BufReader::new(child.stderr.take().unwrap());
+    // Owned from here on, so a failure below still kills and reaps the child (see Drop).
+    let mut gateway = Gateway { child, proxy: SocketAddr::from(([0, 0, 0, 0], 0)) };
     for line in stderr.lines().map_while(Result::ok) {
         let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
         if entry["fields"]["message"] == "tokengate listening" {
-            let proxy = entry["fields"]["proxy"].as_str().unwrap().parse().unwrap();
-            return Gateway { child, proxy };
+            gateway.proxy = entry["fields"]["proxy"].as_str().unwrap().parse().unwrap();
+            return gateway;
         }
     }
     panic!("a gateway exited before listening");
@@ -144,7 +146,9 @@ async fn main() {
     }
     all_three.sort();
     each.sort();
-    println!("revocation propagation, {GATEWAYS} gateways on PostgreSQL, sync.interval 250ms, {REVOCATIONS} revocations");
+    println!(
+        "revocation propagation, {GATEWAYS} gateways on PostgreSQL, sync.interval 250ms, {REVOCATIONS} revocations"
+    );
     for (label, sorted) in [("refused by all three", &all_three), ("refused by one gateway", &each)] {
         println!(
             "  {label:<24} p50 {:>8.2?}  p90 {:>8.2?}  p99 {:>8.2?}  max {:>8.2?}",

@@ -28,10 +28,7 @@ const ECHO_ADDR: &str = "127.0.0.1:9000";
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter("info")
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter("info").with_writer(std::io::stderr).init();
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -59,12 +56,8 @@ async fn run() -> Result<(), String> {
     let listeners = Listeners::bind(&config).await.map_err(|e| e.to_string())?;
     let (proxy_addr, admin_addr) = listeners.addresses().map_err(|e| e.to_string())?;
     let gateway = Gateway::start(&config).await.map_err(|e| e.to_string())?;
-    let service = LifecycleService::new(
-        gateway.store.clone(),
-        config.tokens.clone(),
-        Clock::System,
-        Some(gateway.sync.clone()),
-    );
+    let service =
+        LifecycleService::new(gateway.store.clone(), config.tokens.clone(), Clock::System, Some(gateway.sync.clone()));
     if service.store().account_count().await.map_err(|e| e.to_string())? == 0 {
         let actor = Actor::cli();
         let account = CreateAccount {
@@ -73,10 +66,7 @@ async fn run() -> Result<(), String> {
             can_create_tokens: true,
             ..CreateAccount::default()
         };
-        service
-            .create_account(account, &actor)
-            .await
-            .map_err(|e| e.to_string())?;
+        service.create_account(account, &actor).await.map_err(|e| e.to_string())?;
         let request = CreateToken {
             owner_email: DEMO_EMAIL.into(),
             name: "quickstart".into(),
@@ -87,15 +77,9 @@ async fn run() -> Result<(), String> {
         };
         let created = service.create_token(request, &actor).await.map_err(|e| e.to_string())?;
         println!();
-        println!(
-            "Created the account {DEMO_EMAIL} and its token {:?} (shown only this once):",
-            created.token.name
-        );
+        println!("Created the account {DEMO_EMAIL} and its token {:?} (shown only this once):", created.token.name);
         println!();
-        println!(
-            "  curl --user '{DEMO_EMAIL}:{}' http://{proxy_addr}/hello",
-            created.secret.expose()
-        );
+        println!("  curl --user '{DEMO_EMAIL}:{}' http://{proxy_addr}/hello", created.secret.expose());
         println!();
         println!("Revoke it from another terminal, and the next call gets 401:");
         println!();

@@ -83,17 +83,34 @@ impl DatabaseUrl {
         &self.0
     }
 
+    /// The URL with any password replaced by `****`: in the user information
+    /// (`user:secret@host`) and in query parameters (`?password=secret`).
     pub fn masked(&self) -> String {
-        let Some((scheme, rest)) = self.0.split_once("://") else {
-            return self.0.clone();
+        let (base, query) = match self.0.split_once('?') {
+            Some((base, query)) => (base, Some(query)),
+            None => (self.0.as_str(), None),
         };
-        let Some((userinfo, host)) = rest.rsplit_once('@') else {
-            return self.0.clone();
+        let mut masked = match base.split_once("://") {
+            Some((scheme, rest)) => match rest.rsplit_once('@') {
+                Some((userinfo, host)) => match userinfo.split_once(':') {
+                    Some((user, _password)) => format!("{scheme}://{user}:****@{host}"),
+                    None => base.to_owned(),
+                },
+                None => base.to_owned(),
+            },
+            None => base.to_owned(),
         };
-        match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:****@{host}"),
-            None => self.0.clone(),
+        if let Some(query) = query {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|param| match param.split_once('=') {
+                    Some((key, _)) if key.to_ascii_lowercase().contains("password") => format!("{key}=****"),
+                    _ => param.to_owned(),
+                })
+                .collect();
+            masked = format!("{masked}?{}", params.join("&"));
         }
+        masked
     }
 }
 
@@ -511,6 +528,8 @@ mod tests {
         assert_eq!(config.database.url.expose(), "postgres://app:hunter2@db/tokens");
         assert!(!format!("{config:?}").contains("hunter2"));
         assert!(!config.describe().contains("hunter2"));
+        let in_query = DatabaseUrl::new("postgres://app@db/tokens?sslmode=require&password=hunter2");
+        assert_eq!(in_query.masked(), "postgres://app@db/tokens?sslmode=require&password=****");
     }
 
     #[test]

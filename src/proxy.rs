@@ -8,6 +8,7 @@ pub mod authenticate;
 pub mod client_ip;
 pub mod credentials;
 pub mod forward;
+pub mod progress;
 pub mod reject;
 pub mod route;
 

@@ -16,9 +16,9 @@ mod usage;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Postgres, Sqlite, Transaction};
+use sqlx::{Connection, Postgres, Sqlite, Transaction};
 
 use crate::clock::UnixTime;
 use crate::config::DatabaseUrl;
@@ -229,10 +229,20 @@ impl Store {
                 .map_err(|e| open_error(e.to_string()))?;
             Backend::Sqlite(pool)
         } else {
+            let options = PgConnectOptions::from_str(text).map_err(|e| open_error(e.to_string()))?;
+            // One direct attempt first: a pool that cannot connect reports only that it timed
+            // out, hiding the reason (refused, unknown host, authentication failed).
+            match tokio::time::timeout(Duration::from_secs(5), PgConnection::connect_with(&options)).await {
+                Ok(Ok(connection)) => {
+                    let _ = connection.close().await;
+                }
+                Ok(Err(error)) => return Err(open_error(error.to_string())),
+                Err(_) => return Err(open_error("no answer within 5 s".into())),
+            }
             let pool = PgPoolOptions::new()
                 .max_connections(8)
                 .acquire_timeout(Duration::from_secs(5))
-                .connect(text)
+                .connect_with(options)
                 .await
                 .map_err(|e| open_error(e.to_string()))?;
             Backend::Postgres(pool)

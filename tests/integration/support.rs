@@ -213,8 +213,6 @@ pub fn run_cli(config: &Path, args: &[&str]) -> (i32, String, String) {
 pub struct GatewayProcess {
     pub child: Child,
     pub proxy: SocketAddr,
-    pub admin: SocketAddr,
-    pub config: PathBuf,
     log: std::sync::mpsc::Receiver<String>,
 }
 
@@ -239,19 +237,19 @@ impl GatewayProcess {
                 }
             }
         });
+        // Owned from here on, so a failure below still kills and reaps the child (see Drop).
+        let mut process = GatewayProcess { child, proxy: SocketAddr::from(([0, 0, 0, 0], 0)), log };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let line = log.recv_timeout(deadline.saturating_duration_since(Instant::now())).unwrap_or_else(|_| {
-                panic!("the gateway did not report its listeners within 30 s");
-            });
-            let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
-                continue;
-            };
+            let line = process
+                .log
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("the gateway did not report its listeners within 30 s"));
+            let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
             let fields = &entry["fields"];
             if fields["message"] == "tokengate listening" {
-                let proxy = fields["proxy"].as_str().unwrap().parse().unwrap();
-                let admin = fields["admin"].as_str().unwrap().parse().unwrap();
-                return GatewayProcess { child, proxy, admin, config: config.to_owned(), log };
+                process.proxy = fields["proxy"].as_str().unwrap().parse().unwrap();
+                return process;
             }
         }
     }
