@@ -182,3 +182,76 @@ async fn db_copy_moves_everything_and_every_token_keeps_working() {
     let newcomer = CreateAccount { email: "new@example.com".into(), can_create_tokens: true, ..Default::default() };
     pg.service.create_account(newcomer, &Actor::cli()).await.unwrap();
 }
+
+/// Makes the test's database refuse (or accept again) every new connection, and cuts the
+/// open ones: an outage of this database alone, without touching the shared server.
+async fn set_reachable(db: &TestDatabase, reachable: bool) {
+    let mut conn = db.server_connection().await;
+    let name = db.url.rsplit('/').next().unwrap().split('?').next().unwrap().to_owned();
+    let sql = format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {reachable}");
+    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.unwrap();
+    if !reachable {
+        db.terminate_connections(false).await;
+    }
+}
+
+async fn readiness(gw: &TestGateway) -> (StatusCode, serde_json::Value) {
+    let response = client().get(format!("http://{}/readyz", gw.admin)).send().await.unwrap();
+    let status = response.status();
+    (status, serde_json::from_str(&response.text().await.unwrap()).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn during_an_outage_gateways_serve_the_last_index_and_catch_up_afterwards() {
+    let Some(db) = TestDatabase::create().await else { return };
+    let gw = TestGateway::spawn_with(
+        "",
+        &[
+            ("TOKENGATE_DATABASE__URL", &db.url),
+            ("TOKENGATE_SYNC__INTERVAL", "100ms"),
+            ("TOKENGATE_SYNC__MAX_LAG", "1s"),
+        ],
+        Clock::System,
+    )
+    .await;
+    gw.account(ANN).await;
+    let (live_id, live) = gw.token(ANN, "live", &[]).await;
+    let (dead_id, dead) = gw.token(ANN, "dead", &[]).await;
+    gw.service.revoke_token(dead_id, &Actor::cli()).await.unwrap();
+    assert_eq!(readiness(&gw).await.0, StatusCode::OK);
+
+    set_reachable(&db, false).await;
+    // The index keeps answering: the live token works, the revoked one stays refused.
+    assert_eq!(status(&gw, &live).await, StatusCode::OK);
+    assert_eq!(status(&gw, &dead).await, StatusCode::UNAUTHORIZED);
+    // Readiness reports the growing lag and turns 503 past sync.max_lag.
+    let started = Instant::now();
+    let report = loop {
+        let (code, report) = readiness(&gw).await;
+        if code == StatusCode::SERVICE_UNAVAILABLE {
+            break report;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "still ready after 10 s of outage: {report}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(report["sync_lag_seconds"].as_f64().unwrap() > 1.0, "{report}");
+    // The control path fails with one clear line.
+    let config = gw.dir.path().join("tokengate.toml");
+    let (code, _, stderr) =
+        crate::support::run_cli_env(&config, &["token", "list"], &[("TOKENGATE_DATABASE__URL", &db.url)]);
+    assert_eq!(code, 1);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("tokengate: cannot open database"), "{stderr}");
+    assert_eq!(status(&gw, &live).await, StatusCode::OK, "this use is kept for the next flush");
+
+    set_reachable(&db, true).await;
+    let started = Instant::now();
+    while readiness(&gw).await.0 != StatusCode::OK {
+        assert!(started.elapsed() < Duration::from_secs(15), "never ready again after the outage");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let other = writer(&db, &gw).await;
+    other.revoke_token(live_id, &Actor::cli()).await.unwrap();
+    until_refused(&gw, &live, Duration::from_secs(5)).await;
+    assert!(other.token(live_id).await.unwrap().last_used_at.is_some(), "uses during the outage were written");
+}

@@ -200,8 +200,19 @@ pub fn binary() -> PathBuf {
 
 /// Runs `tokengate ARGS` with the given config; returns (status, stdout, stderr).
 pub fn run_cli(config: &Path, args: &[&str]) -> (i32, String, String) {
-    let output =
-        Command::new(binary()).arg("--config").arg(config).args(args).env_remove("TOKENGATE_CONFIG").output().unwrap();
+    run_cli_env(config, args, &[])
+}
+
+/// [`run_cli`] with extra environment variables.
+pub fn run_cli_env(config: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let output = Command::new(binary())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("TOKENGATE_CONFIG")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),
