@@ -2,10 +2,7 @@
 //! revocation made by another process takes effect, that last use survives SIGTERM and the
 //! periodic flush, and that large bodies stream through without being buffered.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -13,7 +10,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
-use crate::support::{GatewayProcess, Upstream, binary, client, config_text, run_cli};
+use crate::support::{GatewayProcess, Upstream, client, config_text, run_cli};
 
 /// A test's own directory, echo upstream and config file.
 struct Setup {
@@ -63,100 +60,8 @@ impl Setup {
     }
 }
 
-/// `tokengate serve` with extra environment variables (`TOKENGATE_<SECTION>__<KEY>` overrides);
-/// otherwise like [`GatewayProcess`].
-struct EnvGateway {
-    child: Child,
-    proxy: SocketAddr,
-    log: std::sync::mpsc::Receiver<String>,
-}
-
-impl EnvGateway {
-    fn start(config: &Path, env: &[(&str, &str)]) -> EnvGateway {
-        let mut child = Command::new(binary())
-            .arg("--config")
-            .arg(config)
-            .arg("serve")
-            .env_remove("TOKENGATE_CONFIG")
-            .envs(env.iter().copied())
-            .env("TOKENGATE_LOG_FORMAT", "json")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (sender, log) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let Ok(line) = log.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
-                let status = child.try_wait().ok().flatten();
-                panic!("the gateway did not report its listeners within 30 s (exit: {status:?})");
-            };
-            let Ok(entry) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if entry["fields"]["message"] == "tokengate listening" {
-                let proxy = entry["fields"]["proxy"].as_str().unwrap().parse().unwrap();
-                return EnvGateway { child, proxy, log };
-            }
-        }
-    }
-}
-
-impl Drop for EnvGateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// What the tests need of a running gateway process, whichever way it was started.
-trait Running: Send + 'static {
-    fn url(&self, path: &str) -> String;
-    /// SIGTERM, then wait: (exit code, log lines).
-    fn terminate(self) -> (Option<i32>, Vec<String>);
-}
-
-impl Running for GatewayProcess {
-    fn url(&self, path: &str) -> String {
-        GatewayProcess::url(self, path)
-    }
-
-    fn terminate(self) -> (Option<i32>, Vec<String>) {
-        GatewayProcess::terminate(self)
-    }
-}
-
-impl Running for EnvGateway {
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.proxy)
-    }
-
-    fn terminate(mut self) -> (Option<i32>, Vec<String>) {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "the gateway did not exit within 20 s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let lines = self.log.try_iter().collect();
-        (status.code(), lines)
-    }
-}
-
 /// Terminates on a blocking thread; asserts a clean exit.
-async fn terminate_cleanly(gateway: impl Running) -> Vec<String> {
+async fn terminate_cleanly(gateway: GatewayProcess) -> Vec<String> {
     let (code, log) = tokio::task::spawn_blocking(move || gateway.terminate()).await.unwrap();
     assert_eq!(code, Some(0), "the gateway did not exit cleanly on SIGTERM; log:\n{}", log.join("\n"));
     log
@@ -170,7 +75,7 @@ async fn status(client: &reqwest::Client, url: &str, email: &str, secret: &str) 
 
 /// With the gateway already running: an account and tokens created by the CLI become usable,
 /// and a token revoked by the CLI is refused within the sync interval (plus slack).
-async fn cli_changes_reach_the_running_gateway(gateway: impl Running, setup: &Setup, interval: Duration) {
+async fn cli_changes_reach_the_running_gateway(gateway: GatewayProcess, setup: &Setup, interval: Duration) {
     let label = format!("{}ms", interval.as_millis());
     let client = client();
     let url = gateway.url("/");
@@ -239,7 +144,7 @@ async fn cli_revocation_reaches_the_gateway_within_the_sync_interval() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cli_revocation_reaches_the_gateway_within_the_default_sync_interval() {
     let setup = Setup::new().await;
-    let gateway = EnvGateway::start(&setup.config, &[("TOKENGATE_SYNC__INTERVAL", "250ms")]);
+    let gateway = GatewayProcess::start_with_env(&setup.config, &[("TOKENGATE_SYNC__INTERVAL", "250ms")]);
     cli_changes_reach_the_running_gateway(gateway, &setup, Duration::from_millis(250)).await;
 }
 
@@ -258,7 +163,7 @@ async fn last_use_is_flushed_on_sigterm() {
     setup.cli(&["user", "add", "ann@example.com"]).await;
     let (id, secret) = setup.token("ann@example.com", "deploy").await;
     // Only the shutdown flush can write within this test.
-    let gateway = EnvGateway::start(&setup.config, &[("TOKENGATE_USAGE__FLUSH_INTERVAL", "1h")]);
+    let gateway = GatewayProcess::start_with_env(&setup.config, &[("TOKENGATE_USAGE__FLUSH_INTERVAL", "1h")]);
     let client = client();
 
     let response = client

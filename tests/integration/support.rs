@@ -229,10 +229,16 @@ pub struct GatewayProcess {
 
 impl GatewayProcess {
     pub fn start(config: &Path) -> GatewayProcess {
+        Self::start_with_env(config, &[])
+    }
+
+    /// [`GatewayProcess::start`] with extra environment (`TOKENGATE_<SECTION>__<KEY>` overrides).
+    pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> GatewayProcess {
         let mut child = Command::new(binary())
             .arg("--config")
             .arg(config)
             .arg("serve")
+            .envs(env.iter().copied())
             .env("TOKENGATE_LOG_FORMAT", "json")
             .env_remove("TOKENGATE_CONFIG")
             .stdout(Stdio::null())
