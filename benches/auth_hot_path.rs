@@ -155,20 +155,14 @@ fn build(n: usize) -> Fixture {
         assert_eq!(authenticate(&fixture.index, h, NOW).err(), Some(AuthFailure::Revoked));
     }
     for h in &fixture.unknown {
-        assert_eq!(
-            authenticate(&fixture.index, h, NOW).err(),
-            Some(AuthFailure::UnknownToken)
-        );
+        assert_eq!(authenticate(&fixture.index, h, NOW).err(), Some(AuthFailure::UnknownToken));
     }
     fixture
 }
 
 /// Short enough for a 2-core machine: 50 samples, 1 s warm-up, 3 s measurement per bench.
 fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(50)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
+    Criterion::default().sample_size(50).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3))
 }
 
 /// Picks the requests of one kind from a fixture.
@@ -199,12 +193,8 @@ fn bench_parts(c: &mut Criterion) {
     let secret = Secret::generate().expect("random source");
     let headers = basic_headers(&email(1), secret.expose());
     let mut group = c.benchmark_group("parts");
-    group.bench_function("sha256_only", |b| {
-        b.iter(|| TokenDigest::of(black_box(secret.expose())))
-    });
-    group.bench_function("basic_header_parse", |b| {
-        b.iter(|| read_credentials(black_box(&headers)).is_ok())
-    });
+    group.bench_function("sha256_only", |b| b.iter(|| TokenDigest::of(black_box(secret.expose()))));
+    group.bench_function("basic_header_parse", |b| b.iter(|| read_credentials(black_box(&headers)).is_ok()));
     group.bench_function("check_format", |b| b.iter(|| check_format(black_box(secret.expose()))));
     group.bench_function("is_safe_path_plain", |b| {
         b.iter(|| is_safe_path(black_box("/api/v4/projects/42/repository/files")))
