@@ -28,7 +28,7 @@ use http::{HeaderMap, HeaderValue};
 use tokengate::clock::UnixTime;
 use tokengate::index::TokenIndex;
 use tokengate::proxy::authenticate::{AuthFailure, authenticate};
-use tokengate::proxy::credentials::read_credentials;
+use tokengate::proxy::credentials::{CredentialBuffer, read_credentials};
 use tokengate::proxy::route::is_safe_path;
 use tokengate::store::{IndexAccountRow, IndexTokenRow};
 use tokengate::token::{Secret, TokenDigest, check_format};
@@ -194,7 +194,7 @@ fn bench_parts(c: &mut Criterion) {
     let headers = basic_headers(&email(1), secret.expose());
     let mut group = c.benchmark_group("parts");
     group.bench_function("sha256_only", |b| b.iter(|| TokenDigest::of(black_box(secret.expose()))));
-    group.bench_function("basic_header_parse", |b| b.iter(|| read_credentials(black_box(&headers)).is_ok()));
+    group.bench_function("basic_header_parse", |b| b.iter(|| read_credentials(black_box(&headers), &mut CredentialBuffer::new()).is_ok()));
     group.bench_function("check_format", |b| b.iter(|| check_format(black_box(secret.expose()))));
     group.bench_function("is_safe_path_plain", |b| {
         b.iter(|| is_safe_path(black_box("/api/v4/projects/42/repository/files")))

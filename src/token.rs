@@ -36,8 +36,8 @@ impl Secret {
         let mut text = String::with_capacity(SECRET_LEN);
         text.push_str(SECRET_PREFIX);
         text.push_str(&encode_base62(random.as_ref(), RANDOM_CHARS));
-        let checksum = crc32fast::hash(text.as_bytes());
-        text.push_str(&encode_base62(&checksum.to_be_bytes(), CHECKSUM_CHARS));
+        let checksum = checksum_chars(crc32fast::hash(text.as_bytes()));
+        text.extend(checksum.iter().map(|&b| char::from(b)));
         Ok(Secret(Zeroizing::new(text)))
     }
 
@@ -91,8 +91,7 @@ pub fn check_format(secret: &str) -> Result<(), SecretFormatError> {
     }
     if looks_minted_here(secret) {
         let (body, checksum) = secret.split_at(SECRET_LEN - CHECKSUM_CHARS);
-        let expected = encode_base62(&crc32fast::hash(body.as_bytes()).to_be_bytes(), CHECKSUM_CHARS);
-        if checksum != expected {
+        if checksum.as_bytes() != checksum_chars(crc32fast::hash(body.as_bytes())) {
             return Err(SecretFormatError::BadChecksum);
         }
     }
@@ -128,6 +127,16 @@ impl fmt::Debug for TokenDigest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "TokenDigest({:02x}{:02x}…)", self.0[0], self.0[1])
     }
+}
+
+/// The CRC32 as exactly six base62 characters, without allocating (it is checked per request).
+fn checksum_chars(mut crc: u32) -> [u8; CHECKSUM_CHARS] {
+    let mut out = [b'0'; CHECKSUM_CHARS];
+    for slot in out.iter_mut().rev() {
+        *slot = BASE62[(crc % 62) as usize];
+        crc /= 62;
+    }
+    out
 }
 
 /// Big-endian base62 of `bytes`, left-padded with `0` to exactly `width` characters.
@@ -185,6 +194,8 @@ mod tests {
         assert_eq!(encode_base62(&[0, 0], 3), "000");
         assert_eq!(encode_base62(&[0, 62], 2), "10");
         assert_eq!(encode_base62(&[255; 32], 43).len(), 43);
+        let crc = 0xDEAD_BEEF_u32;
+        assert_eq!(checksum_chars(crc).as_slice(), encode_base62(&crc.to_be_bytes(), 6).as_bytes());
     }
 
     #[test]

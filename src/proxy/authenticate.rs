@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 
-use super::credentials::{CredentialError, read_credentials};
+use super::credentials::{CredentialBuffer, CredentialError, read_credentials};
 use crate::clock::UnixTime;
 use crate::index::{IndexedAccount, IndexedToken, TokenIndex};
 use crate::token::{SecretFormatError, TokenDigest, check_format};
@@ -56,11 +56,12 @@ pub struct Identity {
 
 /// Decides whether the request's credentials name a usable token of the named account.
 pub fn authenticate(index: &TokenIndex, headers: &HeaderMap, now: UnixTime) -> Result<Identity, AuthFailure> {
-    let credentials = read_credentials(headers).map_err(AuthFailure::Credentials)?;
-    check_format(credentials.secret()).map_err(AuthFailure::SecretFormat)?;
-    let token = index.token(&TokenDigest::of(credentials.secret())).ok_or(AuthFailure::UnknownToken)?;
+    let mut buffer = CredentialBuffer::new();
+    let credentials = read_credentials(headers, &mut buffer).map_err(AuthFailure::Credentials)?;
+    check_format(credentials.secret).map_err(AuthFailure::SecretFormat)?;
+    let token = index.token(&TokenDigest::of(credentials.secret)).ok_or(AuthFailure::UnknownToken)?;
     let account = index.account(token.account_id).ok_or(AuthFailure::UnknownToken)?;
-    if !account.email_matches(credentials.email()) {
+    if !account.email_matches(credentials.email) {
         return Err(AuthFailure::WrongEmail);
     }
     if token.revoked {

@@ -4,7 +4,7 @@ use base64::Engine;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
-use zeroize::Zeroizing;
+use zeroize::Zeroize;
 
 /// Longer `Authorization` values are refused before decoding (an email of 254 bytes and a
 /// secret of 512 fit with room to spare).
@@ -48,30 +48,51 @@ impl CredentialError {
     }
 }
 
-/// Decoded credentials; the buffer is zeroed when dropped and never printed.
-pub struct Credentials {
-    decoded: Zeroizing<String>,
-    colon: usize,
+/// Longest decoded credentials: what [`MAX_HEADER_LEN`] base64 characters decode to.
+const MAX_DECODED_LEN: usize = MAX_HEADER_LEN / 4 * 3;
+
+/// Scratch space the credentials are decoded into, on the stack: no allocation per request.
+/// The part that was written is zeroed when the buffer is dropped.
+pub struct CredentialBuffer {
+    bytes: [u8; MAX_DECODED_LEN],
+    used: usize,
 }
 
-impl Credentials {
-    pub fn email(&self) -> &str {
-        &self.decoded[..self.colon]
-    }
-
-    pub fn secret(&self) -> &str {
-        &self.decoded[self.colon + 1..]
+impl CredentialBuffer {
+    pub fn new() -> Self {
+        CredentialBuffer { bytes: [0; MAX_DECODED_LEN], used: 0 }
     }
 }
 
-impl std::fmt::Debug for Credentials {
+impl Default for CredentialBuffer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for CredentialBuffer {
+    fn drop(&mut self) {
+        self.bytes[..self.used].zeroize();
+    }
+}
+
+/// Decoded credentials, borrowed from a [`CredentialBuffer`]. `Debug` never shows the secret.
+pub struct Credentials<'a> {
+    pub email: &'a str,
+    pub secret: &'a str,
+}
+
+impl std::fmt::Debug for Credentials<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials").field("email", &self.email()).finish_non_exhaustive()
+        f.debug_struct("Credentials").field("email", &self.email).finish_non_exhaustive()
     }
 }
 
-/// Reads the one `Authorization` header of a request.
-pub fn read_credentials(headers: &HeaderMap) -> Result<Credentials, CredentialError> {
+/// Reads the one `Authorization` header of a request, decoding into `buffer`.
+pub fn read_credentials<'a>(
+    headers: &HeaderMap,
+    buffer: &'a mut CredentialBuffer,
+) -> Result<Credentials<'a>, CredentialError> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let value = values.next().ok_or(CredentialError::Missing)?;
     if values.next().is_some() {
@@ -85,30 +106,33 @@ pub fn read_credentials(headers: &HeaderMap) -> Result<Credentials, CredentialEr
     if !scheme.eq_ignore_ascii_case(b"basic") {
         return Err(CredentialError::NotBasic);
     }
-    let decoded = Zeroizing::new(BASE64.decode(trim(encoded)).map_err(|_| CredentialError::BadBase64)?);
-    let decoded = Zeroizing::new(String::from_utf8(decoded.to_vec()).map_err(|_| CredentialError::NotUtf8)?);
-    if decoded.chars().any(char::is_control) {
+    let len = BASE64.decode_slice(encoded.trim_ascii(), &mut buffer.bytes).map_err(|_| CredentialError::BadBase64)?;
+    buffer.used = len;
+    let decoded = std::str::from_utf8(&buffer.bytes[..len]).map_err(|_| CredentialError::NotUtf8)?;
+    if has_control_character(decoded) {
         return Err(CredentialError::ControlCharacter);
     }
-    let colon = decoded.find(':').ok_or(CredentialError::NoColon)?;
-    let credentials = Credentials { decoded, colon };
-    if credentials.email().is_empty() {
+    let (email, secret) = decoded.split_once(':').ok_or(CredentialError::NoColon)?;
+    if email.is_empty() {
         return Err(CredentialError::EmptyUser);
     }
-    if credentials.secret().is_empty() {
+    if secret.is_empty() {
         return Err(CredentialError::EmptySecret);
     }
-    Ok(credentials)
+    Ok(Credentials { email, secret })
+}
+
+/// Control characters anywhere: ASCII ones by a byte scan, the C1 range only when the text
+/// is not ASCII.
+fn has_control_character(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.iter().any(|b| *b < 0x20 || *b == 0x7f) || (!text.is_ascii() && text.chars().any(char::is_control))
 }
 
 fn split_scheme(value: &[u8]) -> Option<(&[u8], &[u8])> {
-    let value = trim(value);
+    let value = value.trim_ascii();
     let space = value.iter().position(|b| *b == b' ')?;
     Some((&value[..space], &value[space + 1..]))
-}
-
-fn trim(bytes: &[u8]) -> &[u8] {
-    bytes.trim_ascii()
 }
 
 #[cfg(test)]
@@ -130,11 +154,16 @@ mod tests {
 
     #[test]
     fn reads_email_and_secret() {
-        let creds = read_credentials(&headers(&[&basic(b"ann@example.com:tg_abc:def")])).unwrap();
-        assert_eq!((creds.email(), creds.secret()), ("ann@example.com", "tg_abc:def"));
-        let creds = read_credentials(&headers(&[b"bAsIc YW5uOng"])).unwrap();
-        assert_eq!((creds.email(), creds.secret()), ("ann", "x"));
+        let mut buffer = CredentialBuffer::new();
+        let creds = read_credentials(&headers(&[&basic(b"ann@example.com:tg_abc:def")]), &mut buffer).unwrap();
+        assert_eq!((creds.email, creds.secret), ("ann@example.com", "tg_abc:def"));
+        let mut buffer = CredentialBuffer::new();
+        let creds = read_credentials(&headers(&[b"bAsIc YW5uOng"]), &mut buffer).unwrap();
+        assert_eq!((creds.email, creds.secret), ("ann", "x"));
         assert!(!format!("{creds:?}").contains('x'));
+        let mut buffer = CredentialBuffer::new();
+        let creds = read_credentials(&headers(&[&basic("ann:é\u{85}".as_bytes())]), &mut buffer);
+        assert_eq!(creds.unwrap_err(), CredentialError::ControlCharacter, "C1 controls too");
     }
 
     #[test]
@@ -154,7 +183,7 @@ mod tests {
         ];
         for (values, expected) in cases {
             let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
-            assert_eq!(read_credentials(&headers(&refs)).unwrap_err(), expected);
+            assert_eq!(read_credentials(&headers(&refs), &mut CredentialBuffer::new()).unwrap_err(), expected);
         }
     }
 }
