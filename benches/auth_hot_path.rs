@@ -194,7 +194,9 @@ fn bench_parts(c: &mut Criterion) {
     let headers = basic_headers(&email(1), secret.expose());
     let mut group = c.benchmark_group("parts");
     group.bench_function("sha256_only", |b| b.iter(|| TokenDigest::of(black_box(secret.expose()))));
-    group.bench_function("basic_header_parse", |b| b.iter(|| read_credentials(black_box(&headers), &mut CredentialBuffer::new()).is_ok()));
+    group.bench_function("basic_header_parse", |b| {
+        b.iter(|| read_credentials(black_box(&headers), &mut CredentialBuffer::new()).is_ok())
+    });
     group.bench_function("check_format", |b| b.iter(|| check_format(black_box(secret.expose()))));
     group.bench_function("is_safe_path_plain", |b| {
         b.iter(|| is_safe_path(black_box("/api/v4/projects/42/repository/files")))
