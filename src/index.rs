@@ -21,7 +21,10 @@ pub struct IndexedToken {
     pub scopes: Box<[Box<str>]>,
     pub rate_limit: Option<Rate>,
     pub expires_at: Option<UnixTime>,
-    pub revoked: bool,
+    /// When it is (or will be, during a rotation's grace) revoked.
+    pub revoked_at: Option<UnixTime>,
+    /// A rotation's predecessor, valid until this token is first used.
+    pub handover_from: Option<i64>,
     /// Built once here so the data path only clones them.
     pub headers: IdentityHeaders,
 }
@@ -55,6 +58,10 @@ impl IndexedToken {
         self.expires_at.is_some_and(|at| at <= now)
     }
 
+    pub fn is_revoked(&self, now: UnixTime) -> bool {
+        self.revoked_at.is_some_and(|at| at <= now)
+    }
+
     fn from_row(row: IndexTokenRow) -> Option<(TokenDigest, IndexedToken)> {
         let digest = TokenDigest::from_bytes(&row.digest)?;
         let headers = IdentityHeaders {
@@ -72,7 +79,8 @@ impl IndexedToken {
             // rather than a token that can never be used.
             rate_limit: row.rate_limit.as_deref().and_then(|r| r.parse().ok()),
             expires_at: row.expires_at,
-            revoked: row.revoked_at.is_some(),
+            revoked_at: row.revoked_at,
+            handover_from: row.handover_from,
             headers,
         };
         Some((digest, token))
@@ -120,6 +128,8 @@ impl From<IndexAccountRow> for IndexedAccount {
 #[derive(Debug, Default)]
 pub struct TokenIndex {
     tokens: DashMap<TokenDigest, Arc<IndexedToken>>,
+    /// Token id → digest, for changes the gateway itself makes (a rotation's hand-over).
+    digests: DashMap<i64, TokenDigest>,
     accounts: DashMap<i64, Arc<IndexedAccount>>,
 }
 
@@ -140,7 +150,19 @@ impl TokenIndex {
     /// skipped (they could never match a presented secret).
     pub fn upsert_token(&self, row: IndexTokenRow) {
         if let Some((digest, token)) = IndexedToken::from_row(row) {
+            self.digests.insert(token.id, digest);
             self.tokens.insert(digest, Arc::new(token));
+        }
+    }
+
+    /// Applies a change to one token in this process only, ahead of the database (which the
+    /// usage flusher updates, and the change log then confirms).
+    pub fn update_locally(&self, id: i64, change: impl FnOnce(&mut IndexedToken)) {
+        let Some(digest) = self.digests.get(&id).map(|d| *d) else { return };
+        if let Some(mut entry) = self.tokens.get_mut(&digest) {
+            let mut token = IndexedToken::clone(&entry);
+            change(&mut token);
+            *entry = Arc::new(token);
         }
     }
 
@@ -167,6 +189,7 @@ mod tests {
             rate_limit: Some("10/s".into()),
             expires_at: Some(100),
             revoked_at: None,
+            handover_from: None,
         }
     }
 
@@ -181,7 +204,7 @@ mod tests {
         revoked.revoked_at = Some(50);
         index.upsert_token(revoked);
         let found = index.token(&TokenDigest::of("secret-one")).unwrap();
-        assert!(found.revoked && found.has_scope("write"));
+        assert!(found.is_revoked(50) && !found.is_revoked(49) && found.has_scope("write"));
         assert!(found.is_expired(100) && !found.is_expired(99));
         assert!(index.token(&TokenDigest::of("secret-two")).is_none());
         assert_eq!(index.token_count(), 1);

@@ -64,7 +64,7 @@ pub fn authenticate(index: &TokenIndex, headers: &HeaderMap, now: UnixTime) -> R
     if !account.email_matches(credentials.email) {
         return Err(AuthFailure::WrongEmail);
     }
-    if token.revoked {
+    if token.is_revoked(now) {
         return Err(AuthFailure::Revoked);
     }
     if token.is_expired(now) {

@@ -65,7 +65,7 @@ impl Store {
     pub async fn list_accounts(&self, now: UnixTime) -> Result<Vec<AccountSummary>, StoreError> {
         let sql = "SELECT a.id, a.email, a.name, a.superuser, a.token_manager, a.enabled, a.can_create_tokens, \
                    a.created_at, a.updated_at, \
-                   (SELECT COUNT(*) FROM tokens t WHERE t.account_id = a.id AND t.revoked_at IS NULL \
+                   (SELECT COUNT(*) FROM tokens t WHERE t.account_id = a.id AND (t.revoked_at IS NULL OR t.revoked_at > $1) \
                     AND (t.expires_at IS NULL OR t.expires_at > $1)) AS live_tokens \
                    FROM accounts a ORDER BY a.email_norm";
         Ok(with_pool!(self, pool => {
@@ -117,6 +117,23 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             append_event!(tx, now, event, account_id, &after.email, None::<i64>)?;
+            // Each live token of the account is blocked (or unblocked) by this change: say so
+            // on each, so a token's own history shows why it stopped (or resumed) working.
+            if before.tokens_usable() != after.tokens_usable() {
+                let kind = if after.tokens_usable() { "token.unblocked" } else { "token.blocked" };
+                let token_event = NewEvent { kind, ..event.clone() };
+                let live: Vec<i64> = sqlx::query_scalar(
+                    "SELECT id FROM tokens WHERE account_id = $1 AND (revoked_at IS NULL OR revoked_at > $2) \
+                     AND (expires_at IS NULL OR expires_at > $2) ORDER BY id",
+                )
+                .bind(account_id)
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await?;
+                for token_id in live {
+                    append_event!(tx, now, token_event, account_id, &after.email, Some(token_id))?;
+                }
+            }
             append_change!(tx, now, account_id, None)?;
             tx.commit().await?;
             Ok(Some((before, after)))

@@ -14,6 +14,7 @@ pub struct TableCounts {
     pub tokens: i64,
     pub events: i64,
     pub changes: i64,
+    pub outbox: i64,
 }
 
 #[derive(sqlx::FromRow)]
@@ -58,6 +59,25 @@ struct TokenRow {
     refused_last_ip: Option<String>,
     refused_last_method: Option<String>,
     refused_last_path: Option<String>,
+    handover_from: Option<i64>,
+    inactivity_warned_at: Option<UnixTime>,
+}
+
+#[derive(sqlx::FromRow)]
+struct OutboxRow {
+    id: i64,
+    created_at: UnixTime,
+    kind: String,
+    account_id: Option<i64>,
+    recipient: String,
+    token_id: Option<i64>,
+    payload: String,
+    dedupe_key: Option<String>,
+    attempts: i64,
+    next_attempt_at: UnixTime,
+    claimed_until: Option<UnixTime>,
+    sent_at: Option<UnixTime>,
+    last_error: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -87,7 +107,10 @@ const ACCOUNTS: &str = "SELECT id, email, email_norm, name, superuser, token_man
 const TOKENS: &str = "SELECT id, account_id, name, live_name, description, digest, prefix, scopes, rate_limit, \
      created_at, created_by, expires_at, revoked_at, revoked_by, revoke_reason, rotated_from, rotated_to, last_used_at, \
      last_used_method, last_used_path, last_used_ip, refused_count, refused_last_at, refused_last_ip, \
-     refused_last_method, refused_last_path FROM tokens WHERE id > $1 ORDER BY id LIMIT $2";
+     refused_last_method, refused_last_path, handover_from, inactivity_warned_at FROM tokens WHERE id > $1 \
+     ORDER BY id LIMIT $2";
+const OUTBOX: &str = "SELECT id, created_at, kind, account_id, recipient, token_id, payload, dedupe_key, attempts, \
+     next_attempt_at, claimed_until, sent_at, last_error FROM outbox WHERE id > $1 ORDER BY id LIMIT $2";
 const EVENTS: &str = "SELECT id, at, kind, actor, account_id, account, token_id, ip, user_agent, detail \
      FROM events WHERE id > $1 ORDER BY id LIMIT $2";
 const CHANGES: &str = "SELECT seq, at, account_id, token_id FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2";
@@ -104,18 +127,19 @@ macro_rules! next_batch {
 impl Store {
     /// How many rows each table holds.
     pub async fn table_counts(&self) -> Result<TableCounts, StoreError> {
-        let mut counts = [0i64; 4];
+        let mut counts = [0i64; 5];
         let queries = [
             "SELECT COUNT(*) FROM accounts",
             "SELECT COUNT(*) FROM tokens",
             "SELECT COUNT(*) FROM events",
             "SELECT COUNT(*) FROM changes",
+            "SELECT COUNT(*) FROM outbox",
         ];
         for (count, sql) in counts.iter_mut().zip(queries) {
             *count = with_pool!(self, pool => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await?);
         }
-        let [accounts, tokens, events, changes] = counts;
-        Ok(TableCounts { accounts, tokens, events, changes })
+        let [accounts, tokens, events, changes, outbox] = counts;
+        Ok(TableCounts { accounts, tokens, events, changes, outbox })
     }
 
     /// Copies every row of this store into `target`, which must be empty, in one transaction;
@@ -156,9 +180,10 @@ impl Store {
                         "INSERT INTO tokens (id, account_id, name, live_name, description, digest, prefix, scopes, \
                          rate_limit, created_at, created_by, expires_at, revoked_at, revoked_by, revoke_reason, \
                          rotated_from, rotated_to, last_used_at, last_used_method, last_used_path, last_used_ip, \
-                         refused_count, refused_last_at, refused_last_ip, refused_last_method, refused_last_path) \
+                         refused_count, refused_last_at, refused_last_ip, refused_last_method, refused_last_path, \
+                         handover_from, inactivity_warned_at) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-                         $19, $20, $21, $22, $23, $24, $25, $26)",
+                         $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)",
                     )
                     .bind(r.id).bind(r.account_id).bind(r.name).bind(r.live_name).bind(r.description)
                     .bind(r.digest).bind(r.prefix).bind(r.scopes).bind(r.rate_limit).bind(r.created_at)
@@ -167,6 +192,8 @@ impl Store {
                     .bind(r.last_used_method).bind(r.last_used_path).bind(r.last_used_ip).bind(r.refused_count)
                     .bind(r.refused_last_at).bind(r.refused_last_ip).bind(r.refused_last_method)
                     .bind(r.refused_last_path)
+                    .bind(r.handover_from)
+                    .bind(r.inactivity_warned_at)
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -200,6 +227,24 @@ impl Store {
                 }
                 after = last;
             }
+            after = 0;
+            loop {
+                let rows = next_batch!(self, OutboxRow, OUTBOX, after);
+                let Some(last) = rows.last().map(|r| r.id) else { break };
+                for r in rows {
+                    sqlx::query(
+                        "INSERT INTO outbox (id, created_at, kind, account_id, recipient, token_id, payload, \
+                         dedupe_key, attempts, next_attempt_at, claimed_until, sent_at, last_error) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                    )
+                    .bind(r.id).bind(r.created_at).bind(r.kind).bind(r.account_id).bind(r.recipient)
+                    .bind(r.token_id).bind(r.payload).bind(r.dedupe_key).bind(r.attempts)
+                    .bind(r.next_attempt_at).bind(r.claimed_until).bind(r.sent_at).bind(r.last_error)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                after = last;
+            }
             tx.commit().await?;
         });
         target.continue_id_sequences().await?;
@@ -223,6 +268,7 @@ impl Store {
             "SELECT setval(pg_get_serial_sequence('tokens', 'id'), COALESCE((SELECT MAX(id) FROM tokens), 0) + 1, false)",
             "SELECT setval(pg_get_serial_sequence('events', 'id'), COALESCE((SELECT MAX(id) FROM events), 0) + 1, false)",
             "SELECT setval(pg_get_serial_sequence('changes', 'seq'), COALESCE((SELECT MAX(seq) FROM changes), 0) + 1, false)",
+            "SELECT setval(pg_get_serial_sequence('outbox', 'id'), COALESCE((SELECT MAX(id) FROM outbox), 0) + 1, false)",
         ] {
             sqlx::query(sql).execute(pool).await?;
         }

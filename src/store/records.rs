@@ -104,7 +104,7 @@ impl TokenStatus {
 
 impl TokenRecord {
     pub fn status(&self, now: UnixTime) -> TokenStatus {
-        if self.revoked_at.is_some() {
+        if self.revoked_at.is_some_and(|at| at <= now) {
             TokenStatus::Revoked
         } else if self.expires_at.is_some_and(|at| at <= now) {
             TokenStatus::Expired
@@ -162,7 +162,10 @@ pub struct IndexTokenRow {
     pub scopes: String,
     pub rate_limit: Option<String>,
     pub expires_at: Option<UnixTime>,
+    /// In the future while a rotation's grace runs.
     pub revoked_at: Option<UnixTime>,
+    /// The predecessor that stays valid until this token's first use.
+    pub handover_from: Option<i64>,
 }
 
 /// What the in-memory index needs of an account.

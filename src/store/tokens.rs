@@ -15,7 +15,7 @@ const TOKEN_SELECT: &str = "SELECT t.id, t.account_id, a.email AS user_email, t.
      FROM tokens t JOIN accounts a ON a.id = t.account_id";
 
 const INDEX_SELECT: &str =
-    "SELECT id, account_id, name, digest, scopes, rate_limit, expires_at, revoked_at FROM tokens";
+    "SELECT id, account_id, name, digest, scopes, rate_limit, expires_at, revoked_at, handover_from FROM tokens";
 
 /// Which tokens a listing shows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -152,9 +152,11 @@ fn like_pattern(text: &str) -> String {
 fn listing_sql(filter: &TokenFilter, now: UnixTime) -> (String, Vec<Bind>) {
     let mut c = Conditions { clauses: Vec::new(), binds: Vec::new() };
     let now_p = c.placeholder(Bind::Int(now));
-    let revoked = "t.revoked_at IS NOT NULL".to_owned();
-    let expired = format!("(t.revoked_at IS NULL AND t.expires_at IS NOT NULL AND t.expires_at <= {now_p})");
-    let live = format!("(t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > {now_p}))");
+    // A revocation time in the future is a scheduled one (a rotation's grace): not yet revoked.
+    let revoked = format!("(t.revoked_at IS NOT NULL AND t.revoked_at <= {now_p})");
+    let not_revoked = format!("(t.revoked_at IS NULL OR t.revoked_at > {now_p})");
+    let expired = format!("({not_revoked} AND t.expires_at IS NOT NULL AND t.expires_at <= {now_p})");
+    let live = format!("({not_revoked} AND (t.expires_at IS NULL OR t.expires_at > {now_p}))");
     match filter.status {
         StatusFilter::All => {}
         StatusFilter::Live => c.push(live),
@@ -297,7 +299,7 @@ impl Store {
             let mut tx = pool.begin_write().await?;
             let changed = sqlx::query(
                 "UPDATE tokens SET revoked_at = $1, revoked_by = $2, revoke_reason = $3, live_name = NULL \
-                 WHERE id = $4 AND revoked_at IS NULL",
+                 WHERE id = $4 AND (revoked_at IS NULL OR revoked_at > $1)",
             )
             .bind(now)
             .bind(by)
@@ -336,7 +338,8 @@ impl Store {
             let mut tx = pool.begin_write().await?;
             let ids = sqlx::query_scalar::<_, i64>(
                 "UPDATE tokens SET revoked_at = $1, revoked_by = $2, revoke_reason = $3, live_name = NULL \
-                 WHERE account_id = $4 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1) RETURNING id",
+                 WHERE account_id = $4 AND (revoked_at IS NULL OR revoked_at > $1) \
+                 AND (expires_at IS NULL OR expires_at > $1) RETURNING id",
             )
             .bind(now)
             .bind(by)
