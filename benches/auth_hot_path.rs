@@ -29,7 +29,7 @@ use tokengate::clock::UnixTime;
 use tokengate::index::TokenIndex;
 use tokengate::proxy::authenticate::{AuthFailure, authenticate};
 use tokengate::proxy::credentials::{CredentialBuffer, read_credentials};
-use tokengate::proxy::route::is_safe_path;
+use tokengate::proxy::route::canonical_path;
 use tokengate::store::{IndexAccountRow, IndexTokenRow};
 use tokengate::token::{Secret, TokenDigest, check_format};
 
@@ -199,11 +199,11 @@ fn bench_parts(c: &mut Criterion) {
         b.iter(|| read_credentials(black_box(&headers), &mut CredentialBuffer::new()).is_ok())
     });
     group.bench_function("check_format", |b| b.iter(|| check_format(black_box(secret.expose()))));
-    group.bench_function("is_safe_path_plain", |b| {
-        b.iter(|| is_safe_path(black_box("/api/v4/projects/42/repository/files")))
+    group.bench_function("canonical_path_plain", |b| {
+        b.iter(|| canonical_path(black_box("/api/v4/projects/42/repository/files")).is_ok())
     });
-    group.bench_function("is_safe_path_encoded", |b| {
-        b.iter(|| is_safe_path(black_box("/api/v4/projects/group%2Fname/repository/files")))
+    group.bench_function("canonical_path_encoded", |b| {
+        b.iter(|| canonical_path(black_box("/api/v4/projects/gr%6Fup-name/repository/files")).is_ok())
     });
     group.finish();
 }

@@ -57,6 +57,8 @@ pub struct ProxyConfig {
     pub trusted_proxies: Vec<IpNet>,
     pub connect_timeout: Duration,
     pub upstream_timeout: Duration,
+    /// Open client connections at most; past it the listener stops accepting until one closes.
+    pub max_connections: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -83,32 +85,35 @@ impl DatabaseUrl {
         &self.0
     }
 
-    /// The URL with any password replaced by `****`: in the user information
-    /// (`user:secret@host`) and in query parameters (`?password=secret`).
+    /// The URL with any password replaced by `****`: everything between `user:` and the last
+    /// `@` (a password may itself contain `?`, `/` or `@`), and `password=` query parameters.
     pub fn masked(&self) -> String {
-        let (base, query) = match self.0.split_once('?') {
-            Some((base, query)) => (base, Some(query)),
-            None => (self.0.as_str(), None),
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return if self.0.starts_with("sqlite:") { self.0.clone() } else { "<unparseable database URL>".into() };
         };
-        let mut masked = match base.split_once("://") {
-            Some((scheme, rest)) => match rest.rsplit_once('@') {
-                Some((userinfo, host)) => match userinfo.split_once(':') {
-                    Some((user, _password)) => format!("{scheme}://{user}:****@{host}"),
-                    None => base.to_owned(),
-                },
-                None => base.to_owned(),
-            },
-            None => base.to_owned(),
+        let (userinfo, after) = match rest.rfind('@') {
+            Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+            None => (None, rest),
         };
-        if let Some(query) = query {
-            let params: Vec<String> = query
-                .split('&')
-                .map(|param| match param.split_once('=') {
-                    Some((key, _)) if key.to_ascii_lowercase().contains("password") => format!("{key}=****"),
-                    _ => param.to_owned(),
-                })
-                .collect();
-            masked = format!("{masked}?{}", params.join("&"));
+        let mut masked = format!("{scheme}://");
+        if let Some(userinfo) = userinfo {
+            match userinfo.split_once(':') {
+                Some((user, _password)) => masked += &format!("{user}:****@"),
+                None => masked += &format!("{userinfo}@"),
+            }
+        }
+        match after.split_once('?') {
+            Some((location, query)) => {
+                let params: Vec<String> = query
+                    .split('&')
+                    .map(|param| match param.split_once('=') {
+                        Some((key, _)) if key.to_ascii_lowercase().contains("password") => format!("{key}=****"),
+                        _ => param.to_owned(),
+                    })
+                    .collect();
+                masked += &format!("{location}?{}", params.join("&"));
+            }
+            None => masked += after,
         }
         masked
     }
@@ -234,12 +239,13 @@ impl Config {
         let p = &self.proxy;
         let trusted: Vec<String> = p.trusted_proxies.iter().map(|n| format!("\"{n}\"")).collect();
         out += &format!(
-            "[proxy]\nlisten = \"{}\"\nrealm = {:?}\ntrusted_proxies = [{}]\nconnect_timeout = \"{}\"\nupstream_timeout = \"{}\"\n\n",
+            "[proxy]\nlisten = \"{}\"\nrealm = {:?}\ntrusted_proxies = [{}]\nconnect_timeout = \"{}\"\nupstream_timeout = \"{}\"\nmax_connections = {}\n\n",
             p.listen,
             p.realm,
             trusted.join(", "),
             format_duration(p.connect_timeout),
-            format_duration(p.upstream_timeout)
+            format_duration(p.upstream_timeout),
+            p.max_connections
         );
         out += &format!("[admin]\nlisten = \"{}\"\n\n", self.admin.listen);
         out += &format!("[database]\nurl = {:?}\n\n", self.database.url.masked());
@@ -320,8 +326,18 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         listen: listen("proxy.listen", &raw.proxy.listen)?,
         realm: raw.proxy.realm.clone(),
         trusted_proxies,
-        connect_timeout: duration("proxy.connect_timeout", &raw.proxy.connect_timeout)?,
-        upstream_timeout: duration("proxy.upstream_timeout", &raw.proxy.upstream_timeout)?,
+        connect_timeout: positive(
+            duration("proxy.connect_timeout", &raw.proxy.connect_timeout)?,
+            "proxy.connect_timeout",
+        )?,
+        upstream_timeout: positive(
+            duration("proxy.upstream_timeout", &raw.proxy.upstream_timeout)?,
+            "proxy.upstream_timeout",
+        )?,
+        max_connections: match raw.proxy.max_connections {
+            0 => return Err(invalid("proxy.max_connections", "must be at least 1".into())),
+            n => n as usize,
+        },
     };
     if proxy.realm.is_empty() || proxy.realm.chars().any(|c| c == '"' || c.is_control()) {
         return Err(invalid("proxy.realm", "must be non-empty, without quotes or control characters".into()));
@@ -381,7 +397,8 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         .collect::<Result<Vec<_>, _>>()?;
     let mut prefixes = HashSet::new();
     for route in &routes {
-        if !prefixes.insert(route.prefix.clone()) {
+        // `/api` and `/api/` are the same route to the router: one of them would be dead.
+        if !prefixes.insert(route.prefix.trim_end_matches('/').to_owned()) {
             return Err(invalid("routes", format!("prefix {:?} appears twice", route.prefix)));
         }
     }
@@ -441,6 +458,10 @@ fn validate_route(raw: RawRoute, known_scopes: &[String]) -> Result<RouteConfig,
         return Err(at(format!("upstream scheme {scheme} is not supported; use http://")));
     }
     let authority = uri.authority().cloned().ok_or_else(|| at("upstream needs a host and port".into()))?;
+    if authority.as_str().contains('@') {
+        // It would be printed in logs, and never sent: upstream credentials do not belong here.
+        return Err(at("upstream must not contain user information (user:password@)".into()));
+    }
     if uri.query().is_some() {
         return Err(at("upstream must not have a query string".into()));
     }
@@ -530,12 +551,19 @@ mod tests {
         assert!(!config.describe().contains("hunter2"));
         let in_query = DatabaseUrl::new("postgres://app@db/tokens?sslmode=require&password=hunter2");
         assert_eq!(in_query.masked(), "postgres://app@db/tokens?sslmode=require&password=****");
+        let odd = DatabaseUrl::new("postgres://app:s3?cr/3@t@db:5432/x?password=p?w");
+        assert_eq!(odd.masked(), "postgres://app:****@db:5432/x?password=****");
+        assert_eq!(DatabaseUrl::new("not a url hunter2").masked(), "<unparseable database URL>");
     }
 
     #[test]
     fn routes_are_validated() {
         let base = "[[routes]]\nprefix = \"/api\"\n";
         assert!(load_text(&format!("{base}upstream = \"ftp://x\"\n")).is_err());
+        assert!(load_text(&format!("{base}upstream = \"http://u:p@h:1\"\n")).is_err());
+        let twice = "[[routes]]\nprefix = \"/api\"\nupstream = \"http://h:1\"\n[[routes]]\nprefix = \"/api/\"\nupstream = \"http://h:2\"\n";
+        assert!(load_text(twice).unwrap_err().to_string().contains("twice"));
+        assert!(load_text("[proxy]\nupstream_timeout = \"0s\"\n").is_err());
         assert!(load_text(&format!("{base}upstream = \"http://h:1\"\nrequire = {{ GET = \"admin\" }}\n")).is_err());
         let config = load_text(&format!(
             "{base}upstream = \"http://h:1/base/\"\nrequire = {{ GET = \"read\", \"*\" = \"write\" }}\n"

@@ -68,17 +68,20 @@ impl Gateway {
             tracing::info!(proxy = %proxy_addr, admin = %admin_addr, routes = config.routes.len(), "tokengate listening");
         }
         let health = Arc::new(Health::new(Arc::clone(&self.sync), config.sync.max_lag));
-        let admin = tokio::spawn(serve_admin(listeners.admin, Arc::clone(&health), shutdown.clone()));
+        // The admin listener outlives the drain, so `/readyz` can say "draining" meanwhile.
+        let admin_shutdown = CancellationToken::new();
+        let admin = tokio::spawn(serve_admin(listeners.admin, Arc::clone(&health), admin_shutdown.clone()));
         let draining = shutdown.clone();
         tokio::spawn(async move {
             draining.cancelled().await;
             health.set_draining();
         });
-        serve_proxy(listeners.proxy, proxy, shutdown).await;
+        serve_proxy(listeners.proxy, proxy, config.proxy.max_connections, shutdown).await;
         tracing::info!("proxy drained; writing last-use records");
         background.cancel();
         let _ = follower.await;
         let _ = flusher.await;
+        admin_shutdown.cancel();
         let _ = admin.await;
         self.store.close().await;
         tracing::info!("tokengate stopped");

@@ -28,7 +28,19 @@ use crate::index::TokenIndex;
 use crate::usage::UsageRecorder;
 use authenticate::{Identity, authenticate};
 use forward::{Caller, ForwardError, UpstreamClient, X_AUTH_TOKEN_EXPIRES};
-use route::{Router, is_safe_path};
+use route::{Router, canonical_path};
+
+/// Paths in log lines are cut to this many bytes: they are chosen by the client.
+const LOGGED_PATH_MAX: usize = 200;
+
+/// The first [`LOGGED_PATH_MAX`] bytes of a path, cut at a character boundary.
+fn loggable(path: &str) -> &str {
+    let mut end = path.len().min(LOGGED_PATH_MAX);
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    &path[..end]
+}
 
 /// A response body: the upstream's, streamed, or one of the gateway's own.
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
@@ -61,10 +73,16 @@ impl Proxy {
 
     /// Handles one request from `peer`.
     pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
-        let path = request.uri().path();
-        if !is_safe_path(path) {
-            return reject::bad_path();
-        }
+        // Routed, recorded and forwarded in one canonical form, so the router and the upstream
+        // never disagree about which resource is meant.
+        let path = match canonical_path(request.uri().path()) {
+            Ok(path) => path.into_owned(),
+            Err(error) => {
+                tracing::info!(?error, path = loggable(request.uri().path()), "request refused: unsafe path");
+                return reject::bad_path();
+            }
+        };
+        let path = path.as_str();
         let Some(route) = self.router.route(path).cloned() else {
             return reject::no_route();
         };
@@ -79,7 +97,7 @@ impl Proxy {
                 Ok(identity) => Some(identity),
                 Err(failure) => {
                     tracing::info!(reason = failure.reason(), client = %client_ip, method = %request.method(),
-                        path, "request refused: unauthenticated");
+                        path = loggable(path), "request refused: unauthenticated");
                     return reject::unauthorized(&self.challenge);
                 }
             }
@@ -95,8 +113,8 @@ impl Proxy {
             self.usage.record(identity.token.id, self.clock.now(), request.method(), path, client_ip);
         }
 
-        let caller = Caller { client_ip, peer_trusted, identity: identity.as_ref() };
-        let Some(upstream_request) = forward::upstream_request(request, &route, &caller) else {
+        let caller = Caller { client_ip, peer: peer.ip().to_canonical(), peer_trusted, identity: identity.as_ref() };
+        let Some(upstream_request) = forward::upstream_request(request, path, &route, &caller) else {
             return reject::bad_path();
         };
         match forward::send(&self.client, upstream_request, self.upstream_timeout).await {

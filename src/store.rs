@@ -95,8 +95,15 @@ impl BeginWrite for SqlitePool {
 
 impl BeginWrite for PgPool {
     type Db = Postgres;
+    /// Takes the change-log lock first: PostgreSQL writers then run one at a time, as SQLite's
+    /// do. That orders change-log sequence numbers by commit (see [`ChangeLogAppend`]), makes
+    /// read-modify-write changes (an account's flags) safe without per-statement row locks, and
+    /// rules out deadlocks between a usage flush and a revocation touching the same rows.
+    /// Control-path writes are rare and short, and usage writes one batch per flush interval.
     async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-        self.begin().await
+        let mut tx = self.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CHANGE_LOG_LOCK).execute(&mut *tx).await?;
+        Ok(tx)
     }
 }
 
@@ -112,10 +119,9 @@ const CHANGE_LOG_LOCK: i64 = 0x746f_6b65_6e67_6174; // "tokengat"
 /// become visible after a row with a higher `seq`. SQLite guarantees it: there is one writer at
 /// a time. PostgreSQL does not: two transactions can draw sequence values 10 and 11, and 11 can
 /// commit first; a follower reading then would skip 10 forever. So on PostgreSQL the append
-/// first takes a transaction-scoped advisory lock, held until commit: sequence values are
-/// drawn in commit order. The append is the last statement of every mutation, so the lock is
-/// held only for the commit itself. The NOTIFY in the same transaction is delivered on commit
-/// and only wakes followers up; they read the log either way.
+/// writers hold a transaction-scoped advisory lock from `BEGIN` to commit ([`BeginWrite`]):
+/// sequence values are drawn in commit order. The NOTIFY in the same transaction is delivered
+/// on commit and only wakes followers up; they read the log either way.
 pub(crate) trait ChangeLogAppend {
     fn append_change(
         &mut self,
@@ -139,7 +145,6 @@ impl ChangeLogAppend for sqlx::SqliteConnection {
 
 impl ChangeLogAppend for sqlx::PgConnection {
     async fn append_change(&mut self, at: UnixTime, account_id: i64, token_id: Option<i64>) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CHANGE_LOG_LOCK).execute(&mut *self).await?;
         let seq: i64 =
             sqlx::query_scalar("INSERT INTO changes (at, account_id, token_id) VALUES ($1, $2, $3) RETURNING seq")
                 .bind(at)
@@ -278,8 +283,13 @@ impl Store {
                 .await
             {
                 Ok(versions) => versions,
-                // No migrations table yet: nothing applied.
-                Err(sqlx::Error::Database(_)) => Vec::new(),
+                // No migrations table yet: nothing applied. Any other error (permissions, ...)
+                // is reported, not taken for an empty database.
+                Err(sqlx::Error::Database(e))
+                    if e.code().as_deref() == Some("42P01") || e.message().contains("no such table") =>
+                {
+                    Vec::new()
+                }
                 Err(e) => return Err(e.into()),
             }
         });

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
 use http::Method;
 
 use crate::clock::UnixTime;
@@ -37,24 +38,28 @@ impl UsageRecorder {
         Self::default()
     }
 
-    /// Notes a use of `token_id`. Allocates only when the path differs from the last one.
+    /// Notes a use of `token_id`. The newest use wins even when two requests race; the path
+    /// is copied only when it differs from the one already held.
     pub fn record(&self, token_id: i64, at: UnixTime, method: &Method, path: &str, ip: IpAddr) {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
-        match self.pending.get_mut(&token_id) {
-            Some(mut entry) => {
-                entry.generation = generation;
-                entry.at = entry.at.max(at);
-                if entry.method != method {
-                    entry.method = method.clone();
+        match self.pending.entry(token_id) {
+            Entry::Occupied(mut entry) => {
+                let pending = entry.get_mut();
+                if at < pending.at {
+                    return;
                 }
-                if entry.path != path {
-                    path.clone_into(&mut entry.path);
+                pending.generation = generation;
+                pending.at = at;
+                if pending.method != method {
+                    pending.method = method.clone();
                 }
-                entry.ip = ip;
+                if pending.path != path {
+                    path.clone_into(&mut pending.path);
+                }
+                pending.ip = ip;
             }
-            None => {
-                let entry = PendingUse { generation, at, method: method.clone(), path: path.to_owned(), ip };
-                self.pending.insert(token_id, entry);
+            Entry::Vacant(entry) => {
+                entry.insert(PendingUse { generation, at, method: method.clone(), path: path.to_owned(), ip });
             }
         }
     }
@@ -64,8 +69,10 @@ impl UsageRecorder {
         self.pending.len()
     }
 
+    /// The pending records, by token id: every writer touches rows in the same order.
     fn snapshot(&self) -> Vec<(UsageRecord, u64)> {
-        self.pending
+        let mut batch: Vec<(UsageRecord, u64)> = self
+            .pending
             .iter()
             .map(|entry| {
                 let record = UsageRecord {
@@ -77,7 +84,9 @@ impl UsageRecorder {
                 };
                 (record, entry.generation)
             })
-            .collect()
+            .collect();
+        batch.sort_by_key(|(record, _)| record.token_id);
+        batch
     }
 
     /// Writes every pending use in one transaction. On failure the records stay pending for
@@ -127,6 +136,7 @@ mod tests {
         recorder.record(7, 10, &Method::GET, "/a", ip);
         recorder.record(7, 12, &Method::POST, "/b", ip);
         recorder.record(8, 11, &Method::GET, "/c", ip);
+        recorder.record(7, 11, &Method::PUT, "/stale", ip);
         let mut snapshot = recorder.snapshot();
         snapshot.sort_by_key(|(r, _)| r.token_id);
         assert_eq!(snapshot.len(), 2);

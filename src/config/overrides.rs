@@ -29,6 +29,12 @@ pub fn apply_env_overrides(
         let section_table = table.entry(section.clone()).or_insert_with(|| Value::Table(Table::new()));
         match section_table {
             Value::Table(entries) => {
+                // `url` from the environment outranks the file's `url_file`, and the reverse.
+                let sibling = match key.strip_suffix("_file") {
+                    Some(base) => base.to_owned(),
+                    None => format!("{key}_file"),
+                };
+                entries.remove(&sibling);
                 entries.insert(key, value);
             }
             _ => {

@@ -27,6 +27,7 @@ pub struct RawProxy {
     pub trusted_proxies: Vec<String>,
     pub connect_timeout: String,
     pub upstream_timeout: String,
+    pub max_connections: u32,
 }
 
 impl Default for RawProxy {
@@ -37,6 +38,7 @@ impl Default for RawProxy {
             trusted_proxies: Vec::new(),
             connect_timeout: "5s".into(),
             upstream_timeout: "30s".into(),
+            max_connections: 10_000,
         }
     }
 }

@@ -31,8 +31,51 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 static HTTP: HeaderValue = HeaderValue::from_static("http");
 
-/// The identity headers the gateway sets; a client's own copies are always dropped.
-static IDENTITY_HEADERS: [&HeaderName; 4] = [&X_AUTH_USER, &X_AUTH_TOKEN_ID, &X_AUTH_TOKEN_NAME, &X_AUTH_SCOPES];
+/// Headers a client may not set, compared with `_` read as `-` (CGI-style servers map both
+/// `X-Auth-User` and `X_Auth_User` to `HTTP_X_AUTH_USER`): the gateway's identity headers, and
+/// headers through which upstreams learn a client address, host or URL other than the one the
+/// gateway checked, or a method other than the one whose scope it checked.
+const CLIENT_CONTROLLED: [&str; 17] = [
+    "x-auth-user",
+    "x-auth-token-id",
+    "x-auth-token-name",
+    "x-auth-scopes",
+    "x-auth-token-expires",
+    "forwarded",
+    "x-real-ip",
+    "x-client-ip",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+/// The `X-Forwarded-*` headers the gateway rewrites itself; only their underscore spellings are
+/// dropped here.
+const MANAGED_FORWARDING: [&str; 3] = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"];
+
+fn is_client_controlled(name: &str) -> bool {
+    if !(name.starts_with("x-") || name.starts_with("x_") || name == "forwarded") {
+        return false;
+    }
+    if name.contains('_') {
+        let dashed = name.replace('_', "-");
+        return CLIENT_CONTROLLED.contains(&dashed.as_str()) || MANAGED_FORWARDING.contains(&dashed.as_str());
+    }
+    CLIENT_CONTROLLED.contains(&name)
+}
+
+/// Drops every header a client may not choose (see [`CLIENT_CONTROLLED`]).
+fn strip_client_controlled(headers: &mut HeaderMap) {
+    let doomed: Vec<HeaderName> = headers.keys().filter(|name| is_client_controlled(name.as_str())).cloned().collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+}
 
 pub type UpstreamClient = Client<HttpConnector, ProgressBody>;
 
@@ -78,6 +121,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// What the request rewrite needs to know about the caller.
 pub struct Caller<'a> {
     pub client_ip: IpAddr,
+    /// The socket peer: the hop a trusted proxy's `X-Forwarded-For` chain is extended with.
+    pub peer: IpAddr,
     /// The socket peer is a trusted proxy: its `X-Forwarded-*` headers are extended, not replaced.
     pub peer_trusted: bool,
     pub identity: Option<&'a Identity>,
@@ -87,10 +132,11 @@ pub struct Caller<'a> {
 /// be built (which a validated route and a parsed request path should never cause).
 pub fn upstream_request(
     mut request: Request<Incoming>,
+    canonical_path: &str,
     route: &Route,
     caller: &Caller<'_>,
 ) -> Option<Request<Incoming>> {
-    let path = route.upstream_path(request.uri().path());
+    let path = route.upstream_path(canonical_path);
     let path_and_query = match request.uri().query() {
         Some(query) => format!("{path}?{query}"),
         None => path.into_owned(),
@@ -112,9 +158,7 @@ pub fn upstream_request(
     let headers = request.headers_mut();
     strip_hop_by_hop(headers);
     headers.remove(HOST);
-    for name in IDENTITY_HEADERS {
-        headers.remove(name);
-    }
+    strip_client_controlled(headers);
     if !route.keep_authorization {
         headers.remove(AUTHORIZATION);
     }
@@ -130,12 +174,14 @@ pub fn upstream_request(
 }
 
 fn set_forwarded(headers: &mut HeaderMap, caller: &Caller<'_>, original_host: Option<HeaderValue>) {
-    let client = caller.client_ip.to_string();
+    // A trusted proxy's chain is extended with the hop that sent it to us; anyone else's chain
+    // is replaced by the one address we saw.
     let forwarded_for = if caller.peer_trusted {
+        let peer = caller.peer.to_string();
         let chain: Vec<&str> = headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect();
-        if chain.is_empty() { client } else { format!("{}, {client}", chain.join(", ")) }
+        if chain.is_empty() { peer } else { format!("{}, {peer}", chain.join(", ")) }
     } else {
-        client
+        caller.client_ip.to_string()
     };
     if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
         headers.insert(&X_FORWARDED_FOR, value);

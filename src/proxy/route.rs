@@ -1,5 +1,6 @@
 //! Routing: the longest configured prefix that matches the path, on segment boundaries.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::config::{RequiredScopes, RouteConfig, Upstream};
@@ -64,20 +65,91 @@ impl Router {
     }
 }
 
-/// Refuses paths an upstream might resolve differently from the router: dot segments
-/// (`/public/../admin` would otherwise slip past a public route's prefix to a private one),
-/// also when their dots or slashes are percent-encoded, and backslashes. Such paths get 400.
-/// An encoded slash alone (`/projects/group%2Fname`) is fine.
-pub fn is_safe_path(path: &str) -> bool {
+/// Why a request path is refused (400) before routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    /// Not `/...` (for example `*` or an empty path).
+    NotAbsolute,
+    /// A `%` not followed by two hex digits.
+    BadEscape,
+    /// `%2F` or `%5C`: a separator the router would not see but an upstream might.
+    EncodedSeparator,
+    /// A backslash, which some servers treat as a separator.
+    Backslash,
+    /// `;` starts path parameters, which servers strip before routing (`/admin;x`, `/..;/`).
+    Semicolon,
+    /// A `.` or `..` segment, also percent-encoded.
+    DotSegment,
+    /// `//`: an empty segment that servers collapse.
+    EmptySegment,
+    /// An encoded control character.
+    ControlCharacter,
+}
+
+fn is_unreserved(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~')
+}
+
+fn hex_value(byte: u8) -> Option<u8> {
+    (byte as char).to_digit(16).map(|d| d as u8)
+}
+
+/// The one form of a request path that is both routed and forwarded, so the router and the
+/// upstream can never disagree about which resource is meant: percent-escapes of unreserved
+/// characters decoded (`/%61dmin` is `/admin`), other escapes upper-cased, and every shape that
+/// servers resolve differently refused — dot segments (`/public/../admin`), path parameters
+/// (`/public/..;/admin`, `/admin;x`), encoded separators (`/admin%2Fx`), backslashes and `//`.
+pub fn canonical_path(path: &str) -> Result<Cow<'_, str>, PathError> {
     if !path.starts_with('/') {
-        return false;
+        return Err(PathError::NotAbsolute);
     }
-    // Fast path, without allocating: nothing encoded, no backslash, no segment starting with a dot.
-    if !path.bytes().any(|b| b == b'%' || b == b'\\') && !path.contains("/.") {
-        return true;
+    let bytes = path.as_bytes();
+    // Fast path: nothing to decode, nothing to refuse; the path is already canonical.
+    if !bytes.iter().any(|b| matches!(b, b'%' | b';' | b'\\')) && !path.contains("//") && !path.contains("/.") {
+        return Ok(Cow::Borrowed(path));
     }
-    let decoded = path.to_ascii_lowercase().replace("%2f", "/").replace("%5c", "\\").replace("%2e", ".");
-    !decoded.contains('\\') && decoded.split('/').all(|segment| segment != "." && segment != "..")
+    let mut canonical = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let (Some(high), Some(low)) =
+                    (bytes.get(i + 1).copied().and_then(hex_value), bytes.get(i + 2).copied().and_then(hex_value))
+                else {
+                    return Err(PathError::BadEscape);
+                };
+                let value = high << 4 | low;
+                match value {
+                    b'/' | b'\\' => return Err(PathError::EncodedSeparator),
+                    b';' => return Err(PathError::Semicolon),
+                    0..0x20 | 0x7f => return Err(PathError::ControlCharacter),
+                    v if is_unreserved(v) => canonical.push(char::from(v)),
+                    v => canonical.push_str(&format!("%{v:02X}")),
+                }
+                i += 3;
+            }
+            b';' => return Err(PathError::Semicolon),
+            b'\\' => return Err(PathError::Backslash),
+            _ => {
+                // Copy a run of ordinary bytes at once (it is valid UTF-8: `path` is a &str and
+                // the run ends before an ASCII byte or at the end).
+                let run =
+                    bytes[i..].iter().position(|b| matches!(b, b'%' | b';' | b'\\')).map_or(bytes.len(), |n| i + n);
+                canonical.push_str(&path[i..run]);
+                i = run;
+            }
+        }
+    }
+    let segments: Vec<&str> = canonical[1..].split('/').collect();
+    for (n, segment) in segments.iter().enumerate() {
+        if *segment == "." || *segment == ".." {
+            return Err(PathError::DotSegment);
+        }
+        if segment.is_empty() && n + 1 < segments.len() {
+            return Err(PathError::EmptySegment);
+        }
+    }
+    Ok(Cow::Owned(canonical))
 }
 
 #[cfg(test)]
@@ -106,11 +178,31 @@ mod tests {
     }
 
     #[test]
-    fn dot_segments_are_unsafe() {
-        assert!(is_safe_path("/a/b.c/..d"));
-        assert!(is_safe_path("/projects/group%2Fname"));
-        for bad in ["/public/../admin", "/./x", "/%2e%2E/x", "/a/%2E", "x", "/a\\b", "/a%2f..%2fb", "/a%5cb"] {
-            assert!(!is_safe_path(bad), "{bad}");
+    fn paths_are_canonicalised_or_refused() {
+        assert_eq!(canonical_path("/api/v4/items?x"), Ok(Cow::Borrowed("/api/v4/items?x")));
+        assert_eq!(canonical_path("/a/b.c/..d/").unwrap(), "/a/b.c/..d/");
+        assert_eq!(canonical_path("/%61dmin/x").unwrap(), "/admin/x");
+        assert_eq!(canonical_path("/caf%c3%a9").unwrap(), "/caf%C3%A9");
+        assert_eq!(canonical_path("/.well-known/x").unwrap(), "/.well-known/x");
+        for (bad, why) in [
+            ("*", PathError::NotAbsolute),
+            ("/public/../admin", PathError::DotSegment),
+            ("/./x", PathError::DotSegment),
+            ("/%2e%2E/x", PathError::DotSegment),
+            ("/a/%2E", PathError::DotSegment),
+            ("/public/..;/admin", PathError::Semicolon),
+            ("/admin;x/y", PathError::Semicolon),
+            ("/admin%3bx", PathError::Semicolon),
+            ("/admin%2Fx", PathError::EncodedSeparator),
+            ("/a%5cb", PathError::EncodedSeparator),
+            ("/a\\b", PathError::Backslash),
+            ("//admin", PathError::EmptySegment),
+            ("/a//b", PathError::EmptySegment),
+            ("/a%zz", PathError::BadEscape),
+            ("/a%2", PathError::BadEscape),
+            ("/a%00", PathError::ControlCharacter),
+        ] {
+            assert_eq!(canonical_path(bad), Err(why), "{bad}");
         }
     }
 }

@@ -159,10 +159,28 @@ async fn hop_by_hop_and_spoofed_identity_headers_are_dropped() {
             .header("X-Auth-Token-Id", "999")
             .header("X-Auth-Scopes", "admin")
             .header("X-Forwarded-For", "6.6.6.6")
+            .header("X_Auth_User", "mallory@example.com")
+            .header("X_Forwarded_For", "6.6.6.6")
+            .header("Forwarded", "for=6.6.6.6;host=evil.example")
+            .header("X-Real-IP", "6.6.6.6")
+            .header("X-HTTP-Method-Override", "DELETE")
+            .header("X-Original-URL", "/admin")
     };
     let body = send("/x").basic_auth(ANN, Some(&secret)).send().await.unwrap().text().await.unwrap();
     let h = &echoed(&body)["headers"];
-    for name in ["connection", "x-private-hop", "keep-alive", "proxy-authorization", "te"] {
+    for name in [
+        "connection",
+        "x-private-hop",
+        "keep-alive",
+        "proxy-authorization",
+        "te",
+        "x_auth_user",
+        "x_forwarded_for",
+        "forwarded",
+        "x-real-ip",
+        "x-http-method-override",
+        "x-original-url",
+    ] {
         assert!(h.get(name).is_none(), "{name} must not be forwarded: {h}");
     }
     assert_eq!(h["x-auth-user"], ANN);
@@ -206,9 +224,18 @@ async fn unreachable_and_slow_upstreams_give_502_and_504() {
 }
 
 #[tokio::test]
-async fn dot_segments_are_refused_before_routing() {
+async fn paths_that_servers_resolve_differently_are_refused_before_routing() {
     let gw = TestGateway::spawn().await;
-    for path in ["/public/../admin", "/public/%2e%2e/admin", "/public/..%2fadmin"] {
+    for path in [
+        "/public/../admin",
+        "/public/%2e%2e/admin",
+        "/public/..%2fadmin",
+        "/public/..;/admin",
+        "/public;x/../admin",
+        "/public%2Fpage",
+        "//public/page",
+        "/public\\..\\admin",
+    ] {
         let mut stream = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
         let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes()).await.unwrap();
@@ -216,6 +243,10 @@ async fn dot_segments_are_refused_before_routing() {
         tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response).await.unwrap();
         assert!(response.starts_with("HTTP/1.1 400"), "{path}: {response}");
     }
+    // Escaped ordinary characters are decoded before routing, and forwarded decoded.
+    let response = client().get(gw.url("/%70ublic/p%61ge")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "routed to the public route");
+    assert_eq!(echoed(&response.text().await.unwrap())["path"], "/public/page");
 }
 
 #[tokio::test]
@@ -339,4 +370,33 @@ async fn health_and_readiness_answer_on_the_admin_listener() {
     assert_eq!(health.status(), StatusCode::OK);
     let ready = client().get(format!("http://{}/readyz", gw.admin)).send().await.unwrap();
     assert_eq!(ready.status(), StatusCode::OK, "the index is loaded before the listeners serve");
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_chain_is_extended_and_its_client_recorded() {
+    let trusted = [("TOKENGATE_PROXY__TRUSTED_PROXIES", "[\"127.0.0.1/32\"]")];
+    let gw = TestGateway::spawn_with("", &trusted, Clock::System).await;
+    gw.account(ANN).await;
+    let (id, secret) = gw.token(ANN, "ci", &[]).await;
+    let response = client()
+        .get(gw.url("/x"))
+        .basic_auth(ANN, Some(&secret))
+        .header("X-Forwarded-For", "203.0.113.50, 198.51.100.7")
+        .header("X-Forwarded-Proto", "https")
+        .send()
+        .await
+        .unwrap();
+    let h = &echoed(&response.text().await.unwrap())["headers"];
+    assert_eq!(h["x-forwarded-for"], "203.0.113.50, 198.51.100.7, 127.0.0.1", "the trusted hop is appended");
+    assert_eq!(h["x-forwarded-proto"], "https", "a trusted proxy's protocol is kept");
+    let started = std::time::Instant::now();
+    let token = loop {
+        let token = gw.service.token(id).await.unwrap();
+        if token.last_used_at.is_some() {
+            break token;
+        }
+        assert!(started.elapsed() < Duration::from_secs(3));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(token.last_used_ip.as_deref(), Some("198.51.100.7"), "the right-most untrusted address");
 }
