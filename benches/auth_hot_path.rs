@@ -153,7 +153,7 @@ fn build(n: usize) -> Fixture {
         assert!(authenticate(&fixture.index, h, NOW).is_ok());
     }
     for h in &fixture.revoked {
-        assert_eq!(authenticate(&fixture.index, h, NOW).err(), Some(AuthFailure::Revoked));
+        assert!(matches!(authenticate(&fixture.index, h, NOW), Err(AuthFailure::Revoked(_))));
     }
     for h in &fixture.unknown {
         assert_eq!(authenticate(&fixture.index, h, NOW).err(), Some(AuthFailure::UnknownToken));

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::header::USER_AGENT;
 use http::{HeaderValue, Request, Response};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
@@ -25,7 +26,7 @@ use ipnet::IpNet;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::index::TokenIndex;
-use crate::usage::UsageRecorder;
+use crate::usage::{Refusal, UsageRecorder};
 use authenticate::{Identity, authenticate};
 use forward::{Caller, ForwardError, UpstreamClient, X_AUTH_TOKEN_EXPIRES};
 use route::{Router, canonical_path};
@@ -98,6 +99,17 @@ impl Proxy {
                 Err(failure) => {
                     tracing::info!(reason = failure.reason(), client = %client_ip, method = %request.method(),
                         path = loggable(path), "request refused: unauthenticated");
+                    if let Some(token_id) = failure.dead_token() {
+                        self.usage.record_refusal(Refusal {
+                            token_id,
+                            at: now,
+                            reason: failure.reason(),
+                            method: request.method(),
+                            path,
+                            ip: client_ip,
+                            user_agent: request.headers().get(USER_AGENT).and_then(|v| v.to_str().ok()),
+                        });
+                    }
                     return reject::unauthorized(&self.challenge);
                 }
             }
@@ -110,7 +122,11 @@ impl Proxy {
                 tracing::info!(token_id = identity.token.id, scope, client = %client_ip, "request refused: missing scope");
                 return reject::missing_scope(scope);
             }
-            self.usage.record(identity.token.id, self.clock.now(), request.method(), path, client_ip);
+            let now = self.clock.now();
+            self.usage.record(identity.token.id, now, request.method(), path, client_ip);
+            if let Some(predecessor) = identity.token.handover_from {
+                self.hand_over(identity.token.id, predecessor, now);
+            }
         }
 
         let caller = Caller { client_ip, peer: peer.ip().to_canonical(), peer_trusted, identity: identity.as_ref() };
@@ -129,6 +145,17 @@ impl Proxy {
                 reject::gateway_timeout()
             }
         }
+    }
+}
+
+impl Proxy {
+    /// A rotation successor's first use: its predecessor stops working here at once, and the
+    /// flusher records the revocation so every other gateway follows.
+    fn hand_over(&self, successor: i64, predecessor: i64, now: crate::clock::UnixTime) {
+        self.index.update_locally(predecessor, |token| token.revoked_at = Some(now));
+        self.index.update_locally(successor, |token| token.handover_from = None);
+        self.usage.record_handover(successor, predecessor, now);
+        tracing::info!(successor, predecessor, "rotation successor used; predecessor revoked");
     }
 }
 

@@ -13,7 +13,7 @@ use crate::duration::format_duration;
 use crate::rate::Rate;
 use crate::store::{
     AccountChanges, AccountRecord, AccountSummary, EventFilter, EventRecord, NewAccount, NewEvent, NewToken,
-    RevokeReason, Store, StoreError, TokenFilter, TokenRecord,
+    RevokeReason, Store, StoreError, TokenFilter, TokenRecord, TokenStatus,
 };
 use crate::sync::IndexSync;
 use crate::token::Secret;
@@ -109,6 +109,16 @@ pub struct CreateAccount {
     pub token_manager: bool,
     pub can_create_tokens: bool,
 }
+
+/// The outcome of a rotation: the predecessor (revoked, or scheduled to be) and the successor.
+#[derive(Debug)]
+pub struct Rotated {
+    pub predecessor: TokenRecord,
+    pub successor: CreatedToken,
+}
+
+/// How long an `--until-first-use` predecessor stays valid at most when no grace is given.
+const DEFAULT_HANDOVER_WINDOW: Duration = Duration::from_secs(7 * 86_400);
 
 /// The outcome of a revocation: `already` when the token had been revoked before.
 #[derive(Debug)]
@@ -229,40 +239,102 @@ impl LifecycleService {
     pub async fn create_token(&self, request: CreateToken, actor: &Actor) -> Result<CreatedToken, ServiceError> {
         let name = validate_token_name(&request.name)?;
         let owner = self.account(&request.owner_email).await?;
-        if !owner.enabled {
-            return Err(ServiceError::Forbidden(format!("account {} is disabled", owner.email)));
-        }
-        if !owner.can_create_tokens {
-            return Err(ServiceError::Forbidden(format!("account {} may not hold tokens", owner.email)));
-        }
+        ensure_may_hold_tokens(&owner)?;
         let now = self.now();
         let expires_at = self.expiry(request.expiry, now)?;
         let scopes = self.scopes(&request.scopes)?;
-        let secret = Secret::generate().map_err(|e| ServiceError::Invalid(format!("no randomness available: {e}")))?;
-        let new = NewToken {
-            account_id: owner.id,
-            name: name.clone(),
-            description: request.description.map(|d| d.trim().to_owned()).filter(|d| !d.is_empty()),
-            digest: *secret.digest().as_bytes(),
-            prefix: secret.display_prefix(),
-            scopes: scopes.clone(),
-            rate_limit: request.rate_limit.map(|r| r.to_string()),
-            created_by: actor.label.clone(),
+        let (new, secret) = mint(
+            &owner,
+            name,
+            request.description.map(|d| d.trim().to_owned()).filter(|d| !d.is_empty()),
+            scopes,
+            request.rate_limit.map(|r| r.to_string()),
             expires_at,
-        };
-        let event = actor.event(
-            "token.created",
-            json!({
-                "name": name,
-                "prefix": new.prefix,
-                "scopes": scopes,
-                "expires_at": expires_at.map(to_rfc3339),
-                "rate_limit": new.rate_limit,
-            }),
-        );
+            actor,
+        )?;
+        let event = actor.event("token.created", created_detail(&new));
         let token = self.store.insert_token(&new, now, &event).await?;
         self.apply_locally().await;
         Ok(CreatedToken { token, secret })
+    }
+
+    /// Rotates a token: a successor with the same owner, name, description, scopes and limit,
+    /// and a lifetime as long as the predecessor's had (within today's bounds). The predecessor
+    /// is revoked now, at the end of `grace`, or — `until_first_use` — when the gateway first
+    /// sees the successor (at the latest when the grace, by default 7 days, ends). The grace
+    /// never extends the predecessor's own expiry.
+    pub async fn rotate_token(
+        &self,
+        id: i64,
+        grace: Option<Duration>,
+        until_first_use: bool,
+        actor: &Actor,
+    ) -> Result<Rotated, ServiceError> {
+        let predecessor = self.token(id).await?;
+        let now = self.now();
+        match predecessor.status(now) {
+            TokenStatus::Revoked => {
+                return Err(ServiceError::Invalid(format!("token {id} is revoked; mint a new one")));
+            }
+            TokenStatus::Expired => {
+                return Err(ServiceError::Invalid(format!("token {id} has expired; mint a new one")));
+            }
+            TokenStatus::Active | TokenStatus::Blocked => {}
+        }
+        if let Some(successor) = predecessor.rotated_to {
+            return Err(ServiceError::Conflict(format!(
+                "token {id} was already rotated to token {successor}; rotate that one instead"
+            )));
+        }
+        let owner = self.account(&predecessor.user_email).await?;
+        ensure_may_hold_tokens(&owner)?;
+        let lifetime =
+            predecessor.expires_at.map(|at| Duration::from_secs((at - predecessor.created_at).max(1) as u64));
+        let expiry = match lifetime {
+            Some(lifetime) => ExpiryRequest::In(lifetime.min(self.policy.max_lifetime)),
+            None if self.policy.allow_never_expires => ExpiryRequest::Never,
+            None => ExpiryRequest::Default,
+        };
+        let expires_at = self.expiry(expiry, now)?;
+        let grace = match (grace, until_first_use) {
+            (Some(grace), _) => grace,
+            (None, true) => DEFAULT_HANDOVER_WINDOW,
+            (None, false) => Duration::ZERO,
+        };
+        let mut revoked_at = now + grace.as_secs() as i64;
+        if let Some(expires) = predecessor.expires_at {
+            revoked_at = revoked_at.min(expires);
+        }
+        let (mut new, secret) = mint(
+            &owner,
+            predecessor.name.clone(),
+            predecessor.description.clone(),
+            predecessor.scope_list(),
+            predecessor.rate_limit.clone(),
+            expires_at,
+            actor,
+        )?;
+        new.rotated_from = Some(id);
+        new.handover_from = until_first_use.then_some(id);
+        let rotated_event = actor.event(
+            "token.rotated",
+            json!({
+                "name": predecessor.name,
+                "prefix": predecessor.prefix,
+                "successor_prefix": new.prefix,
+                "revoked_at": to_rfc3339(revoked_at),
+                "until_first_use": until_first_use,
+            }),
+        );
+        let mut created = created_detail(&new);
+        created["rotated_from"] = json!(id);
+        let created_event = actor.event("token.created", created);
+        let (predecessor, successor) =
+            self.store.rotate_token(id, &new, revoked_at, now, &rotated_event, &created_event).await?.ok_or_else(
+                || ServiceError::Conflict(format!("token {id} changed meanwhile; look at it and try again")),
+            )?;
+        self.apply_locally().await;
+        Ok(Rotated { predecessor, successor: CreatedToken { token: successor, secret } })
     }
 
     fn expiry(&self, request: ExpiryRequest, now: UnixTime) -> Result<Option<UnixTime>, ServiceError> {
@@ -375,6 +447,55 @@ impl LifecycleService {
         };
         Ok(self.store.list_events(&EventFilter { account_id, token_id, limit }).await?)
     }
+}
+
+/// An account must be enabled and hold the token permission to be given a token.
+fn ensure_may_hold_tokens(owner: &AccountRecord) -> Result<(), ServiceError> {
+    if !owner.enabled {
+        return Err(ServiceError::Forbidden(format!("account {} is disabled", owner.email)));
+    }
+    if !owner.can_create_tokens {
+        return Err(ServiceError::Forbidden(format!("account {} may not hold tokens", owner.email)));
+    }
+    Ok(())
+}
+
+/// A new secret and the row that will hold its digest.
+fn mint(
+    owner: &AccountRecord,
+    name: String,
+    description: Option<String>,
+    scopes: Vec<String>,
+    rate_limit: Option<String>,
+    expires_at: Option<UnixTime>,
+    actor: &Actor,
+) -> Result<(NewToken, Secret), ServiceError> {
+    let secret = Secret::generate().map_err(|e| ServiceError::Invalid(format!("no randomness available: {e}")))?;
+    let new = NewToken {
+        account_id: owner.id,
+        name,
+        description,
+        digest: *secret.digest().as_bytes(),
+        prefix: secret.display_prefix(),
+        scopes,
+        rate_limit,
+        created_by: actor.label.clone(),
+        expires_at,
+        rotated_from: None,
+        handover_from: None,
+    };
+    Ok((new, secret))
+}
+
+/// The audit detail of a minted token.
+fn created_detail(new: &NewToken) -> serde_json::Value {
+    json!({
+        "name": new.name,
+        "prefix": new.prefix,
+        "scopes": new.scopes,
+        "expires_at": new.expires_at.map(to_rfc3339),
+        "rate_limit": new.rate_limit,
+    })
 }
 
 /// The name of the operating-system user running this process: `$USER`, `$LOGNAME`, else the

@@ -1,8 +1,11 @@
-//! Last use of each token, kept in memory on the data path and written in batches.
+//! What the data path learns about tokens, kept in memory and written in batches: each token's
+//! last use, refused uses of dead tokens, and rotation hand-overs (a successor's first use).
 //!
-//! `record` touches only memory. The flusher writes every token used since the last flush in
-//! one transaction per `usage.flush_interval`, and once more at shutdown, so database writes
-//! grow with the number of tokens in use, not with the number of requests.
+//! Recording touches only memory. The flusher writes everything pending in one transaction per
+//! `usage.flush_interval`, and once more at shutdown, so database writes grow with the number
+//! of tokens in use, not with the number of requests. Each entry carries the generation of the
+//! call that last wrote it; after a write the flusher removes only entries still at that
+//! generation, so a use recorded during the write waits for the next flush instead of being lost.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -14,11 +17,13 @@ use dashmap::mapref::entry::Entry;
 use http::Method;
 
 use crate::clock::UnixTime;
-use crate::store::{Store, UsageRecord};
+use crate::store::{ActivityBatch, HandoverRecord, RefusalRecord, Store, StoreError, UsageRecord};
+
+/// The longest user agent kept for the audit log.
+const USER_AGENT_MAX: usize = 200;
 
 #[derive(Debug)]
 struct PendingUse {
-    /// Which `record` call wrote this; the flusher removes the entry only if it is unchanged.
     generation: u64,
     at: UnixTime,
     method: Method,
@@ -26,10 +31,36 @@ struct PendingUse {
     ip: IpAddr,
 }
 
-/// The in-memory last-use table.
+#[derive(Debug)]
+struct PendingRefusal {
+    generation: u64,
+    count: i64,
+    at: UnixTime,
+    reason: &'static str,
+    method: Method,
+    path: String,
+    ip: IpAddr,
+    user_agent: Option<String>,
+}
+
+/// One refused use, as the data path saw it.
+pub struct Refusal<'a> {
+    pub token_id: i64,
+    pub at: UnixTime,
+    pub reason: &'static str,
+    pub method: &'a Method,
+    pub path: &'a str,
+    pub ip: IpAddr,
+    pub user_agent: Option<&'a str>,
+}
+
+/// The in-memory tables.
 #[derive(Debug, Default)]
 pub struct UsageRecorder {
-    pending: DashMap<i64, PendingUse>,
+    uses: DashMap<i64, PendingUse>,
+    refusals: DashMap<i64, PendingRefusal>,
+    /// Successor id → (predecessor id, first use).
+    handovers: DashMap<i64, (i64, UnixTime)>,
     generation: AtomicU64,
 }
 
@@ -38,11 +69,15 @@ impl UsageRecorder {
         Self::default()
     }
 
+    fn next_generation(&self) -> u64 {
+        self.generation.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// Notes a use of `token_id`. The newest use wins even when two requests race; the path
     /// is copied only when it differs from the one already held.
     pub fn record(&self, token_id: i64, at: UnixTime, method: &Method, path: &str, ip: IpAddr) {
-        let generation = self.generation.fetch_add(1, Ordering::Relaxed);
-        match self.pending.entry(token_id) {
+        let generation = self.next_generation();
+        match self.uses.entry(token_id) {
             Entry::Occupied(mut entry) => {
                 let pending = entry.get_mut();
                 if at < pending.at {
@@ -64,15 +99,52 @@ impl UsageRecorder {
         }
     }
 
-    /// How many tokens have a use not yet written.
-    pub fn pending_count(&self) -> usize {
-        self.pending.len()
+    /// Notes that a revoked, expired or blocked token was presented: counted, and the latest
+    /// attempt kept, so its owner can find the client that still uses it.
+    pub fn record_refusal(&self, refusal: Refusal<'_>) {
+        let generation = self.next_generation();
+        let user_agent = refusal.user_agent.map(|ua| ua.chars().take(USER_AGENT_MAX).collect());
+        let latest = PendingRefusal {
+            generation,
+            count: 1,
+            at: refusal.at,
+            reason: refusal.reason,
+            method: refusal.method.clone(),
+            path: refusal.path.to_owned(),
+            ip: refusal.ip,
+            user_agent,
+        };
+        match self.refusals.entry(refusal.token_id) {
+            Entry::Occupied(mut entry) => {
+                let pending = entry.get_mut();
+                let count = pending.count + 1;
+                if latest.at >= pending.at {
+                    *pending = PendingRefusal { count, ..latest };
+                } else {
+                    pending.count = count;
+                    pending.generation = generation;
+                }
+            }
+            Entry::Vacant(entry) => {
+                entry.insert(latest);
+            }
+        }
     }
 
-    /// The pending records, by token id: every writer touches rows in the same order.
-    fn snapshot(&self) -> Vec<(UsageRecord, u64)> {
-        let mut batch: Vec<(UsageRecord, u64)> = self
-            .pending
+    /// Notes a rotation successor's first use: its predecessor is to be revoked as of `at`.
+    pub fn record_handover(&self, successor_id: i64, predecessor_id: i64, at: UnixTime) {
+        self.handovers.entry(successor_id).or_insert((predecessor_id, at));
+    }
+
+    /// How many tokens have something not yet written.
+    pub fn pending_count(&self) -> usize {
+        self.uses.len() + self.refusals.len() + self.handovers.len()
+    }
+
+    /// Everything pending, each list by token id so every writer touches rows in one order.
+    fn snapshot(&self) -> (ActivityBatch, Vec<u64>, Vec<u64>) {
+        let mut uses: Vec<(UsageRecord, u64)> = self
+            .uses
             .iter()
             .map(|entry| {
                 let record = UsageRecord {
@@ -85,21 +157,59 @@ impl UsageRecorder {
                 (record, entry.generation)
             })
             .collect();
-        batch.sort_by_key(|(record, _)| record.token_id);
-        batch
+        uses.sort_by_key(|(record, _)| record.token_id);
+        let mut refusals: Vec<(RefusalRecord, u64)> = self
+            .refusals
+            .iter()
+            .map(|entry| {
+                let record = RefusalRecord {
+                    token_id: *entry.key(),
+                    count: entry.count,
+                    at: entry.at,
+                    reason: entry.reason,
+                    method: entry.method.as_str().to_owned(),
+                    path: entry.path.clone(),
+                    ip: entry.ip.to_string(),
+                    user_agent: entry.user_agent.clone(),
+                };
+                (record, entry.generation)
+            })
+            .collect();
+        refusals.sort_by_key(|(record, _)| record.token_id);
+        let mut handovers: Vec<HandoverRecord> = self
+            .handovers
+            .iter()
+            .map(|entry| HandoverRecord { successor_id: *entry.key(), predecessor_id: entry.0, at: entry.1 })
+            .collect();
+        handovers.sort_by_key(|h| h.predecessor_id);
+        let (uses, use_generations) = uses.into_iter().unzip();
+        let (refusals, refusal_generations) = refusals.into_iter().unzip();
+        (ActivityBatch { uses, refusals, handovers }, use_generations, refusal_generations)
     }
 
-    /// Writes every pending use in one transaction. On failure the records stay pending for
-    /// the next flush. Returns how many were written.
-    pub async fn flush(&self, store: &Store) -> Result<usize, crate::store::StoreError> {
-        let batch = self.snapshot();
+    /// Writes everything pending in one transaction. On failure it all stays pending for the
+    /// next flush. Returns how many records were written.
+    pub async fn flush(&self, store: &Store) -> Result<usize, StoreError> {
+        let (batch, use_generations, refusal_generations) = self.snapshot();
         if batch.is_empty() {
             return Ok(0);
         }
-        let records: Vec<UsageRecord> = batch.iter().map(|(record, _)| record.clone()).collect();
-        store.record_usage(&records).await?;
-        for (record, generation) in &batch {
-            self.pending.remove_if(&record.token_id, |_, entry| entry.generation == *generation);
+        store.record_activity(&batch).await?;
+        for (record, generation) in batch.uses.iter().zip(use_generations) {
+            self.uses.remove_if(&record.token_id, |_, pending| pending.generation == generation);
+        }
+        for (record, generation) in batch.refusals.iter().zip(refusal_generations) {
+            // Attempts counted while the batch was written stay, less the ones just written.
+            if let Entry::Occupied(mut entry) = self.refusals.entry(record.token_id) {
+                if entry.get().generation == generation {
+                    entry.remove();
+                } else {
+                    entry.get_mut().count -= record.count;
+                }
+            }
+        }
+        for handover in &batch.handovers {
+            self.handovers.remove(&handover.successor_id);
         }
         Ok(batch.len())
     }
@@ -129,17 +239,33 @@ impl UsageRecorder {
 mod tests {
     use super::*;
 
+    fn ip() -> IpAddr {
+        "127.0.0.1".parse().unwrap()
+    }
+
     #[test]
     fn later_records_replace_earlier_ones() {
         let recorder = UsageRecorder::new();
-        let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        recorder.record(7, 10, &Method::GET, "/a", ip);
-        recorder.record(7, 12, &Method::POST, "/b", ip);
-        recorder.record(8, 11, &Method::GET, "/c", ip);
-        recorder.record(7, 11, &Method::PUT, "/stale", ip);
-        let mut snapshot = recorder.snapshot();
-        snapshot.sort_by_key(|(r, _)| r.token_id);
-        assert_eq!(snapshot.len(), 2);
-        assert_eq!((snapshot[0].0.at, snapshot[0].0.method.as_str(), snapshot[0].0.path.as_str()), (12, "POST", "/b"));
+        recorder.record(7, 10, &Method::GET, "/a", ip());
+        recorder.record(7, 12, &Method::POST, "/b", ip());
+        recorder.record(8, 11, &Method::GET, "/c", ip());
+        recorder.record(7, 11, &Method::PUT, "/stale", ip());
+        let (batch, _, _) = recorder.snapshot();
+        assert_eq!(batch.uses.len(), 2);
+        let first = &batch.uses[0];
+        assert_eq!((first.token_id, first.at, first.method.as_str(), first.path.as_str()), (7, 12, "POST", "/b"));
+    }
+
+    #[test]
+    fn refusals_are_counted_and_the_latest_kept() {
+        let recorder = UsageRecorder::new();
+        for (at, path) in [(10, "/a"), (12, "/b"), (11, "/c")] {
+            let refusal =
+                Refusal { token_id: 3, at, reason: "revoked", method: &Method::GET, path, ip: ip(), user_agent: None };
+            recorder.record_refusal(refusal);
+        }
+        let (batch, _, _) = recorder.snapshot();
+        assert_eq!(batch.refusals.len(), 1);
+        assert_eq!((batch.refusals[0].count, batch.refusals[0].at, batch.refusals[0].path.as_str()), (3, 12, "/b"));
     }
 }

@@ -32,6 +32,19 @@ pub enum TokenCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Mint a successor with the same name, owner, scopes and limit; the old token keeps
+    /// working for the grace period (default: revoked now), or until the successor is first used.
+    Rotate {
+        id: i64,
+        /// How long the old token keeps working (default 0; with --until-first-use: at most 7d).
+        #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+        grace: Option<Duration>,
+        /// Keep the old token working until the gateway first sees the new one.
+        #[arg(long)]
+        until_first_use: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Revoke every live token of an account.
     RevokeAll {
         #[arg(long, value_name = "EMAIL")]
@@ -133,6 +146,22 @@ pub async fn run(command: TokenCommand, service: &LifecycleService) -> Result<()
                 }
                 Ok(())
             }
+        }
+        TokenCommand::Rotate { id, grace, until_first_use, json } => {
+            let rotated = service.rotate_token(id, grace, until_first_use, &actor).await?;
+            let successor = &rotated.successor;
+            let view = TokenView::with_secret(&successor.token, service.now(), successor.secret.expose());
+            if json {
+                return print_json(&view);
+            }
+            let old = &rotated.predecessor;
+            let until = old.revoked_at.map(crate::clock::to_rfc3339).unwrap_or_default();
+            let handover = if until_first_use { " or when the new token is first used" } else { "" };
+            eprintln!("rotated token {id} ({}) of {}: new token {}", old.name, old.user_email, view.id);
+            eprintln!("the old token stops working at {until}{handover}");
+            eprintln!("copy the new token now: it will not be shown again");
+            println!("{}", successor.secret.expose());
+            Ok(())
         }
         TokenCommand::RevokeAll { user, json } => {
             let count = service.revoke_all_tokens(&user, &actor).await?;

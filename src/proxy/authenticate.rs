@@ -18,10 +18,11 @@ pub enum AuthFailure {
     SecretFormat(SecretFormatError),
     UnknownToken,
     WrongEmail,
-    Revoked,
-    Expired,
-    AccountDisabled,
-    NoTokenPermission,
+    /// The token (by id) was revoked.
+    Revoked(i64),
+    Expired(i64),
+    AccountDisabled(i64),
+    NoTokenPermission(i64),
 }
 
 impl AuthFailure {
@@ -33,17 +34,23 @@ impl AuthFailure {
             AuthFailure::SecretFormat(SecretFormatError::BadChecksum) => "bad_checksum",
             AuthFailure::UnknownToken => "unknown_token",
             AuthFailure::WrongEmail => "wrong_email",
-            AuthFailure::Revoked => "revoked",
-            AuthFailure::Expired => "expired",
-            AuthFailure::AccountDisabled => "account_disabled",
-            AuthFailure::NoTokenPermission => "no_token_permission",
+            AuthFailure::Revoked(_) => "revoked",
+            AuthFailure::Expired(_) => "expired",
+            AuthFailure::AccountDisabled(_) => "account_disabled",
+            AuthFailure::NoTokenPermission(_) => "no_token_permission",
         }
     }
 
-    /// The token that was presented, when the index knows it (a dead token's use is worth
-    /// telling its owner about; an unknown one is only counted).
-    pub fn is_known_token(self) -> bool {
-        !matches!(self, AuthFailure::Credentials(_) | AuthFailure::SecretFormat(_) | AuthFailure::UnknownToken)
+    /// The dead token that was presented (revoked, expired or blocked), if that is why: its
+    /// owner is told of such attempts. Unknown tokens are only counted in the log.
+    pub fn dead_token(self) -> Option<i64> {
+        match self {
+            AuthFailure::Revoked(id)
+            | AuthFailure::Expired(id)
+            | AuthFailure::AccountDisabled(id)
+            | AuthFailure::NoTokenPermission(id) => Some(id),
+            _ => None,
+        }
     }
 }
 
@@ -65,16 +72,16 @@ pub fn authenticate(index: &TokenIndex, headers: &HeaderMap, now: UnixTime) -> R
         return Err(AuthFailure::WrongEmail);
     }
     if token.is_revoked(now) {
-        return Err(AuthFailure::Revoked);
+        return Err(AuthFailure::Revoked(token.id));
     }
     if token.is_expired(now) {
-        return Err(AuthFailure::Expired);
+        return Err(AuthFailure::Expired(token.id));
     }
     if !account.enabled {
-        return Err(AuthFailure::AccountDisabled);
+        return Err(AuthFailure::AccountDisabled(token.id));
     }
     if !account.can_create_tokens {
-        return Err(AuthFailure::NoTokenPermission);
+        return Err(AuthFailure::NoTokenPermission(token.id));
     }
     Ok(Identity { token, account })
 }

@@ -130,6 +130,10 @@ pub struct NewToken {
     pub rate_limit: Option<String>,
     pub created_by: String,
     pub expires_at: Option<UnixTime>,
+    /// The token this one replaces, when minted by a rotation.
+    pub rotated_from: Option<i64>,
+    /// Set when the predecessor stays valid until this token's first use.
+    pub handover_from: Option<i64>,
 }
 
 /// Why a token was revoked (`revoke_reason`).
@@ -216,6 +220,45 @@ pub struct EventFilter {
     pub account_id: Option<i64>,
     pub token_id: Option<i64>,
     pub limit: i64,
+}
+
+/// What one flush writes.
+#[derive(Debug, Clone, Default)]
+pub struct ActivityBatch {
+    pub uses: Vec<UsageRecord>,
+    pub refusals: Vec<RefusalRecord>,
+    pub handovers: Vec<HandoverRecord>,
+}
+
+impl ActivityBatch {
+    pub fn is_empty(&self) -> bool {
+        self.uses.is_empty() && self.refusals.is_empty() && self.handovers.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.uses.len() + self.refusals.len() + self.handovers.len()
+    }
+}
+
+/// Attempts with a dead (revoked, expired or blocked) token since the last flush.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusalRecord {
+    pub token_id: i64,
+    pub count: i64,
+    pub at: UnixTime,
+    pub reason: &'static str,
+    pub method: String,
+    pub path: String,
+    pub ip: String,
+    pub user_agent: Option<String>,
+}
+
+/// A rotation successor's first use, which ends its predecessor's hand-over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandoverRecord {
+    pub successor_id: i64,
+    pub predecessor_id: i64,
+    pub at: UnixTime,
 }
 
 /// One token's last use, as recorded by the gateway.

@@ -208,6 +208,38 @@ fn listing_sql(filter: &TokenFilter, now: UnixTime) -> (String, Vec<Bind>) {
     (sql, c.binds)
 }
 
+/// Inserts a token row inside the transaction `$tx`; a name held by another live token of
+/// the account is a [`StoreError::DuplicateTokenName`].
+macro_rules! insert_token_row {
+    ($tx:expr, $new:expr, $now:expr) => {{
+        let new: &NewToken = $new;
+        let inserted = sqlx::query_scalar::<_, i64>(
+            "INSERT INTO tokens (account_id, name, live_name, description, digest, prefix, scopes, rate_limit, \
+             created_at, created_by, expires_at, rotated_from, handover_from) \
+             VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+        )
+        .bind(new.account_id)
+        .bind(&new.name)
+        .bind(&new.description)
+        .bind(new.digest.as_slice())
+        .bind(&new.prefix)
+        .bind(new.scopes.join(" "))
+        .bind(&new.rate_limit)
+        .bind($now)
+        .bind(&new.created_by)
+        .bind(new.expires_at)
+        .bind(new.rotated_from)
+        .bind(new.handover_from)
+        .fetch_one(&mut *$tx)
+        .await;
+        match inserted {
+            Ok(id) => Ok(id),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::DuplicateTokenName(new.name.clone())),
+            Err(e) => Err(StoreError::from(e)),
+        }
+    }};
+}
+
 impl Store {
     /// Mints a token row. The name must not be held by another live token of the account;
     /// an expired token holding it gives it up.
@@ -218,7 +250,6 @@ impl Store {
         event: &NewEvent,
     ) -> Result<TokenRecord, StoreError> {
         let select = format!("{TOKEN_SELECT} WHERE t.id = $1");
-        let scopes = new.scopes.join(" ");
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             sqlx::query(
@@ -230,27 +261,7 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            let inserted = sqlx::query_scalar::<_, i64>(
-                "INSERT INTO tokens (account_id, name, live_name, description, digest, prefix, scopes, rate_limit, \
-                 created_at, created_by, expires_at) VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
-            )
-            .bind(new.account_id)
-            .bind(&new.name)
-            .bind(&new.description)
-            .bind(new.digest.as_slice())
-            .bind(&new.prefix)
-            .bind(&scopes)
-            .bind(&new.rate_limit)
-            .bind(now)
-            .bind(&new.created_by)
-            .bind(new.expires_at)
-            .fetch_one(&mut *tx)
-            .await;
-            let id = match inserted {
-                Ok(id) => id,
-                Err(e) if is_unique_violation(&e) => return Err(StoreError::DuplicateTokenName(new.name.clone())),
-                Err(e) => return Err(e.into()),
-            };
+            let id = insert_token_row!(tx, new, now)?;
             let token = sqlx::query_as::<_, TokenRecord>(sqlx::AssertSqlSafe(select))
                 .bind(id)
                 .fetch_one(&mut *tx)
@@ -259,6 +270,60 @@ impl Store {
             append_change!(tx, now, token.account_id, Some(id))?;
             tx.commit().await?;
             Ok(token)
+        })
+    }
+
+    /// Rotates a live, not yet rotated token: it gives its name to `successor` (minted here)
+    /// and is revoked at `predecessor_revoked_at` (now, or the end of its grace). Returns the
+    /// predecessor and the successor, or `None` when the token is not live or already rotated.
+    pub async fn rotate_token(
+        &self,
+        id: i64,
+        successor: &NewToken,
+        predecessor_revoked_at: UnixTime,
+        now: UnixTime,
+        rotated_event: &NewEvent,
+        created_event: &NewEvent,
+    ) -> Result<Option<(TokenRecord, TokenRecord)>, StoreError> {
+        let select = format!("{TOKEN_SELECT} WHERE t.id = $1");
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let retired = sqlx::query(
+                "UPDATE tokens SET live_name = NULL, revoked_at = $1, revoked_by = $2, revoke_reason = 'rotation' \
+                 WHERE id = $3 AND rotated_to IS NULL AND (revoked_at IS NULL OR revoked_at > $4) \
+                 AND (expires_at IS NULL OR expires_at > $4)",
+            )
+            .bind(predecessor_revoked_at)
+            .bind(&successor.created_by)
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if retired == 0 {
+                return Ok(None);
+            }
+            let successor_id = insert_token_row!(tx, successor, now)?;
+            sqlx::query("UPDATE tokens SET rotated_to = $1 WHERE id = $2")
+                .bind(successor_id)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            let predecessor = sqlx::query_as::<_, TokenRecord>(sqlx::AssertSqlSafe(select.clone()))
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+            let minted = sqlx::query_as::<_, TokenRecord>(sqlx::AssertSqlSafe(select))
+                .bind(successor_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            let (account_id, email) = (predecessor.account_id, predecessor.user_email.clone());
+            append_event!(tx, now, rotated_event, account_id, &email, Some(id))?;
+            append_event!(tx, now, created_event, account_id, &email, Some(successor_id))?;
+            append_change!(tx, now, account_id, Some(id))?;
+            append_change!(tx, now, account_id, Some(successor_id))?;
+            tx.commit().await?;
+            Ok(Some((predecessor, minted)))
         })
     }
 

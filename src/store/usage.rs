@@ -1,17 +1,23 @@
-//! Last-use records, written in one batched transaction per flush.
+//! What the data path learned, written in one transaction per flush: last uses, refused uses
+//! of dead tokens (with at most one audit event per token per minute), rotation hand-overs.
 
-use super::{BeginWrite, Store, StoreError, UsageRecord, with_pool};
+use serde_json::json;
+
+use super::{ActivityBatch, BeginWrite, Store, StoreError, append_change, with_pool};
+
+/// At most one `token.refused_use` event per token in this many seconds.
+const REFUSED_EVENT_EVERY: i64 = 60;
 
 impl Store {
-    /// Writes a batch of last-use records in one transaction. A record older than what the
-    /// database already has (written by another gateway) does not overwrite it.
-    pub async fn record_usage(&self, batch: &[UsageRecord]) -> Result<(), StoreError> {
+    /// Writes a batch in one transaction. A last use older than what the database already has
+    /// (written by another gateway) does not overwrite it; refused uses add up.
+    pub async fn record_activity(&self, batch: &ActivityBatch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            for record in batch {
+            for record in &batch.uses {
                 sqlx::query(
                     "UPDATE tokens SET last_used_at = $1, last_used_method = $2, last_used_path = $3, last_used_ip = $4 \
                      WHERE id = $5 AND (last_used_at IS NULL OR last_used_at <= $1)",
@@ -23,6 +29,85 @@ impl Store {
                 .bind(record.token_id)
                 .execute(&mut *tx)
                 .await?;
+            }
+            for refusal in &batch.refusals {
+                // Every right-hand side reads the row as it was, so the CASEs see the old time.
+                sqlx::query(
+                    "UPDATE tokens SET refused_count = refused_count + $1, \
+                     refused_last_method = CASE WHEN refused_last_at IS NULL OR refused_last_at <= $2 THEN $3 ELSE refused_last_method END, \
+                     refused_last_path = CASE WHEN refused_last_at IS NULL OR refused_last_at <= $2 THEN $4 ELSE refused_last_path END, \
+                     refused_last_ip = CASE WHEN refused_last_at IS NULL OR refused_last_at <= $2 THEN $5 ELSE refused_last_ip END, \
+                     refused_last_at = CASE WHEN refused_last_at IS NULL OR refused_last_at <= $2 THEN $2 ELSE refused_last_at END \
+                     WHERE id = $6",
+                )
+                .bind(refusal.count)
+                .bind(refusal.at)
+                .bind(&refusal.method)
+                .bind(&refusal.path)
+                .bind(&refusal.ip)
+                .bind(refusal.token_id)
+                .execute(&mut *tx)
+                .await?;
+                let detail = json!({
+                    "reason": refusal.reason,
+                    "method": refusal.method,
+                    "path": refusal.path,
+                    "attempts": refusal.count,
+                });
+                sqlx::query(
+                    "INSERT INTO events (at, kind, actor, account_id, account, token_id, ip, user_agent, detail) \
+                     SELECT $1, 'token.refused_use', 'gateway', t.account_id, a.email, t.id, $2, $3, $4 \
+                     FROM tokens t JOIN accounts a ON a.id = t.account_id \
+                     WHERE t.id = $5 AND NOT EXISTS (SELECT 1 FROM events e WHERE e.token_id = $5 \
+                     AND e.kind = 'token.refused_use' AND e.at > $6)",
+                )
+                .bind(refusal.at)
+                .bind(&refusal.ip)
+                .bind(&refusal.user_agent)
+                .bind(detail.to_string())
+                .bind(refusal.token_id)
+                .bind(refusal.at - REFUSED_EVENT_EVERY)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for handover in &batch.handovers {
+                let revoked = sqlx::query(
+                    "UPDATE tokens SET revoked_at = $1, revoked_by = 'gateway', revoke_reason = 'rotation' \
+                     WHERE id = $2 AND (revoked_at IS NULL OR revoked_at > $1)",
+                )
+                .bind(handover.at)
+                .bind(handover.predecessor_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                sqlx::query("UPDATE tokens SET handover_from = NULL WHERE id = $1 AND handover_from = $2")
+                    .bind(handover.successor_id)
+                    .bind(handover.predecessor_id)
+                    .execute(&mut *tx)
+                    .await?;
+                let owner: Option<(i64, String)> = sqlx::query_as(
+                    "SELECT a.id, a.email FROM tokens t JOIN accounts a ON a.id = t.account_id WHERE t.id = $1",
+                )
+                .bind(handover.predecessor_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((account_id, email)) = owner else { continue };
+                if revoked > 0 {
+                    let detail = json!({"reason": "rotation", "successor_first_used": true, "rotated_to": handover.successor_id});
+                    sqlx::query(
+                        "INSERT INTO events (at, kind, actor, account_id, account, token_id, detail) \
+                         VALUES ($1, 'token.revoked', 'gateway', $2, $3, $4, $5)",
+                    )
+                    .bind(handover.at)
+                    .bind(account_id)
+                    .bind(&email)
+                    .bind(handover.predecessor_id)
+                    .bind(detail.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                append_change!(tx, handover.at, account_id, Some(handover.predecessor_id))?;
+                append_change!(tx, handover.at, account_id, Some(handover.successor_id))?;
             }
             tx.commit().await?;
         });

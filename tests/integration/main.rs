@@ -12,6 +12,7 @@ mod echo;
 mod cli;
 mod cluster;
 mod credentials;
+mod lifecycle;
 mod postgres;
 mod process;
 mod proxy;

@@ -8,7 +8,9 @@ use tokengate::config::{Config, DatabaseUrl};
 use tokengate::service::{
     Actor, CreateAccount, CreateToken, ExpiryRequest, LifecycleService, ServiceError, TokenQuery,
 };
-use tokengate::store::{AccountChanges, StatusFilter, Store, TokenFilter, TokenSort, TokenStatus, UsageRecord};
+use tokengate::store::{
+    AccountChanges, ActivityBatch, StatusFilter, Store, TokenFilter, TokenSort, TokenStatus, UsageRecord,
+};
 
 use crate::postgres::TestDatabase;
 
@@ -122,8 +124,9 @@ async fn exercise(url: &str) {
         path: path.into(),
         ip: "192.0.2.1".into(),
     };
-    store.record_usage(&[use_at(START + 500, "/new")]).await.unwrap();
-    store.record_usage(&[use_at(START + 400, "/old")]).await.unwrap();
+    let uses = |record| ActivityBatch { uses: vec![record], ..ActivityBatch::default() };
+    store.record_activity(&uses(use_at(START + 500, "/new"))).await.unwrap();
+    store.record_activity(&uses(use_at(START + 400, "/old"))).await.unwrap();
     let used = svc.token(short_again).await.unwrap();
     assert_eq!((used.last_used_at, used.last_used_path.as_deref()), (Some(START + 500), Some("/new")));
     let never = list(TokenFilter { never_used: true, ..Default::default() }, vec!["ann@example.com"]).await.unwrap();
