@@ -47,6 +47,7 @@ pub struct Config {
     pub usage: UsageConfig,
     pub tokens: TokenPolicy,
     pub rate_limit: RateLimitConfig,
+    pub notify: NotifyConfig,
     pub routes: Vec<RouteConfig>,
 }
 
@@ -151,6 +152,69 @@ pub struct TokenPolicy {
     pub allow_never_expires: bool,
     pub scopes: Vec<String>,
     pub default_scopes: Vec<String>,
+    /// Revoke tokens unused for this long (`None`: no inactivity policy).
+    pub revoke_unused_after: Option<Duration>,
+    /// Warn the owner this long before such a revocation.
+    pub warn_before: Duration,
+    /// How often `serve` applies the inactivity policy and queues expiry reminders.
+    pub sweep_interval: Duration,
+}
+
+/// A secret from the configuration: `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretString(String);
+
+impl SecretString {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"****\"")
+    }
+}
+
+/// How SMTP connections are secured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS (port 587).
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption: only for a relay on the same host or in tests.
+    None,
+}
+
+#[derive(Clone, Debug)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    pub from: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    pub url: String,
+    /// Signs each body: `X-Tokengate-Signature: sha256=<hex HMAC>`.
+    pub secret: Option<SecretString>,
+}
+
+/// Where notifications go: SMTP, a webhook, or (neither configured) the log.
+#[derive(Clone, Debug)]
+pub struct NotifyConfig {
+    pub smtp: Option<SmtpConfig>,
+    pub webhook: Option<WebhookConfig>,
+    /// Remind owners this long before a token expires.
+    pub expiry_reminders: Vec<Duration>,
+    /// The first retry waits this long, each later one twice as long (at most an hour).
+    pub retry_base: Duration,
+    /// Attempts before a notification is given up (and audited as failed).
+    pub max_attempts: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -367,6 +431,15 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         allow_never_expires: raw.tokens.allow_never_expires,
         scopes: raw.tokens.scopes.clone(),
         default_scopes: raw.tokens.default_scopes.clone(),
+        revoke_unused_after: match raw.tokens.revoke_unused_after.as_deref().map(str::trim) {
+            None | Some("none") | Some("off") => None,
+            Some(text) => Some(positive(duration("tokens.revoke_unused_after", text)?, "tokens.revoke_unused_after")?),
+        },
+        warn_before: duration("tokens.warn_before", &raw.tokens.warn_before)?,
+        sweep_interval: positive(
+            duration("tokens.sweep_interval", &raw.tokens.sweep_interval)?,
+            "tokens.sweep_interval",
+        )?,
     };
     if tokens.default_lifetime > tokens.max_lifetime {
         return Err(invalid(
@@ -388,6 +461,8 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             return Err(invalid("tokens.default_scopes", format!("{scope:?} is not in tokens.scopes")));
         }
     }
+
+    let notify = validate_notify(raw.notify)?;
 
     let routes = raw
         .routes
@@ -423,8 +498,70 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             default: rate("rate_limit.default", &raw.rate_limit.default)?,
             failed_auth: rate("rate_limit.failed_auth", &raw.rate_limit.failed_auth)?,
         },
+        notify,
         routes,
     })
+}
+
+fn validate_notify(raw: raw::RawNotify) -> Result<NotifyConfig, ConfigError> {
+    let invalid = |key: &str, message: String| ConfigError::Invalid(format!("notify.{key}: {message}"));
+    let secret =
+        |key: &str, value: Option<String>, file: Option<PathBuf>| -> Result<Option<SecretString>, ConfigError> {
+            match (value, file) {
+                (Some(_), Some(_)) => Err(invalid(key, format!("give either {key} or {key}_file, not both"))),
+                (Some(value), None) => Ok(Some(SecretString(value))),
+                (None, Some(file)) => Ok(Some(SecretString(read_secret_file(&format!("notify.{key}_file"), &file)?))),
+                (None, None) => Ok(None),
+            }
+        };
+    let tls = match raw.smtp_tls.as_str() {
+        "starttls" => SmtpTls::StartTls,
+        "tls" => SmtpTls::Tls,
+        "none" => SmtpTls::None,
+        other => return Err(invalid("smtp_tls", format!("{other:?} is not starttls, tls or none"))),
+    };
+    let password = secret("smtp_password", raw.smtp_password, raw.smtp_password_file)?;
+    let smtp = match raw.smtp_host.filter(|h| !h.trim().is_empty()) {
+        Some(host) => {
+            if !raw.from.contains('@') {
+                return Err(invalid("from", format!("{:?} is not an address such as tokengate@example.com", raw.from)));
+            }
+            let default_port = match tls {
+                SmtpTls::Tls => 465,
+                SmtpTls::StartTls => 587,
+                SmtpTls::None => 25,
+            };
+            Some(SmtpConfig {
+                host,
+                port: raw.smtp_port.unwrap_or(default_port),
+                tls,
+                username: raw.smtp_username,
+                password,
+                from: raw.from,
+            })
+        }
+        None => None,
+    };
+    let webhook_secret = secret("webhook_secret", raw.webhook_secret, raw.webhook_secret_file)?;
+    let webhook = match raw.webhook_url.filter(|u| !u.trim().is_empty()) {
+        Some(url) => {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid("webhook_url", format!("{url:?} is not an http:// or https:// URL")));
+            }
+            Some(WebhookConfig { url, secret: webhook_secret })
+        }
+        None => None,
+    };
+    let expiry_reminders = raw
+        .expiry_reminders
+        .iter()
+        .map(|text| parse_duration(text).map_err(|e| invalid("expiry_reminders", e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let retry_base = parse_duration(&raw.retry_base).map_err(|e| invalid("retry_base", e))?;
+    if retry_base.is_zero() || raw.max_attempts == 0 {
+        return Err(invalid("retry_base", "retry_base and max_attempts must be greater than zero".into()));
+    }
+    Ok(NotifyConfig { smtp, webhook, expiry_reminders, retry_base, max_attempts: raw.max_attempts })
 }
 
 fn positive(duration: Duration, key: &str) -> Result<Duration, ConfigError> {

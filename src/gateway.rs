@@ -11,8 +11,11 @@ use crate::admin::{Health, serve_admin};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::index::TokenIndex;
+use crate::maintenance;
+use crate::notify::Notifier;
 use crate::proxy::Proxy;
 use crate::server::serve_proxy;
+use crate::service::LifecycleService;
 use crate::store::{Store, StoreError};
 use crate::sync::IndexSync;
 use crate::usage::UsageRecorder;
@@ -55,7 +58,7 @@ impl Gateway {
     /// Serves until `shutdown` is cancelled: stops accepting, drains open requests, stops the
     /// sync, writes the last-use records, closes the database.
     pub async fn serve(self, config: &Config, listeners: Listeners, clock: Clock, shutdown: CancellationToken) {
-        let proxy = Arc::new(Proxy::new(config, Arc::clone(self.sync.index()), Arc::clone(&self.usage), clock));
+        let proxy = Arc::new(Proxy::new(config, Arc::clone(self.sync.index()), Arc::clone(&self.usage), clock.clone()));
         let background = CancellationToken::new();
         let follower =
             tokio::spawn(Arc::clone(&self.sync).follow(config.sync.interval, background.clone().cancelled_owned()));
@@ -64,6 +67,25 @@ impl Gateway {
             config.usage.flush_interval,
             background.clone().cancelled_owned(),
         ));
+        let lifecycle = LifecycleService::new(
+            self.store.clone(),
+            config.tokens.clone(),
+            clock.clone(),
+            Some(Arc::clone(&self.sync)),
+        );
+        let maintenance = tokio::spawn(maintenance::run(
+            lifecycle,
+            config.notify.expiry_reminders.clone(),
+            config.tokens.sweep_interval,
+            background.clone().cancelled_owned(),
+        ));
+        let notifier = match Notifier::new(&config.notify, self.store.clone(), clock.clone()) {
+            Ok(notifier) => Some(tokio::spawn(notifier.run(background.clone().cancelled_owned()))),
+            Err(error) => {
+                tracing::error!(%error, "notifications cannot be sent; they stay queued");
+                None
+            }
+        };
         if let Ok((proxy_addr, admin_addr)) = listeners.addresses() {
             tracing::info!(proxy = %proxy_addr, admin = %admin_addr, routes = config.routes.len(), "tokengate listening");
         }
@@ -81,6 +103,10 @@ impl Gateway {
         background.cancel();
         let _ = follower.await;
         let _ = flusher.await;
+        let _ = maintenance.await;
+        if let Some(notifier) = notifier {
+            let _ = notifier.await;
+        }
         admin_shutdown.cancel();
         let _ = admin.await;
         self.store.close().await;

@@ -34,6 +34,8 @@ pub mod config;
 pub mod duration;
 pub mod gateway;
 pub mod index;
+pub mod maintenance;
+pub mod notify;
 pub mod proxy;
 pub mod rate;
 pub mod server;

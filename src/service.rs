@@ -67,8 +67,18 @@ impl Actor {
         Actor { label: format!("cli:{}", os_user()), ip: None, user_agent: Some("cli".to_owned()) }
     }
 
+    /// An audit event by this actor. Creations, revocations and rotations are also notified to
+    /// the token's owner.
     fn event(&self, kind: &'static str, detail: serde_json::Value) -> NewEvent {
-        NewEvent { kind, actor: self.label.clone(), ip: self.ip.clone(), user_agent: self.user_agent.clone(), detail }
+        let notify = matches!(kind, "token.created" | "token.revoked" | "token.rotated");
+        NewEvent {
+            kind,
+            actor: self.label.clone(),
+            ip: self.ip.clone(),
+            user_agent: self.user_agent.clone(),
+            detail,
+            notify,
+        }
     }
 }
 
@@ -125,6 +135,17 @@ const DEFAULT_HANDOVER_WINDOW: Duration = Duration::from_secs(7 * 86_400);
 pub struct Revoked {
     pub token: TokenRecord,
     pub already: bool,
+}
+
+/// Audit-log filters as people write them.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub user: Option<String>,
+    pub token_id: Option<i64>,
+    pub kind: Option<String>,
+    pub since: Option<UnixTime>,
+    pub until: Option<UnixTime>,
+    pub limit: i64,
 }
 
 /// Token filters as people write them: by email rather than account id.
@@ -328,7 +349,8 @@ impl LifecycleService {
         );
         let mut created = created_detail(&new);
         created["rotated_from"] = json!(id);
-        let created_event = actor.event("token.created", created);
+        // One message for a rotation: the `token.rotated` one.
+        let created_event = NewEvent { notify: false, ..actor.event("token.created", created) };
         let (predecessor, successor) =
             self.store.rotate_token(id, &new, revoked_at, now, &rotated_event, &created_event).await?.ok_or_else(
                 || ServiceError::Conflict(format!("token {id} changed meanwhile; look at it and try again")),
@@ -433,6 +455,94 @@ impl LifecycleService {
         Ok(ids.len())
     }
 
+    // ---- periodic lifecycle work ----
+
+    /// Applies the inactivity policy: revokes live tokens unused for `tokens.revoke_unused_after`
+    /// (never used: created that long ago), reason `inactivity`. With `dry_run`, only lists them.
+    pub async fn sweep_inactive(&self, dry_run: bool, actor: &Actor) -> Result<Vec<TokenRecord>, ServiceError> {
+        let Some(unused_for) = self.policy.revoke_unused_after else {
+            return Err(ServiceError::Invalid(
+                "no inactivity policy is configured: set tokens.revoke_unused_after (for example \"180d\")".into(),
+            ));
+        };
+        let query = TokenQuery {
+            unused_for: Some(unused_for),
+            filter: TokenFilter { sort: "last_used".parse().unwrap_or_default(), ..TokenFilter::default() },
+            ..TokenQuery::default()
+        };
+        let candidates = self.list_tokens(query).await?;
+        if dry_run {
+            return Ok(candidates);
+        }
+        let mut revoked = Vec::with_capacity(candidates.len());
+        for token in candidates {
+            let last = token.last_used_at.unwrap_or(token.created_at);
+            let event = actor.event(
+                "token.revoked",
+                json!({
+                    "name": token.name,
+                    "prefix": token.prefix,
+                    "reason": RevokeReason::Inactivity.as_str(),
+                    "unused_since": to_rfc3339(last),
+                }),
+            );
+            let outcome =
+                self.store.revoke_token(token.id, &actor.label, RevokeReason::Inactivity, self.now(), &event).await?;
+            if let Some((token, true)) = outcome {
+                revoked.push(token);
+            }
+        }
+        self.apply_locally().await;
+        Ok(revoked)
+    }
+
+    pub fn has_inactivity_policy(&self) -> bool {
+        self.policy.revoke_unused_after.is_some()
+    }
+
+    /// Tells owners of tokens the inactivity policy will revoke within `tokens.warn_before`.
+    pub async fn warn_inactive(&self) -> Result<usize, ServiceError> {
+        let Some(unused_for) = self.policy.revoke_unused_after else { return Ok(0) };
+        let now = self.now();
+        let warn_after = unused_for.saturating_sub(self.policy.warn_before).as_secs() as i64;
+        Ok(self.store.warn_inactive(now - warn_after, unused_for.as_secs() as i64, now).await?.len())
+    }
+
+    /// Queues expiry reminders: for each token, one message per lead time it enters (a token
+    /// that has 20 hours left gets the 1-day reminder, once).
+    pub async fn queue_expiry_reminders(&self, leads: &[Duration]) -> Result<usize, ServiceError> {
+        let now = self.now();
+        let mut leads: Vec<i64> = leads.iter().map(|l| l.as_secs() as i64).filter(|l| *l > 0).collect();
+        leads.sort_unstable();
+        let mut queued = 0;
+        let mut reminded = std::collections::HashSet::new();
+        // Smallest lead first: a token inside several lead times gets only the nearest one.
+        for lead in leads {
+            for token in self.store.tokens_expiring_within(lead, now).await? {
+                if !reminded.insert(token.id) {
+                    continue;
+                }
+                let payload = json!({
+                    "kind": "token.expiring",
+                    "at": now,
+                    "actor": "gateway",
+                    "detail": {
+                        "name": token.name,
+                        "prefix": token.prefix,
+                        "expires_at": token.expires_at.map(to_rfc3339),
+                    },
+                });
+                let key = format!("expiry:{}:{lead}", token.id);
+                let inserted = self
+                    .store
+                    .enqueue_once(&key, "token.expiring", token.account_id, &token.user_email, token.id, &payload, now)
+                    .await?;
+                queued += usize::from(inserted);
+            }
+        }
+        Ok(queued)
+    }
+
     // ---- audit ----
 
     pub async fn events(
@@ -441,11 +551,25 @@ impl LifecycleService {
         token_id: Option<i64>,
         limit: i64,
     ) -> Result<Vec<EventRecord>, ServiceError> {
-        let account_id = match user {
+        let query = EventQuery { user: user.map(str::to_owned), token_id, limit, ..EventQuery::default() };
+        self.find_events(query).await
+    }
+
+    /// The audit log, filtered, newest first.
+    pub async fn find_events(&self, query: EventQuery) -> Result<Vec<EventRecord>, ServiceError> {
+        let account_id = match &query.user {
             Some(email) => Some(self.account(email).await?.id),
             None => None,
         };
-        Ok(self.store.list_events(&EventFilter { account_id, token_id, limit }).await?)
+        let filter = EventFilter {
+            account_id,
+            token_id: query.token_id,
+            kind: query.kind,
+            since: query.since,
+            until: query.until,
+            limit: query.limit,
+        };
+        Ok(self.store.list_events(&filter).await?)
     }
 }
 

@@ -9,6 +9,8 @@ mod accounts;
 mod changes;
 mod copy;
 mod events;
+mod maintenance;
+mod outbox;
 mod records;
 mod tokens;
 mod usage;
@@ -25,6 +27,7 @@ use crate::config::DatabaseUrl;
 
 pub use changes::ChangeListener;
 pub use copy::TableCounts;
+pub use outbox::OutboxMessage;
 pub use records::*;
 pub use tokens::{SortField, StatusFilter, TokenFilter, TokenSort};
 
@@ -165,10 +168,11 @@ macro_rules! append_change {
 }
 pub(crate) use append_change;
 
-/// Appends an audit event inside the transaction `$tx`.
+/// Appends an audit event inside the transaction `$tx`, and, when the event is one its owner
+/// is told about, the notification to the outbox: both commit or neither does.
 macro_rules! append_event {
-    ($tx:expr, $at:expr, $event:expr, $account_id:expr, $account_email:expr, $token_id:expr) => {
-        sqlx::query(
+    ($tx:expr, $at:expr, $event:expr, $account_id:expr, $account_email:expr, $token_id:expr) => {{
+        let inserted = sqlx::query(
             "INSERT INTO events (at, kind, actor, account_id, account, token_id, ip, user_agent, detail) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
@@ -182,10 +186,40 @@ macro_rules! append_event {
         .bind(&$event.user_agent)
         .bind($event.detail.to_string())
         .execute(&mut *$tx)
-        .await
-    };
+        .await;
+        match inserted {
+            Ok(_) if $event.notify => sqlx::query(
+                "INSERT INTO outbox (created_at, kind, account_id, recipient, token_id, payload, next_attempt_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $1)",
+            )
+            .bind($at)
+            .bind($event.kind)
+            .bind($account_id)
+            .bind($account_email)
+            .bind($token_id)
+            .bind($crate::store::notification_payload($at, &$event))
+            .execute(&mut *$tx)
+            .await
+            .map(drop),
+            Ok(_) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }};
 }
 pub(crate) use append_event;
+
+/// What a notification says, stored with it so it is sent as it was when the action happened.
+pub(crate) fn notification_payload(at: UnixTime, event: &NewEvent) -> String {
+    serde_json::json!({
+        "kind": event.kind,
+        "at": at,
+        "actor": event.actor,
+        "ip": event.ip,
+        "user_agent": event.user_agent,
+        "detail": event.detail,
+    })
+    .to_string()
+}
 
 /// The database behind the control path (and the index's source of truth).
 #[derive(Clone, Debug)]

@@ -4,7 +4,7 @@ use clap::Args;
 
 use super::CliError;
 use super::output::{or_dash, print_json, print_table};
-use crate::service::LifecycleService;
+use crate::service::{EventQuery, LifecycleService};
 use crate::view::EventView;
 
 #[derive(Debug, Args)]
@@ -15,6 +15,15 @@ pub struct EventsArgs {
     /// Only events about this token.
     #[arg(long)]
     token: Option<i64>,
+    /// Only this kind (`token.revoked`), or every kind under a prefix ending in `.` (`token.`).
+    #[arg(long)]
+    kind: Option<String>,
+    /// Only events at or after this time (RFC 3339).
+    #[arg(long, value_name = "T", value_parser = crate::clock::parse_rfc3339)]
+    since: Option<crate::clock::UnixTime>,
+    /// Only events before this time (RFC 3339).
+    #[arg(long, value_name = "T", value_parser = crate::clock::parse_rfc3339)]
+    until: Option<crate::clock::UnixTime>,
     /// At most this many, newest first.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..=100_000))]
     limit: i64,
@@ -23,7 +32,15 @@ pub struct EventsArgs {
 }
 
 pub async fn run(args: EventsArgs, service: &LifecycleService) -> Result<(), CliError> {
-    let events = service.events(args.user.as_deref(), args.token, args.limit).await?;
+    let query = EventQuery {
+        user: args.user,
+        token_id: args.token,
+        kind: args.kind,
+        since: args.since,
+        until: args.until,
+        limit: args.limit,
+    };
+    let events = service.find_events(query).await?;
     let views: Vec<EventView> = events.iter().map(EventView::new).collect();
     if args.json {
         return print_json(&views);

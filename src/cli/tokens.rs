@@ -45,6 +45,14 @@ pub enum TokenCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Apply the inactivity policy now: revoke tokens unused for tokens.revoke_unused_after.
+    Sweep {
+        /// Only list the tokens that would be revoked.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Revoke every live token of an account.
     RevokeAll {
         #[arg(long, value_name = "EMAIL")]
@@ -163,6 +171,18 @@ pub async fn run(command: TokenCommand, service: &LifecycleService) -> Result<()
             println!("{}", successor.secret.expose());
             Ok(())
         }
+        TokenCommand::Sweep { dry_run, json } => {
+            let tokens = service.sweep_inactive(dry_run, &actor).await?;
+            let now = service.now();
+            let views: Vec<TokenView> = tokens.iter().map(|t| TokenView::new(t, now)).collect();
+            if json {
+                return print_json(&views);
+            }
+            let verb = if dry_run { "would revoke" } else { "revoked" };
+            eprintln!("{verb} {} token(s) unused for the policy's period", views.len());
+            print_token_table(&views);
+            Ok(())
+        }
         TokenCommand::RevokeAll { user, json } => {
             let count = service.revoke_all_tokens(&user, &actor).await?;
             if json {
@@ -232,6 +252,11 @@ async fn list(args: ListArgs, service: &LifecycleService) -> Result<(), CliError
     if args.json {
         return print_json(&views);
     }
+    print_token_table(&views);
+    Ok(())
+}
+
+fn print_token_table(views: &[TokenView]) {
     let rows: Vec<Vec<String>> = views
         .iter()
         .map(|t| {
@@ -248,7 +273,6 @@ async fn list(args: ListArgs, service: &LifecycleService) -> Result<(), CliError
         })
         .collect();
     print_table(&["ID", "USER", "NAME", "PREFIX", "STATUS", "SCOPES", "EXPIRES", "LAST_USED"], &rows);
-    Ok(())
 }
 
 fn print_details(view: &TokenView) {

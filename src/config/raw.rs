@@ -16,6 +16,7 @@ pub struct RawConfig {
     pub usage: RawUsage,
     pub tokens: RawTokens,
     pub rate_limit: RawRateLimit,
+    pub notify: RawNotify,
     pub routes: Option<Vec<RawRoute>>,
 }
 
@@ -95,6 +96,10 @@ pub struct RawTokens {
     pub allow_never_expires: bool,
     pub scopes: Vec<String>,
     pub default_scopes: Vec<String>,
+    /// `None` or `"none"`: no inactivity policy.
+    pub revoke_unused_after: Option<String>,
+    pub warn_before: String,
+    pub sweep_interval: String,
 }
 
 impl Default for RawTokens {
@@ -105,6 +110,47 @@ impl Default for RawTokens {
             allow_never_expires: false,
             scopes: vec!["read".into(), "write".into()],
             default_scopes: vec!["read".into(), "write".into()],
+            revoke_unused_after: None,
+            warn_before: "7d".into(),
+            sweep_interval: "1h".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawNotify {
+    pub smtp_host: Option<String>,
+    pub smtp_port: Option<u16>,
+    pub smtp_tls: String,
+    pub smtp_username: Option<String>,
+    pub smtp_password: Option<String>,
+    pub smtp_password_file: Option<std::path::PathBuf>,
+    pub from: String,
+    pub webhook_url: Option<String>,
+    pub webhook_secret: Option<String>,
+    pub webhook_secret_file: Option<std::path::PathBuf>,
+    pub expiry_reminders: Vec<String>,
+    pub retry_base: String,
+    pub max_attempts: u32,
+}
+
+impl Default for RawNotify {
+    fn default() -> Self {
+        RawNotify {
+            smtp_host: None,
+            smtp_port: None,
+            smtp_tls: "starttls".into(),
+            smtp_username: None,
+            smtp_password: None,
+            smtp_password_file: None,
+            from: "tokengate <tokengate@localhost>".into(),
+            webhook_url: None,
+            webhook_secret: None,
+            webhook_secret_file: None,
+            expiry_reminders: vec!["14d".into(), "1d".into()],
+            retry_base: "30s".into(),
+            max_attempts: 12,
         }
     }
 }

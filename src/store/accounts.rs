@@ -121,7 +121,7 @@ impl Store {
             // on each, so a token's own history shows why it stopped (or resumed) working.
             if before.tokens_usable() != after.tokens_usable() {
                 let kind = if after.tokens_usable() { "token.unblocked" } else { "token.blocked" };
-                let token_event = NewEvent { kind, ..event.clone() };
+                let token_event = NewEvent { kind, notify: false, ..event.clone() };
                 let live: Vec<i64> = sqlx::query_scalar(
                     "SELECT id FROM tokens WHERE account_id = $1 AND (revoked_at IS NULL OR revoked_at > $2) \
                      AND (expires_at IS NULL OR expires_at > $2) ORDER BY id",

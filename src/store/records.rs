@@ -198,6 +198,8 @@ pub struct NewEvent {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub detail: serde_json::Value,
+    /// Also tell the account's owner (through the notification outbox).
+    pub notify: bool,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -219,6 +221,10 @@ pub struct EventRecord {
 pub struct EventFilter {
     pub account_id: Option<i64>,
     pub token_id: Option<i64>,
+    /// Exact kind (`token.revoked`), or a prefix ending in `.` (`token.`).
+    pub kind: Option<String>,
+    pub since: Option<UnixTime>,
+    pub until: Option<UnixTime>,
     pub limit: i64,
 }
 

@@ -7,7 +7,7 @@ use super::{
 use crate::clock::UnixTime;
 
 /// Every token column, joined with the owner's email and the flags that make it blocked.
-const TOKEN_SELECT: &str = "SELECT t.id, t.account_id, a.email AS user_email, t.name, t.description, t.prefix, \
+pub(super) const TOKEN_SELECT: &str = "SELECT t.id, t.account_id, a.email AS user_email, t.name, t.description, t.prefix, \
      t.scopes, t.rate_limit, t.created_at, t.created_by, t.expires_at, t.revoked_at, t.revoked_by, \
      t.revoke_reason, t.rotated_from, t.rotated_to, t.last_used_at, t.last_used_method, t.last_used_path, \
      t.last_used_ip, t.refused_count, t.refused_last_at, t.refused_last_ip, t.refused_last_method, \
