@@ -40,7 +40,7 @@ pub fn render(message: &OutboxMessage) -> Rendered {
     let text_of = |value: &Value| value.as_str().map(str::to_owned);
     let name = text_of(&detail["name"]).unwrap_or_else(|| "(unnamed)".into());
     let prefix = text_of(&detail["prefix"]).unwrap_or_default();
-    let token = format!("\"{name}\" ({prefix}…)");
+    let token = format!("\"{name}\" ({prefix})");
     let subject = match message.kind.as_str() {
         "token.created" => format!("New API token {token}"),
         "token.revoked" => format!("API token {token} revoked"),

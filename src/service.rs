@@ -12,8 +12,8 @@ use crate::config::TokenPolicy;
 use crate::duration::format_duration;
 use crate::rate::Rate;
 use crate::store::{
-    AccountChanges, AccountRecord, AccountSummary, EventFilter, EventRecord, NewAccount, NewEvent, NewToken,
-    RevokeReason, Store, StoreError, TokenFilter, TokenRecord, TokenStatus,
+    AccountChanges, AccountRecord, AccountSummary, EventFilter, EventRecord, KeyedNotification, NewAccount, NewEvent,
+    NewToken, RevokeReason, Store, StoreError, TokenFilter, TokenRecord, TokenStatus,
 };
 use crate::sync::IndexSync;
 use crate::token::Secret;
@@ -533,10 +533,15 @@ impl LifecycleService {
                     },
                 });
                 let key = format!("expiry:{}:{lead}", token.id);
-                let inserted = self
-                    .store
-                    .enqueue_once(&key, "token.expiring", token.account_id, &token.user_email, token.id, &payload, now)
-                    .await?;
+                let reminder = KeyedNotification {
+                    dedupe_key: &key,
+                    kind: "token.expiring",
+                    account_id: token.account_id,
+                    recipient: &token.user_email,
+                    token_id: token.id,
+                    payload: &payload,
+                };
+                let inserted = self.store.enqueue_once(&reminder, now).await?;
                 queued += usize::from(inserted);
             }
         }

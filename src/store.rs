@@ -27,7 +27,7 @@ use crate::config::DatabaseUrl;
 
 pub use changes::ChangeListener;
 pub use copy::TableCounts;
-pub use outbox::OutboxMessage;
+pub use outbox::{KeyedNotification, OutboxMessage};
 pub use records::*;
 pub use tokens::{SortField, StatusFilter, TokenFilter, TokenSort};
 

@@ -10,6 +10,16 @@ use crate::clock::UnixTime;
 /// that died mid-send).
 const CLAIM_LEASE: i64 = 120;
 
+/// A notification queued at most once per `dedupe_key`.
+pub struct KeyedNotification<'a> {
+    pub dedupe_key: &'a str,
+    pub kind: &'a str,
+    pub account_id: i64,
+    pub recipient: &'a str,
+    pub token_id: i64,
+    pub payload: &'a serde_json::Value,
+}
+
 /// A message to deliver.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct OutboxMessage {
@@ -27,16 +37,8 @@ pub struct OutboxMessage {
 
 impl Store {
     /// Queues a message unless one with the same `dedupe_key` was ever queued (reminders).
-    pub async fn enqueue_once(
-        &self,
-        dedupe_key: &str,
-        kind: &str,
-        account_id: i64,
-        recipient: &str,
-        token_id: i64,
-        payload: &serde_json::Value,
-        now: UnixTime,
-    ) -> Result<bool, StoreError> {
+    pub async fn enqueue_once(&self, message: &KeyedNotification<'_>, now: UnixTime) -> Result<bool, StoreError> {
+        let KeyedNotification { dedupe_key, kind, account_id, recipient, token_id, payload } = message;
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let inserted = sqlx::query(
