@@ -321,12 +321,51 @@ impl Config {
         out += &format!("[usage]\nflush_interval = \"{}\"\n\n", format_duration(self.usage.flush_interval));
         let t = &self.tokens;
         out += &format!(
-            "[tokens]\ndefault_lifetime = \"{}\"\nmax_lifetime = \"{}\"\nallow_never_expires = {}\nscopes = {:?}\ndefault_scopes = {:?}\n\n",
+            "[tokens]\ndefault_lifetime = \"{}\"\nmax_lifetime = \"{}\"\nallow_never_expires = {}\nscopes = {:?}\ndefault_scopes = {:?}\n\
+             revoke_unused_after = \"{}\"\nwarn_before = \"{}\"\nsweep_interval = \"{}\"\n\n",
             format_duration(t.default_lifetime),
             format_duration(t.max_lifetime),
             t.allow_never_expires,
             t.scopes,
-            t.default_scopes
+            t.default_scopes,
+            t.revoke_unused_after.map_or_else(|| "none".to_owned(), format_duration),
+            format_duration(t.warn_before),
+            format_duration(t.sweep_interval)
+        );
+        let n = &self.notify;
+        out += "[notify]\n";
+        if let Some(smtp) = &n.smtp {
+            let tls = match smtp.tls {
+                SmtpTls::StartTls => "starttls",
+                SmtpTls::Tls => "tls",
+                SmtpTls::None => "none",
+            };
+            out += &format!(
+                "smtp_host = {:?}\nsmtp_port = {}\nsmtp_tls = \"{tls}\"\nsmtp_username = {:?}\nsmtp_password = {}\nfrom = {:?}\n",
+                smtp.host,
+                smtp.port,
+                smtp.username.as_deref().unwrap_or(""),
+                if smtp.password.is_some() { "\"****\"" } else { "\"\"" },
+                smtp.from
+            );
+        }
+        if let Some(webhook) = &n.webhook {
+            out += &format!(
+                "webhook_url = {:?}\nwebhook_secret = {}\n",
+                webhook.url,
+                if webhook.secret.is_some() { "\"****\"" } else { "\"\"" }
+            );
+        }
+        if n.smtp.is_none() && n.webhook.is_none() {
+            out += "# no smtp_host or webhook_url: notifications are logged\n";
+        }
+        let reminders: Vec<String> =
+            n.expiry_reminders.iter().map(|d| format!("\"{}\"", format_duration(*d))).collect();
+        out += &format!(
+            "expiry_reminders = [{}]\nretry_base = \"{}\"\nmax_attempts = {}\n\n",
+            reminders.join(", "),
+            format_duration(n.retry_base),
+            n.max_attempts
         );
         let rate = |r: &Option<Rate>| r.map_or_else(|| "\"none\"".to_owned(), |r| format!("\"{r}\""));
         out += &format!(

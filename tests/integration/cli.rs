@@ -682,3 +682,48 @@ fn check_config_reports_migrations_without_applying_them() {
     let run = setup.ok(&["check-config", "--database", &empty_url]);
     assert!(run.stderr.contains("up to date"), "{run:?}");
 }
+
+#[test]
+fn token_rotate_mints_a_linked_successor_and_the_audit_log_filters_by_kind() {
+    let setup = Setup::new();
+    setup.add_user("ann@example.com");
+    let old = setup.create_token("ann@example.com", "deploy");
+    let old_id = old["id"].as_i64().unwrap().to_string();
+
+    let new = setup.ok(&["token", "rotate", &old_id, "--grace", "1h", "--json"]).json();
+    assert!(new["token"].as_str().unwrap().starts_with("tg_"));
+    assert_eq!(new["name"], "deploy");
+    assert_eq!(new["rotated_from"], old["id"]);
+    let shown = setup.ok(&["token", "show", &old_id, "--json"]).json();
+    assert_eq!(shown["rotated_to"], new["id"]);
+    assert_eq!(shown["revoke_reason"], "rotation");
+    assert_eq!(shown["status"], "active", "still inside its grace");
+    assert!(shown["revoked_at"].is_string(), "the scheduled revocation is shown");
+    assert!(shown.get("token").is_none());
+    // Rotating it again is refused; rotating the successor works, without a grace (now).
+    setup.run(&["token", "rotate", &old_id]).error(1);
+    let newest = setup.ok(&["token", "rotate", &new["id"].as_i64().unwrap().to_string()]);
+    assert!(newest.stdout.trim().starts_with("tg_"), "the secret alone on stdout: {newest:?}");
+    let middle = setup.ok(&["token", "show", &new["id"].as_i64().unwrap().to_string(), "--json"]).json();
+    assert_eq!(middle["status"], "revoked");
+
+    let rotated = setup.events(&["--kind", "token.rotated"]);
+    assert_eq!(rotated.len(), 2);
+    assert!(rotated.iter().all(|e| e["kind"] == "token.rotated"));
+    let token_events = setup.events(&["--kind", "token."]);
+    assert!(token_events.len() >= 5 && token_events.iter().all(|e| e["kind"].as_str().unwrap().starts_with("token.")));
+    assert!(setup.events(&["--since", "2999-01-01"]).is_empty());
+    assert!(!setup.events(&["--until", "2999-01-01"]).is_empty());
+}
+
+#[test]
+fn token_sweep_needs_a_policy_and_lists_with_dry_run() {
+    let setup = Setup::new();
+    setup.add_user("ann@example.com");
+    setup.create_token("ann@example.com", "fresh");
+    let refused = setup.run(&["token", "sweep"]);
+    assert!(refused.error(2).contains("revoke_unused_after"), "{refused:?}");
+    let env = [("TOKENGATE_TOKENS__REVOKE_UNUSED_AFTER", "30d")];
+    let dry = run_with(Some(&setup.config), &["token", "sweep", "--dry-run", "--json"], &env);
+    assert_eq!(dry.json().as_array().unwrap().len(), 0, "a token minted now is not inactive");
+}

@@ -132,6 +132,38 @@ async fn exercise(url: &str) {
     let never = list(TokenFilter { never_used: true, ..Default::default() }, vec!["ann@example.com"]).await.unwrap();
     assert!(!never.iter().any(|t| t.id == short_again));
 
+    // Every time range. Tokens so far: created at START (ci, short, 50%, ci/bob) and START+120.
+    let ids = |tokens: Vec<tokengate::store::TokenRecord>| tokens.iter().map(|t| t.id).collect::<Vec<_>>();
+    let all_status = TokenFilter { status: StatusFilter::All, ..Default::default() };
+    let created_late = TokenFilter { created_after: Some(START + 60), ..all_status.clone() };
+    let late = ids(list(created_late, vec![]).await.unwrap());
+    assert!(late.contains(&short_again) && !late.contains(&short), "{late:?}");
+    let created_early = TokenFilter { created_before: Some(START + 60), ..all_status.clone() };
+    assert!(!ids(list(created_early, vec![]).await.unwrap()).contains(&short_again));
+    let used_late = TokenFilter { used_after: Some(START + 450), ..all_status.clone() };
+    assert_eq!(ids(list(used_late, vec![]).await.unwrap()), [short_again]);
+    let used_early = TokenFilter { used_before: Some(START + 450), ..all_status.clone() };
+    assert!(ids(list(used_early, vec![]).await.unwrap()).is_empty());
+    let expiring = TokenFilter { expires_before: Some(START + 3600), ..all_status.clone() };
+    assert_eq!(ids(list(expiring, vec![]).await.unwrap()), [short], "only the one-minute token");
+    let lasting = TokenFilter { expires_after: Some(START + 3600), ..all_status.clone() };
+    assert!(!ids(list(lasting, vec![]).await.unwrap()).contains(&short));
+    // Unused for a while: never used and created before, or last used before.
+    clock.advance(1000);
+    let unused = TokenQuery {
+        users: vec!["ann@example.com".into()],
+        unused_for: Some(Duration::from_secs(600)),
+        filter: TokenFilter::default(),
+    };
+    let unused = ids(svc.list_tokens(unused).await.unwrap());
+    assert!(unused.contains(&short_again), "last used 620 s ago: {unused:?}");
+    let recently = TokenQuery {
+        users: vec!["ann@example.com".into()],
+        unused_for: Some(Duration::from_secs(700)),
+        filter: TokenFilter::default(),
+    };
+    assert!(!ids(svc.list_tokens(recently).await.unwrap()).contains(&short_again));
+
     // Revoke-all, audit events and the change log.
     assert_eq!(svc.revoke_all_tokens("ann@example.com", &actor).await.unwrap(), 3);
     assert!(list(TokenFilter::default(), vec!["ann@example.com"]).await.unwrap().is_empty());
