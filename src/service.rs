@@ -137,15 +137,11 @@ pub struct Revoked {
     pub already: bool,
 }
 
-/// Audit-log filters as people write them.
+/// Audit-log filters as people write them: by email rather than account id.
 #[derive(Debug, Clone, Default)]
 pub struct EventQuery {
     pub user: Option<String>,
-    pub token_id: Option<i64>,
-    pub kind: Option<String>,
-    pub since: Option<UnixTime>,
-    pub until: Option<UnixTime>,
-    pub limit: i64,
+    pub filter: EventFilter,
 }
 
 /// Token filters as people write them: by email rather than account id.
@@ -556,24 +552,16 @@ impl LifecycleService {
         token_id: Option<i64>,
         limit: i64,
     ) -> Result<Vec<EventRecord>, ServiceError> {
-        let query = EventQuery { user: user.map(str::to_owned), token_id, limit, ..EventQuery::default() };
-        self.find_events(query).await
+        let filter = EventFilter { token_id, limit, ..EventFilter::default() };
+        self.find_events(EventQuery { user: user.map(str::to_owned), filter }).await
     }
 
     /// The audit log, filtered, newest first.
     pub async fn find_events(&self, query: EventQuery) -> Result<Vec<EventRecord>, ServiceError> {
-        let account_id = match &query.user {
-            Some(email) => Some(self.account(email).await?.id),
-            None => None,
-        };
-        let filter = EventFilter {
-            account_id,
-            token_id: query.token_id,
-            kind: query.kind,
-            since: query.since,
-            until: query.until,
-            limit: query.limit,
-        };
+        let mut filter = query.filter;
+        if let Some(email) = &query.user {
+            filter.account_id = Some(self.account(email).await?.id);
+        }
         Ok(self.store.list_events(&filter).await?)
     }
 }

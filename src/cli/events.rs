@@ -5,6 +5,7 @@ use clap::Args;
 use super::CliError;
 use super::output::{or_dash, print_json, print_table};
 use crate::service::{EventQuery, LifecycleService};
+use crate::store::EventFilter;
 use crate::view::EventView;
 
 #[derive(Debug, Args)]
@@ -32,14 +33,15 @@ pub struct EventsArgs {
 }
 
 pub async fn run(args: EventsArgs, service: &LifecycleService) -> Result<(), CliError> {
-    let query = EventQuery {
-        user: args.user,
+    let filter = EventFilter {
         token_id: args.token,
         kind: args.kind,
         since: args.since,
         until: args.until,
         limit: args.limit,
+        ..EventFilter::default()
     };
+    let query = EventQuery { user: args.user, filter };
     let events = service.find_events(query).await?;
     let views: Vec<EventView> = events.iter().map(EventView::new).collect();
     if args.json {

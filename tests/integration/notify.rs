@@ -64,6 +64,12 @@ async fn creation_and_revocation_are_emailed_with_time_ip_and_user_agent() {
         assert!(mail.data.contains(expected), "{expected} missing from:\n{}", mail.data);
     }
     assert!(!mail.data.contains(created.secret.expose()), "the secret is never mailed");
+    // The audit row has the same who, where from and with what.
+    let events = gw.service.events(None, Some(created.token.id), 10).await.unwrap();
+    let event = events.iter().find(|e| e.kind == "token.created").unwrap();
+    assert_eq!(event.actor, "admin@example.com");
+    assert_eq!(event.ip.as_deref(), Some("203.0.113.9"));
+    assert_eq!(event.user_agent.as_deref(), Some("Mozilla/5.0 (tokengate test)"));
 
     gw.service.revoke_token(created.token.id, &admin()).await.unwrap();
     let mail = sink.wait_for("about the revocation", |m| m.subject().contains("revoked")).await;
