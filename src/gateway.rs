@@ -14,6 +14,7 @@ use crate::index::TokenIndex;
 use crate::maintenance;
 use crate::notify::Notifier;
 use crate::proxy::Proxy;
+use crate::ratelimit::RateLimits;
 use crate::server::serve_proxy;
 use crate::service::LifecycleService;
 use crate::store::{Store, StoreError};
@@ -58,7 +59,14 @@ impl Gateway {
     /// Serves until `shutdown` is cancelled: stops accepting, drains open requests, stops the
     /// sync, writes the last-use records, closes the database.
     pub async fn serve(self, config: &Config, listeners: Listeners, clock: Clock, shutdown: CancellationToken) {
-        let proxy = Arc::new(Proxy::new(config, Arc::clone(self.sync.index()), Arc::clone(&self.usage), clock.clone()));
+        let limits = Arc::new(RateLimits::new(&config.rate_limit));
+        let proxy = Arc::new(Proxy::new(
+            config,
+            Arc::clone(self.sync.index()),
+            Arc::clone(&self.usage),
+            Arc::clone(&limits),
+            clock.clone(),
+        ));
         let background = CancellationToken::new();
         let follower =
             tokio::spawn(Arc::clone(&self.sync).follow(config.sync.interval, background.clone().cancelled_owned()));
@@ -67,6 +75,7 @@ impl Gateway {
             config.usage.flush_interval,
             background.clone().cancelled_owned(),
         ));
+        let housekeeping = tokio::spawn(limits.run_housekeeping(background.clone().cancelled_owned()));
         let lifecycle = LifecycleService::new(
             self.store.clone(),
             config.tokens.clone(),
@@ -104,6 +113,7 @@ impl Gateway {
         let _ = follower.await;
         let _ = flusher.await;
         let _ = maintenance.await;
+        let _ = housekeeping.await;
         if let Some(notifier) = notifier {
             let _ = notifier.await;
         }

@@ -38,6 +38,7 @@ pub mod maintenance;
 pub mod notify;
 pub mod proxy;
 pub mod rate;
+pub mod ratelimit;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -26,6 +26,7 @@ use ipnet::IpNet;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::index::TokenIndex;
+use crate::ratelimit::{LimitHeaders, RateLimits, TokenVerdict};
 use crate::usage::{Refusal, UsageRecorder};
 use authenticate::{Identity, authenticate};
 use forward::{Caller, ForwardError, UpstreamClient, X_AUTH_TOKEN_EXPIRES};
@@ -53,19 +54,27 @@ pub struct Proxy {
     usage: Arc<UsageRecorder>,
     clock: Clock,
     client: UpstreamClient,
+    limits: Arc<RateLimits>,
     challenge: HeaderValue,
     trusted_proxies: Vec<IpNet>,
     upstream_timeout: Duration,
 }
 
 impl Proxy {
-    pub fn new(config: &Config, index: Arc<TokenIndex>, usage: Arc<UsageRecorder>, clock: Clock) -> Self {
+    pub fn new(
+        config: &Config,
+        index: Arc<TokenIndex>,
+        usage: Arc<UsageRecorder>,
+        limits: Arc<RateLimits>,
+        clock: Clock,
+    ) -> Self {
         Proxy {
             router: Router::new(&config.routes),
             index,
             usage,
             clock,
             client: forward::upstream_client(config.proxy.connect_timeout),
+            limits,
             challenge: reject::challenge(&config.proxy.realm),
             trusted_proxies: config.proxy.trusted_proxies.clone(),
             upstream_timeout: config.proxy.upstream_timeout,
@@ -93,6 +102,11 @@ impl Proxy {
         let identity = if route.public {
             None
         } else {
+            // An address that failed too often waits, whatever it presents now.
+            if let Some(retry_after) = self.limits.address_blocked(client_ip) {
+                tracing::info!(client = %client_ip, retry_after, "request refused: too many failed authentications");
+                return reject::too_many_requests(retry_after, None);
+            }
             let now = self.clock.now();
             match authenticate(&self.index, request.headers(), now) {
                 Ok(identity) => Some(identity),
@@ -110,17 +124,30 @@ impl Proxy {
                             user_agent: request.headers().get(USER_AGENT).and_then(|v| v.to_str().ok()),
                         });
                     }
+                    if let Some(retry_after) = self.limits.record_failed_auth(client_ip) {
+                        tracing::warn!(client = %client_ip, retry_after, "too many failed authentications; address blocked");
+                        return reject::too_many_requests(retry_after, None);
+                    }
                     return reject::unauthorized(&self.challenge);
                 }
             }
         };
 
+        let mut limit_headers = None;
         if let Some(identity) = &identity {
             if let Some(scope) = route.require.for_method(request.method())
                 && !identity.token.has_scope(scope)
             {
                 tracing::info!(token_id = identity.token.id, scope, client = %client_ip, "request refused: missing scope");
                 return reject::missing_scope(scope);
+            }
+            match self.limits.check_token(identity.token.id, identity.token.rate_limit) {
+                TokenVerdict::Limited { retry_after, headers } => {
+                    tracing::info!(token_id = identity.token.id, retry_after, "request refused: rate limited");
+                    return reject::too_many_requests(retry_after, Some(&headers));
+                }
+                TokenVerdict::Allowed(headers) => limit_headers = Some(headers),
+                TokenVerdict::Unlimited => {}
             }
             let now = self.clock.now();
             self.usage.record(identity.token.id, now, request.method(), path, client_ip);
@@ -134,7 +161,7 @@ impl Proxy {
             return reject::bad_path();
         };
         match forward::send(&self.client, upstream_request, self.upstream_timeout).await {
-            Ok(response) => respond(response, identity.as_ref()),
+            Ok(response) => respond(response, identity.as_ref(), limit_headers.as_ref()),
             Err(ForwardError::Unreachable(error)) => {
                 tracing::warn!(upstream = %route.upstream, %error, "upstream unreachable");
                 reject::bad_gateway()
@@ -160,10 +187,17 @@ impl Proxy {
 }
 
 /// The upstream's response as the client gets it: its body streamed, the token's expiry added.
-fn respond(response: Response<Incoming>, identity: Option<&Identity>) -> Response<ProxyBody> {
+fn respond(
+    response: Response<Incoming>,
+    identity: Option<&Identity>,
+    limit: Option<&LimitHeaders>,
+) -> Response<ProxyBody> {
     let mut response = response.map(Either::Left);
     if let Some(expires) = identity.and_then(|i| i.token.headers.expires.clone()) {
         response.headers_mut().insert(&X_AUTH_TOKEN_EXPIRES, expires);
+    }
+    if let Some(limit) = limit {
+        limit.apply(response.headers_mut());
     }
     response
 }

@@ -442,6 +442,29 @@ impl LifecycleService {
         Ok(Revoked { token, already: !changed })
     }
 
+    /// Changes a token's own rate limit (`None`: back to the default). A running gateway
+    /// applies it on the token's next request.
+    pub async fn set_rate_limit(
+        &self,
+        id: i64,
+        rate: Option<Rate>,
+        actor: &Actor,
+    ) -> Result<TokenRecord, ServiceError> {
+        let current = self.token(id).await?;
+        let rate_limit = rate.map(|r| r.to_string());
+        let event = actor.event(
+            "token.limit_changed",
+            json!({"name": current.name, "prefix": current.prefix, "from": current.rate_limit, "to": rate_limit}),
+        );
+        let token = self
+            .store
+            .set_rate_limit(id, rate_limit.as_deref(), self.now(), &event)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("no token with id {id}")))?;
+        self.apply_locally().await;
+        Ok(token)
+    }
+
     /// Revokes every live token of an account; returns how many.
     pub async fn revoke_all_tokens(&self, email: &str, actor: &Actor) -> Result<usize, ServiceError> {
         let account = self.account(email).await?;

@@ -45,6 +45,16 @@ pub enum TokenCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Change a token's own rate limit (`none`: back to the default); running gateways apply it
+    /// on the next request.
+    SetLimit {
+        id: i64,
+        /// A rate such as 100/min or 20/s burst 40, or `none`.
+        #[arg(value_name = "RATE|none", value_parser = parse_limit)]
+        rate: LimitArg,
+        #[arg(long)]
+        json: bool,
+    },
     /// Apply the inactivity policy now: revoke tokens unused for tokens.revoke_unused_after.
     Sweep {
         /// Only list the tokens that would be revoked.
@@ -60,6 +70,17 @@ pub enum TokenCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// A rate, or `none`.
+#[derive(Debug, Clone, Copy)]
+pub struct LimitArg(Option<Rate>);
+
+fn parse_limit(text: &str) -> Result<LimitArg, String> {
+    match text.trim() {
+        "none" | "off" => Ok(LimitArg(None)),
+        other => other.parse::<Rate>().map(|rate| LimitArg(Some(rate))),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -169,6 +190,15 @@ pub async fn run(command: TokenCommand, service: &LifecycleService) -> Result<()
             eprintln!("the old token stops working at {until}{handover}");
             eprintln!("copy the new token now: it will not be shown again");
             println!("{}", successor.secret.expose());
+            Ok(())
+        }
+        TokenCommand::SetLimit { id, rate, json } => {
+            let token = service.set_rate_limit(id, rate.0, &actor).await?;
+            if json {
+                return print_json(&TokenView::new(&token, service.now()));
+            }
+            let limit = token.rate_limit.as_deref().unwrap_or("none (the default applies)");
+            eprintln!("token {id} ({}): rate limit {limit}", token.name);
             Ok(())
         }
         TokenCommand::Sweep { dry_run, json } => {

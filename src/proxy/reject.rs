@@ -1,11 +1,12 @@
 //! The gateway's own responses: small JSON bodies, the same for every reason of one status.
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use http_body_util::{Either, Full};
 
 use super::ProxyBody;
+use crate::ratelimit::LimitHeaders;
 
 static JSON: HeaderValue = HeaderValue::from_static("application/json");
 
@@ -38,6 +39,20 @@ pub fn missing_scope(scope: &str) -> Response<ProxyBody> {
     let mut response = Response::new(Either::Right(Full::new(Bytes::from(body.to_string()))));
     *response.status_mut() = StatusCode::FORBIDDEN;
     response.headers_mut().insert(CONTENT_TYPE, JSON.clone());
+    response
+}
+
+/// 429: over the token's rate limit, or too many failed authentications from this address.
+pub fn too_many_requests(retry_after: u64, limit: Option<&LimitHeaders>) -> Response<ProxyBody> {
+    let mut response = json_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        r#"{"error":{"code":"rate_limited","message":"too many requests; retry after the number of seconds in Retry-After"}}"#,
+    );
+    let headers = response.headers_mut();
+    headers.insert(RETRY_AFTER, HeaderValue::from(retry_after));
+    if let Some(limit) = limit {
+        limit.apply(headers);
+    }
     response
 }
 

@@ -390,6 +390,34 @@ impl Store {
         })
     }
 
+    /// Sets (or clears) a token's own rate limit; `None` when there is no such token.
+    pub async fn set_rate_limit(
+        &self,
+        id: i64,
+        rate_limit: Option<&str>,
+        now: UnixTime,
+        event: &NewEvent,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        let select = format!("{TOKEN_SELECT} WHERE t.id = $1");
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let changed = sqlx::query("UPDATE tokens SET rate_limit = $1 WHERE id = $2")
+                .bind(rate_limit)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if changed == 0 {
+                return Ok(None);
+            }
+            let token = sqlx::query_as::<_, TokenRecord>(sqlx::AssertSqlSafe(select)).bind(id).fetch_one(&mut *tx).await?;
+            append_event!(tx, now, event, token.account_id, &token.user_email, Some(id))?;
+            append_change!(tx, now, token.account_id, Some(id))?;
+            tx.commit().await?;
+            Ok(Some(token))
+        })
+    }
+
     /// Revokes every live token of the account, one audit event each; returns their ids.
     pub async fn revoke_all_tokens(
         &self,

@@ -17,6 +17,7 @@ mod notify;
 mod postgres;
 mod process;
 mod proxy;
+mod ratelimit;
 mod smtp;
 mod store;
 mod support;

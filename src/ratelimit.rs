@@ -1,0 +1,251 @@
+//! Rate limits on the data path, with governor's GCRA: each token's own rate (else the
+//! configured default), and failed authentications per client address.
+//!
+//! A token's bucket is created on its first request and replaced when its rate changes (the
+//! index carries the rate, so `token set-limit` applies on the next request). An address that
+//! exceeds `rate_limit.failed_auth` gets 429 for everything — even valid credentials — until
+//! its bucket has room again, which makes guessing slow. Idle state is dropped by
+//! [`RateLimits::forget_idle`], so a flood of distinct tokens or addresses leaves bounded memory.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use governor::clock::{Clock as _, DefaultClock, QuantaInstant, Reference as _};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use http::HeaderValue;
+
+use crate::config::RateLimitConfig;
+use crate::rate::Rate;
+
+type TokenLimiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
+
+/// The GCRA parameters of a rate: one request every `period / count`, bursts of `burst_size`.
+fn quota(rate: Rate) -> Quota {
+    let burst = NonZeroU32::new(rate.burst_size()).unwrap_or(NonZeroU32::MIN);
+    let interval = (rate.period / rate.count.max(1)).max(Duration::from_nanos(1));
+    Quota::with_period(interval).unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN)).allow_burst(burst)
+}
+
+/// One token's bucket.
+struct TokenBucket {
+    rate: Rate,
+    limiter: TokenLimiter,
+    /// `RateLimit-Policy`, built once.
+    policy: HeaderValue,
+    /// When this bucket was last used, in seconds since the limiter started.
+    last_seen: AtomicU64,
+}
+
+/// The IETF draft headers of a rate-limited token, sent on every response of that token.
+#[derive(Debug, Clone)]
+pub struct LimitHeaders {
+    /// `RateLimit-Policy: "token";q=LIMIT;w=WINDOW`
+    pub policy: HeaderValue,
+    /// `RateLimit: "token";r=REMAINING;t=RESET`
+    pub state: HeaderValue,
+}
+
+static RATELIMIT_POLICY: http::HeaderName = http::HeaderName::from_static("ratelimit-policy");
+static RATELIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit");
+
+impl LimitHeaders {
+    pub fn apply(&self, headers: &mut http::HeaderMap) {
+        headers.insert(&RATELIMIT_POLICY, self.policy.clone());
+        headers.insert(&RATELIMIT, self.state.clone());
+    }
+}
+
+/// The verdict on one request of a token.
+#[derive(Debug)]
+pub enum TokenVerdict {
+    /// The token has no limit (none of its own, no default).
+    Unlimited,
+    Allowed(LimitHeaders),
+    /// Over the limit: 429 with `Retry-After` in whole seconds (rounded up).
+    Limited {
+        retry_after: u64,
+        headers: LimitHeaders,
+    },
+}
+
+/// Every limiter of one gateway process.
+pub struct RateLimits {
+    default: Option<Rate>,
+    tokens: DashMap<i64, Arc<TokenBucket>>,
+    failed_auth: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Addresses past their failed-authentication limit, and until when.
+    blocked: DashMap<IpAddr, QuantaInstant>,
+    clock: DefaultClock,
+    started: Instant,
+}
+
+fn seconds_up(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+}
+
+impl RateLimits {
+    pub fn new(config: &RateLimitConfig) -> Self {
+        RateLimits {
+            default: config.default,
+            tokens: DashMap::new(),
+            failed_auth: config.failed_auth.map(|rate| RateLimiter::dashmap(quota(rate))),
+            blocked: DashMap::new(),
+            clock: DefaultClock::default(),
+            started: Instant::now(),
+        }
+    }
+
+    fn bucket(&self, token_id: i64, rate: Rate) -> Arc<TokenBucket> {
+        if let Some(bucket) = self.tokens.get(&token_id).filter(|b| b.rate == rate) {
+            return Arc::clone(&bucket);
+        }
+        let policy = format!("\"token\";q={};w={}", rate.count, rate.period.as_secs());
+        let bucket = Arc::new(TokenBucket {
+            rate,
+            limiter: RateLimiter::direct(quota(rate)).with_middleware::<StateInformationMiddleware>(),
+            policy: HeaderValue::from_str(&policy).unwrap_or_else(|_| HeaderValue::from_static("\"token\"")),
+            last_seen: AtomicU64::new(0),
+        });
+        self.tokens.insert(token_id, Arc::clone(&bucket));
+        bucket
+    }
+
+    /// Takes one request from the token's bucket: its own rate, else the default.
+    pub fn check_token(&self, token_id: i64, own: Option<Rate>) -> TokenVerdict {
+        let Some(rate) = own.or(self.default) else { return TokenVerdict::Unlimited };
+        let bucket = self.bucket(token_id, rate);
+        bucket.last_seen.store(self.started.elapsed().as_secs(), Ordering::Relaxed);
+        let interval = rate.period / rate.count.max(1);
+        match bucket.limiter.check() {
+            Ok(snapshot) => {
+                let remaining = snapshot.remaining_burst_capacity();
+                let reset = seconds_up(interval * rate.burst_size().saturating_sub(remaining));
+                let state = HeaderValue::from_str(&format!("\"token\";r={remaining};t={reset}"))
+                    .unwrap_or_else(|_| HeaderValue::from_static("\"token\""));
+                TokenVerdict::Allowed(LimitHeaders { policy: bucket.policy.clone(), state })
+            }
+            Err(not_until) => {
+                let retry_after = seconds_up(not_until.wait_time_from(self.clock.now())).max(1);
+                let state = HeaderValue::from_str(&format!("\"token\";r=0;t={retry_after}"))
+                    .unwrap_or_else(|_| HeaderValue::from_static("\"token\""));
+                TokenVerdict::Limited { retry_after, headers: LimitHeaders { policy: bucket.policy.clone(), state } }
+            }
+        }
+    }
+
+    /// When the address is past its failed-authentication limit: the seconds until it may try
+    /// again.
+    pub fn address_blocked(&self, ip: IpAddr) -> Option<u64> {
+        let until = *self.blocked.get(&ip)?;
+        let now = self.clock.now();
+        if until > now {
+            Some(seconds_up(until.duration_since(now).into()).max(1))
+        } else {
+            self.blocked.remove_if(&ip, |_, until| *until <= now);
+            None
+        }
+    }
+
+    /// Counts a failed authentication from `ip`. Returns the seconds to wait when this one
+    /// crossed the limit (the address is then blocked until its bucket has room).
+    pub fn record_failed_auth(&self, ip: IpAddr) -> Option<u64> {
+        let limiter = self.failed_auth.as_ref()?;
+        match limiter.check_key(&ip) {
+            Ok(()) => None,
+            Err(not_until) => {
+                let until = not_until.earliest_possible();
+                self.blocked.insert(ip, until);
+                Some(seconds_up(not_until.wait_time_from(self.clock.now())).max(1))
+            }
+        }
+    }
+
+    /// Drops state nobody has used for `idle` (buckets refill completely well within that,
+    /// so nothing is forgiven that time would not have forgiven anyway), and expired blocks.
+    pub fn forget_idle(&self, idle: Duration) {
+        let now_s = self.started.elapsed().as_secs();
+        self.tokens.retain(|_, bucket| {
+            let refill = seconds_up(bucket.rate.period / bucket.rate.count.max(1) * bucket.rate.burst_size());
+            now_s.saturating_sub(bucket.last_seen.load(Ordering::Relaxed)) < idle.as_secs().max(refill)
+        });
+        self.tokens.shrink_to_fit();
+        if let Some(limiter) = &self.failed_auth {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+        let now = self.clock.now();
+        self.blocked.retain(|_, until| *until > now);
+        self.blocked.shrink_to_fit();
+    }
+
+    /// How many tokens and addresses have state (for metrics and the memory bench).
+    pub fn tracked(&self) -> (usize, usize) {
+        (self.tokens.len(), self.failed_auth.as_ref().map_or(0, |l| l.len()) + self.blocked.len())
+    }
+
+    /// Runs [`RateLimits::forget_idle`] every minute until `shutdown`.
+    pub async fn run_housekeeping(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(Duration::from_secs(60)) => self.forget_idle(Duration::from_secs(600)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(default: Option<&str>, failed: Option<&str>) -> RateLimits {
+        RateLimits::new(&RateLimitConfig {
+            default: default.map(|r| r.parse().unwrap()),
+            failed_auth: failed.map(|r| r.parse().unwrap()),
+        })
+    }
+
+    #[test]
+    fn a_token_gets_its_burst_then_429_with_headers() {
+        let limits = limits(Some("3/min"), None);
+        for remaining in [2, 1, 0] {
+            let TokenVerdict::Allowed(headers) = limits.check_token(1, None) else { panic!("allowed") };
+            assert_eq!(headers.policy, "\"token\";q=3;w=60");
+            assert!(headers.state.to_str().unwrap().starts_with(&format!("\"token\";r={remaining};t=")));
+        }
+        let TokenVerdict::Limited { retry_after, headers } = limits.check_token(1, None) else { panic!("limited") };
+        assert!((19..=20).contains(&retry_after), "one request every 20 s: {retry_after}");
+        assert_eq!(headers.state, format!("\"token\";r=0;t={retry_after}").as_str());
+        assert!(matches!(limits.check_token(2, None), TokenVerdict::Allowed(_)), "buckets are per token");
+    }
+
+    #[test]
+    fn a_tokens_own_rate_wins_and_a_change_takes_effect() {
+        let limits = limits(None, None);
+        assert!(matches!(limits.check_token(1, None), TokenVerdict::Unlimited));
+        let one: Rate = "1/h".parse().unwrap();
+        assert!(matches!(limits.check_token(1, Some(one)), TokenVerdict::Allowed(_)));
+        assert!(matches!(limits.check_token(1, Some(one)), TokenVerdict::Limited { .. }));
+        let more: Rate = "100/s".parse().unwrap();
+        assert!(matches!(limits.check_token(1, Some(more)), TokenVerdict::Allowed(_)), "a new rate, a new bucket");
+    }
+
+    #[test]
+    fn failed_authentications_block_the_address() {
+        let limits = limits(None, Some("2/min"));
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(limits.record_failed_auth(ip), None);
+        assert_eq!(limits.record_failed_auth(ip), None);
+        assert!(limits.address_blocked(ip).is_none());
+        assert!(limits.record_failed_auth(ip).is_some());
+        assert!(limits.address_blocked(ip).is_some());
+        assert!(limits.address_blocked("192.0.2.2".parse().unwrap()).is_none());
+    }
+}

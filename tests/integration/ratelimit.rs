@@ -1,0 +1,142 @@
+//! Rate limits through a real gateway: a token's allowance then 429 with the IETF headers,
+//! recovery, isolation between tokens, live limit changes, and failed-authentication
+//! throttling by client address (not evaded by a spoofed X-Forwarded-For, honoured behind a
+//! trusted proxy).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use tokengate::clock::Clock;
+use tokengate::service::Actor;
+
+use crate::support::TestGateway;
+
+const ANN: &str = "ann@example.com";
+
+fn client_from(address: &str) -> reqwest::Client {
+    let ip: IpAddr = address.parse().unwrap();
+    reqwest::Client::builder().no_proxy().local_address(ip).build().unwrap()
+}
+
+async fn get(client: &reqwest::Client, gw: &TestGateway, email: &str, secret: &str) -> reqwest::Response {
+    client.get(gw.url("/x")).basic_auth(email, Some(secret)).send().await.unwrap()
+}
+
+async fn spawn(env: &[(&str, &str)]) -> TestGateway {
+    TestGateway::spawn_with("", env, Clock::System).await
+}
+
+#[tokio::test]
+async fn a_token_gets_its_allowance_then_429_with_retry_after_and_ratelimit_headers() {
+    let gw = spawn(&[("TOKENGATE_RATE_LIMIT__DEFAULT", "3/min")]).await;
+    gw.account(ANN).await;
+    let (_, secret) = gw.token(ANN, "ci", &[]).await;
+    let (_, other) = gw.token(ANN, "other", &[]).await;
+    let client = client_from("127.0.0.1");
+    for remaining in [2, 1, 0] {
+        let response = get(&client, &gw, ANN, &secret).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["ratelimit-policy"], "\"token\";q=3;w=60");
+        let state = response.headers()["ratelimit"].to_str().unwrap().to_owned();
+        assert!(state.starts_with(&format!("\"token\";r={remaining};t=")), "{state}");
+    }
+    let limited = get(&client, &gw, ANN, &secret).await;
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=20).contains(&retry_after), "{retry_after}");
+    assert_eq!(limited.headers()["ratelimit"], format!("\"token\";r=0;t={retry_after}").as_str());
+    assert!(limited.headers().get("x-echo").is_none(), "the upstream is not called");
+    assert_eq!(get(&client, &gw, ANN, &other).await.status(), StatusCode::OK, "limits are per token");
+}
+
+#[tokio::test]
+async fn a_limited_token_recovers_as_its_bucket_refills() {
+    let gw = spawn(&[]).await;
+    gw.account(ANN).await;
+    let (id, secret) = gw.token(ANN, "fast", &[]).await;
+    gw.service.set_rate_limit(id, Some("2/s".parse().unwrap()), &Actor::cli()).await.unwrap();
+    let client = client_from("127.0.0.1");
+    assert_eq!(get(&client, &gw, ANN, &secret).await.status(), StatusCode::OK);
+    assert_eq!(get(&client, &gw, ANN, &secret).await.status(), StatusCode::OK);
+    assert_eq!(get(&client, &gw, ANN, &secret).await.status(), StatusCode::TOO_MANY_REQUESTS);
+    tokio::time::sleep(Duration::from_millis(550)).await;
+    assert_eq!(get(&client, &gw, ANN, &secret).await.status(), StatusCode::OK, "one request every 500 ms");
+}
+
+#[tokio::test]
+async fn a_limit_change_applies_on_the_next_request_and_401s_never_count() {
+    let gw = spawn(&[]).await;
+    gw.account(ANN).await;
+    let (id, secret) = gw.token(ANN, "ci", &[]).await;
+    let client = client_from("127.0.0.1");
+    let unlimited = get(&client, &gw, ANN, &secret).await;
+    assert!(unlimited.headers().get("ratelimit").is_none(), "no limit, no headers");
+
+    let token = gw.service.set_rate_limit(id, Some("2/h".parse().unwrap()), &Actor::cli()).await.unwrap();
+    assert_eq!(token.rate_limit.as_deref(), Some("2/h"));
+    // Failed authentications with this token (the wrong email) do not use its quota.
+    for _ in 0..3 {
+        assert_eq!(get(&client, &gw, "bob@example.com", &secret).await.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(get(&client, &gw, ANN, &secret).await.status(), StatusCode::OK);
+    assert_eq!(get(&client, &gw, ANN, &secret).await.status(), StatusCode::OK);
+    assert_eq!(get(&client, &gw, ANN, &secret).await.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    gw.service.set_rate_limit(id, None, &Actor::cli()).await.unwrap();
+    assert_eq!(get(&client, &gw, ANN, &secret).await.status(), StatusCode::OK, "back to no limit at once");
+    let kinds: Vec<String> = gw.service.events(None, Some(id), 10).await.unwrap().into_iter().map(|e| e.kind).collect();
+    assert_eq!(kinds.iter().filter(|k| *k == "token.limit_changed").count(), 2);
+}
+
+#[tokio::test]
+async fn too_many_failed_authentications_block_the_address_but_not_others() {
+    let gw = spawn(&[("TOKENGATE_RATE_LIMIT__FAILED_AUTH", "3/min")]).await;
+    gw.account(ANN).await;
+    let (_, secret) = gw.token(ANN, "ci", &[]).await;
+    let guesser = client_from("127.0.0.1");
+    for _ in 0..3 {
+        assert_eq!(get(&guesser, &gw, ANN, "tg_guess").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    let over = get(&guesser, &gw, ANN, "tg_guess").await;
+    assert_eq!(over.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(over.headers().contains_key("retry-after"));
+    assert_eq!(
+        get(&guesser, &gw, ANN, &secret).await.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "even with a valid token"
+    );
+    // A spoofed X-Forwarded-For does not make a new address.
+    let spoofed = guesser
+        .get(gw.url("/x"))
+        .basic_auth(ANN, Some(&secret))
+        .header("X-Forwarded-For", "198.51.100.99")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(spoofed.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Another address is unaffected.
+    assert_eq!(get(&client_from("127.0.0.2"), &gw, ANN, &secret).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_is_throttled_on_its_own() {
+    let gw = spawn(&[
+        ("TOKENGATE_RATE_LIMIT__FAILED_AUTH", "2/min"),
+        ("TOKENGATE_PROXY__TRUSTED_PROXIES", "[\"127.0.0.1/32\"]"),
+    ])
+    .await;
+    gw.account(ANN).await;
+    let (_, secret) = gw.token(ANN, "ci", &[]).await;
+    let proxy = client_from("127.0.0.1");
+    let via = |forwarded: &'static str, secret: String| {
+        let request = proxy.get(gw.url("/x")).basic_auth(ANN, Some(secret)).header("X-Forwarded-For", forwarded);
+        async move { request.send().await.unwrap().status() }
+    };
+    for _ in 0..2 {
+        assert_eq!(via("198.51.100.1", "tg_guess".into()).await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(via("198.51.100.1", "tg_guess".into()).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(via("198.51.100.1", secret.clone()).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(via("198.51.100.2", secret).await, StatusCode::OK, "another client behind the same proxy");
+}
