@@ -199,6 +199,19 @@ fn bench_parts(c: &mut Criterion) {
         b.iter(|| read_credentials(black_box(&headers), &mut CredentialBuffer::new()).is_ok())
     });
     group.bench_function("check_format", |b| b.iter(|| check_format(black_box(secret.expose()))));
+    // The per-token limiter step (governor GCRA, a generous limit so every check is allowed).
+    let limits = tokengate::ratelimit::RateLimits::new(&tokengate::config::RateLimitConfig {
+        default: Some("1000000/s".parse().unwrap()),
+        failed_auth: None,
+        redis: None,
+    });
+    let mut token_id = 0i64;
+    group.bench_function("rate_limit_check", |b| {
+        b.iter(|| {
+            token_id = (token_id + 1) % 1000;
+            matches!(limits.check_token(black_box(token_id), None), tokengate::ratelimit::TokenVerdict::Allowed(_))
+        })
+    });
     group.bench_function("canonical_path_plain", |b| {
         b.iter(|| canonical_path(black_box("/api/v4/projects/42/repository/files")).is_ok())
     });

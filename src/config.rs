@@ -221,6 +221,17 @@ pub struct NotifyConfig {
 pub struct RateLimitConfig {
     pub default: Option<Rate>,
     pub failed_auth: Option<Rate>,
+    /// Token limits shared by every gateway through Redis (`None`: each gateway limits alone).
+    pub redis: Option<RedisLimits>,
+}
+
+/// `[rate_limit] backend = "redis"`.
+#[derive(Clone, Debug)]
+pub struct RedisLimits {
+    /// May carry a password: use [`DatabaseUrl`]'s masking.
+    pub url: DatabaseUrl,
+    /// Past this, a request is limited locally instead (and Redis retried a second later).
+    pub timeout: Duration,
 }
 
 /// One `[[routes]]` entry, validated.
@@ -373,6 +384,16 @@ impl Config {
             rate(&self.rate_limit.default),
             rate(&self.rate_limit.failed_auth)
         );
+        match &self.rate_limit.redis {
+            Some(redis) => {
+                out += &format!(
+                    "backend = \"redis\"\nredis_url = {:?}\nredis_timeout = \"{}\"\n",
+                    redis.url.masked(),
+                    format_duration(redis.timeout)
+                )
+            }
+            None => out += "backend = \"local\"\n",
+        }
         for route in &self.routes {
             let mut require: Vec<String> =
                 route.require.by_method.iter().map(|(m, s)| format!("{} = {s:?}", m.as_str())).collect();
@@ -536,6 +557,35 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         rate_limit: RateLimitConfig {
             default: rate("rate_limit.default", &raw.rate_limit.default)?,
             failed_auth: rate("rate_limit.failed_auth", &raw.rate_limit.failed_auth)?,
+            redis: match raw.rate_limit.backend.as_str() {
+                "local" => None,
+                "redis" => {
+                    let url = match (raw.rate_limit.redis_url, raw.rate_limit.redis_url_file) {
+                        (Some(_), Some(_)) => {
+                            return Err(invalid(
+                                "rate_limit.redis_url",
+                                "give either redis_url or redis_url_file".into(),
+                            ));
+                        }
+                        (Some(url), None) => url,
+                        (None, Some(file)) => read_secret_file("rate_limit.redis_url_file", &file)?,
+                        (None, None) => {
+                            return Err(invalid("rate_limit.redis_url", "backend = \"redis\" needs redis_url".into()));
+                        }
+                    };
+                    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                        return Err(invalid("rate_limit.redis_url", "expected redis://HOST:PORT".into()));
+                    }
+                    let timeout = positive(
+                        duration("rate_limit.redis_timeout", &raw.rate_limit.redis_timeout)?,
+                        "rate_limit.redis_timeout",
+                    )?;
+                    Some(RedisLimits { url: DatabaseUrl::new(url), timeout })
+                }
+                other => {
+                    return Err(invalid("rate_limit.backend", format!("{other:?} is neither \"local\" nor \"redis\"")));
+                }
+            },
         },
         notify,
         routes,

@@ -46,6 +46,7 @@ pub struct Gateway {
     pub store: Store,
     pub sync: Arc<IndexSync>,
     pub usage: Arc<UsageRecorder>,
+    pub limits: Arc<RateLimits>,
 }
 
 impl Gateway {
@@ -53,13 +54,14 @@ impl Gateway {
     pub async fn start(config: &Config) -> Result<Gateway, StoreError> {
         let store = Store::open(&config.database.url).await?;
         let sync = IndexSync::load(store.clone(), Arc::new(TokenIndex::new())).await?;
-        Ok(Gateway { store, sync, usage: Arc::new(UsageRecorder::new()) })
+        let limits = Arc::new(RateLimits::new(&config.rate_limit));
+        Ok(Gateway { store, sync, usage: Arc::new(UsageRecorder::new()), limits })
     }
 
     /// Serves until `shutdown` is cancelled: stops accepting, drains open requests, stops the
     /// sync, writes the last-use records, closes the database.
     pub async fn serve(self, config: &Config, listeners: Listeners, clock: Clock, shutdown: CancellationToken) {
-        let limits = Arc::new(RateLimits::new(&config.rate_limit));
+        let limits = Arc::clone(&self.limits);
         let proxy = Arc::new(Proxy::new(
             config,
             Arc::clone(self.sync.index()),
@@ -75,7 +77,11 @@ impl Gateway {
             config.usage.flush_interval,
             background.clone().cancelled_owned(),
         ));
-        let housekeeping = tokio::spawn(limits.run_housekeeping(background.clone().cancelled_owned()));
+        let housekeeping = tokio::spawn(Arc::clone(&limits).run_housekeeping(background.clone().cancelled_owned()));
+        let connect_limits = {
+            let (limits, config) = (Arc::clone(&limits), config.rate_limit.clone());
+            tokio::spawn(async move { limits.connect_shared(&config).await })
+        };
         let lifecycle = LifecycleService::new(
             self.store.clone(),
             config.tokens.clone(),
@@ -114,6 +120,7 @@ impl Gateway {
         let _ = flusher.await;
         let _ = maintenance.await;
         let _ = housekeeping.await;
+        connect_limits.abort();
         if let Some(notifier) = notifier {
             let _ = notifier.await;
         }

@@ -141,7 +141,7 @@ impl Proxy {
                 tracing::info!(token_id = identity.token.id, scope, client = %client_ip, "request refused: missing scope");
                 return reject::missing_scope(scope);
             }
-            match self.limits.check_token(identity.token.id, identity.token.rate_limit) {
+            match self.limits.admit_token(identity.token.id, identity.token.rate_limit).await {
                 TokenVerdict::Limited { retry_after, headers } => {
                     tracing::info!(token_id = identity.token.id, retry_after, "request refused: rate limited");
                     return reject::too_many_requests(retry_after, Some(&headers));

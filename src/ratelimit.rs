@@ -23,6 +23,9 @@ use http::HeaderValue;
 use crate::config::RateLimitConfig;
 use crate::rate::Rate;
 
+mod shared;
+pub use shared::{SharedLimiter, SharedOutcome};
+
 type TokenLimiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
 
 /// The GCRA parameters of a rate: one request every `period / count`, bursts of `burst_size`.
@@ -77,12 +80,26 @@ pub enum TokenVerdict {
 /// Every limiter of one gateway process.
 pub struct RateLimits {
     default: Option<Rate>,
+    /// Fleet-wide token limits, when `rate_limit.backend = "redis"`.
+    shared: Option<SharedLimiter>,
     tokens: DashMap<i64, Arc<TokenBucket>>,
     failed_auth: Option<DefaultKeyedRateLimiter<IpAddr>>,
     /// Addresses past their failed-authentication limit, and until when.
     blocked: DashMap<IpAddr, QuantaInstant>,
     clock: DefaultClock,
     started: Instant,
+}
+
+/// `RateLimit-Policy: "token";q=LIMIT;w=WINDOW_S`
+fn policy_header(rate: Rate) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"token\";q={};w={}", rate.count, rate.period.as_secs()))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"token\""))
+}
+
+/// `RateLimit: "token";r=REMAINING;t=RESET_S`
+fn state_header(remaining: u32, reset: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"token\";r={remaining};t={reset}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"token\""))
 }
 
 fn seconds_up(duration: Duration) -> u64 {
@@ -93,6 +110,7 @@ impl RateLimits {
     pub fn new(config: &RateLimitConfig) -> Self {
         RateLimits {
             default: config.default,
+            shared: config.redis.as_ref().map(SharedLimiter::new),
             tokens: DashMap::new(),
             failed_auth: config.failed_auth.map(|rate| RateLimiter::dashmap(quota(rate))),
             blocked: DashMap::new(),
@@ -105,18 +123,51 @@ impl RateLimits {
         if let Some(bucket) = self.tokens.get(&token_id).filter(|b| b.rate == rate) {
             return Arc::clone(&bucket);
         }
-        let policy = format!("\"token\";q={};w={}", rate.count, rate.period.as_secs());
         let bucket = Arc::new(TokenBucket {
             rate,
             limiter: RateLimiter::direct(quota(rate)).with_middleware::<StateInformationMiddleware>(),
-            policy: HeaderValue::from_str(&policy).unwrap_or_else(|_| HeaderValue::from_static("\"token\"")),
+            policy: policy_header(rate),
             last_seen: AtomicU64::new(0),
         });
         self.tokens.insert(token_id, Arc::clone(&bucket));
         bucket
     }
 
-    /// Takes one request from the token's bucket: its own rate, else the default.
+    /// Connects the shared limiter (if configured), retrying in the background until it can.
+    pub async fn connect_shared(&self, config: &RateLimitConfig) {
+        if let (Some(shared), Some(redis)) = (&self.shared, &config.redis) {
+            shared.connect(redis).await;
+        }
+    }
+
+    /// Whether token limits are currently shared through Redis (`None`: not configured).
+    pub fn shared_healthy(&self) -> Option<bool> {
+        self.shared.as_ref().map(SharedLimiter::healthy)
+    }
+
+    /// Takes one request from the token's bucket: fleet-wide through Redis when configured and
+    /// answering, else this process's own.
+    pub async fn admit_token(&self, token_id: i64, own: Option<Rate>) -> TokenVerdict {
+        let Some(rate) = own.or(self.default) else { return TokenVerdict::Unlimited };
+        if let Some(shared) = &self.shared
+            && let Some(outcome) = shared.step(token_id, rate).await
+        {
+            let policy = policy_header(rate);
+            return if outcome.allowed {
+                let state = state_header(outcome.remaining, seconds_up(outcome.reset));
+                TokenVerdict::Allowed(LimitHeaders { policy, state })
+            } else {
+                let retry_after = seconds_up(outcome.retry_after).max(1);
+                TokenVerdict::Limited {
+                    retry_after,
+                    headers: LimitHeaders { policy, state: state_header(0, retry_after) },
+                }
+            };
+        }
+        self.check_token(token_id, own)
+    }
+
+    /// Takes one request from the token's bucket in this process: its own rate, else the default.
     pub fn check_token(&self, token_id: i64, own: Option<Rate>) -> TokenVerdict {
         let Some(rate) = own.or(self.default) else { return TokenVerdict::Unlimited };
         let bucket = self.bucket(token_id, rate);
@@ -126,15 +177,15 @@ impl RateLimits {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
                 let reset = seconds_up(interval * rate.burst_size().saturating_sub(remaining));
-                let state = HeaderValue::from_str(&format!("\"token\";r={remaining};t={reset}"))
-                    .unwrap_or_else(|_| HeaderValue::from_static("\"token\""));
-                TokenVerdict::Allowed(LimitHeaders { policy: bucket.policy.clone(), state })
+                TokenVerdict::Allowed(LimitHeaders {
+                    policy: bucket.policy.clone(),
+                    state: state_header(remaining, reset),
+                })
             }
             Err(not_until) => {
                 let retry_after = seconds_up(not_until.wait_time_from(self.clock.now())).max(1);
-                let state = HeaderValue::from_str(&format!("\"token\";r=0;t={retry_after}"))
-                    .unwrap_or_else(|_| HeaderValue::from_static("\"token\""));
-                TokenVerdict::Limited { retry_after, headers: LimitHeaders { policy: bucket.policy.clone(), state } }
+                let headers = LimitHeaders { policy: bucket.policy.clone(), state: state_header(0, retry_after) };
+                TokenVerdict::Limited { retry_after, headers }
             }
         }
     }
@@ -209,6 +260,7 @@ mod tests {
         RateLimits::new(&RateLimitConfig {
             default: default.map(|r| r.parse().unwrap()),
             failed_auth: failed.map(|r| r.parse().unwrap()),
+            redis: None,
         })
     }
 

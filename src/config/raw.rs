@@ -161,11 +161,22 @@ pub struct RawRateLimit {
     /// `None` or `"none"`: tokens without their own limit are not limited.
     pub default: Option<String>,
     pub failed_auth: Option<String>,
+    pub backend: String,
+    pub redis_url: Option<String>,
+    pub redis_url_file: Option<std::path::PathBuf>,
+    pub redis_timeout: String,
 }
 
 impl Default for RawRateLimit {
     fn default() -> Self {
-        RawRateLimit { default: None, failed_auth: Some("30/min".into()) }
+        RawRateLimit {
+            default: None,
+            failed_auth: Some("30/min".into()),
+            backend: "local".into(),
+            redis_url: None,
+            redis_url_file: None,
+            redis_timeout: "100ms".into(),
+        }
     }
 }
 

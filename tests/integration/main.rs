@@ -18,6 +18,7 @@ mod postgres;
 mod process;
 mod proxy;
 mod ratelimit;
+mod redis;
 mod smtp;
 mod store;
 mod support;

@@ -140,3 +140,57 @@ async fn behind_a_trusted_proxy_each_forwarded_client_is_throttled_on_its_own() 
     assert_eq!(via("198.51.100.1", secret.clone()).await, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(via("198.51.100.2", secret).await, StatusCode::OK, "another client behind the same proxy");
 }
+
+/// Waits until the gateway's limiter has connected to Redis.
+async fn until_shared(gw: &TestGateway) {
+    let started = std::time::Instant::now();
+    while gw.limits_shared() != Some(true) {
+        assert!(started.elapsed() < Duration::from_secs(10), "never connected to Redis");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gateways_sharing_redis_enforce_one_combined_limit_and_fall_back_locally_without_it() {
+    let Some(redis) = crate::redis::RedisServer::start() else { return };
+    let url = redis.url();
+    let env = [("TOKENGATE_RATE_LIMIT__BACKEND", "redis"), ("TOKENGATE_RATE_LIMIT__REDIS_URL", url.as_str())];
+    let one = spawn(&env).await;
+    one.account(ANN).await;
+    let (id, secret) = one.token(ANN, "fleet", &[]).await;
+    one.service.set_rate_limit(id, Some("4/min".parse().unwrap()), &Actor::cli()).await.unwrap();
+    let db = one.config.database.url.expose().to_owned();
+    let mut shared_db = env.to_vec();
+    shared_db.push(("TOKENGATE_DATABASE__URL", db.as_str()));
+    let two = spawn(&shared_db).await;
+    until_shared(&one).await;
+    until_shared(&two).await;
+    // The second gateway knows the token (and its limit) through the change log.
+    let client = client_from("127.0.0.1");
+    let started = std::time::Instant::now();
+    while get(&client, &two, ANN, &secret).await.status() != StatusCode::OK {
+        assert!(started.elapsed() < Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // One request already used on `two`; three more anywhere fill the shared bucket of four.
+    assert_eq!(get(&client, &one, ANN, &secret).await.status(), StatusCode::OK);
+    assert_eq!(get(&client, &two, ANN, &secret).await.status(), StatusCode::OK);
+    let last = get(&client, &one, ANN, &secret).await;
+    assert_eq!(last.status(), StatusCode::OK);
+    assert_eq!(last.headers()["ratelimit"].to_str().unwrap().split(';').nth(1), Some("r=0"));
+    assert_eq!(get(&client, &two, ANN, &secret).await.status(), StatusCode::TOO_MANY_REQUESTS, "one limit for both");
+    assert_eq!(get(&client, &one, ANN, &secret).await.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    // Redis stops: each gateway limits on its own, never failing and never unlimited.
+    drop(redis);
+    let (_, fresh) = one.token(ANN, "during-outage", &[]).await;
+    let token_id = one.service.list_tokens(Default::default()).await.unwrap()[0].id;
+    one.service.set_rate_limit(token_id, Some("2/min".parse().unwrap()), &Actor::cli()).await.unwrap();
+    let statuses = [
+        get(&client, &one, ANN, &fresh).await.status(),
+        get(&client, &one, ANN, &fresh).await.status(),
+        get(&client, &one, ANN, &fresh).await.status(),
+    ];
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::OK, StatusCode::TOO_MANY_REQUESTS], "limited locally");
+    assert_eq!(one.limits_shared(), Some(false), "the fallback is visible");
+}

@@ -107,6 +107,7 @@ pub struct TestGateway {
     pub admin: SocketAddr,
     pub service: LifecycleService,
     pub sync: std::sync::Arc<tokengate::sync::IndexSync>,
+    pub limits: std::sync::Arc<tokengate::ratelimit::RateLimits>,
     pub config: Config,
     pub upstream: Upstream,
     pub dir: TempDir,
@@ -138,17 +139,23 @@ impl TestGateway {
             Some(gateway.sync.clone()),
         );
         let sync = gateway.sync.clone();
+        let limits = gateway.limits.clone();
         let shutdown = CancellationToken::new();
         let task = {
             let config = config.clone();
             let shutdown = shutdown.clone();
             tokio::spawn(async move { gateway.serve(&config, listeners, clock, shutdown).await })
         };
-        TestGateway { proxy, admin, service, sync, config, upstream, dir, shutdown, task }
+        TestGateway { proxy, admin, service, sync, limits, config, upstream, dir, shutdown, task }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.proxy)
+    }
+
+    /// Whether token limits are shared through Redis right now (`None`: not configured).
+    pub fn limits_shared(&self) -> Option<bool> {
+        self.limits.shared_healthy()
     }
 
     pub fn store(&self) -> &Store {
