@@ -43,25 +43,30 @@ async fn main() {
         redis: None,
     };
     let limits = RateLimits::new(&config);
+    let flood = |offset: u32| {
+        for i in offset..offset + FLOOD {
+            let ip = IpAddr::V4(Ipv4Addr::from(0x0A00_0000 + i));
+            limits.record_failed_auth(ip);
+            limits.check_token(i64::from(i), None);
+        }
+    };
     let before = rss_mib();
-    for i in 0..FLOOD {
-        let ip = IpAddr::V4(Ipv4Addr::from(0x0A00_0000 + i));
-        limits.record_failed_auth(ip);
-        limits.check_token(i64::from(i), None);
+    println!("limiter state for floods of {FLOOD} distinct addresses and {FLOOD} distinct tokens:");
+    for round in 0..3 {
+        flood(round * FLOOD);
+        let flooded = rss_mib();
+        let (tokens, addresses) = limits.tracked();
+        // Idle state is dropped once its bucket would have refilled (here within 1 s).
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        limits.forget_idle(Duration::ZERO);
+        let (tokens_after, addresses_after) = limits.tracked();
+        println!(
+            "  flood {}: RSS {before:.1} -> {flooded:.1} MiB ({tokens} tokens, {addresses} addresses tracked); \
+             after dropping idle state: {:.1} MiB ({tokens_after} tokens, {addresses_after} addresses)",
+            round + 1,
+            rss_mib()
+        );
     }
-    let flooded = rss_mib();
-    let (tokens, addresses) = limits.tracked();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    limits.forget_idle(Duration::ZERO);
-    let (tokens_after, addresses_after) = limits.tracked();
-    let after = rss_mib();
-    println!("limiter state for {FLOOD} addresses and {FLOOD} tokens:");
-    println!(
-        "  RSS {before:.1} MiB -> {flooded:.1} MiB after the flood ({tokens} tokens, {addresses} addresses tracked)"
-    );
-    println!(
-        "  -> {after:.1} MiB after dropping idle state ({tokens_after} tokens, {addresses_after} addresses tracked)"
-    );
 
     let local = RateLimits::new(&RateLimitConfig {
         default: Some("1000000/s".parse().unwrap()),
