@@ -13,11 +13,13 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::ratelimit::RateLimits;
 use crate::sync::IndexSync;
 
 /// What the health endpoints report.
 pub struct Health {
     sync: Arc<IndexSync>,
+    limits: Arc<RateLimits>,
     /// Past this long without a successful read of the change log, the gateway is not ready.
     max_lag: Duration,
     /// Cleared when draining at shutdown.
@@ -25,8 +27,8 @@ pub struct Health {
 }
 
 impl Health {
-    pub fn new(sync: Arc<IndexSync>, max_lag: Duration) -> Self {
-        Health { sync, max_lag, serving: AtomicBool::new(true) }
+    pub fn new(sync: Arc<IndexSync>, limits: Arc<RateLimits>, max_lag: Duration) -> Self {
+        Health { sync, limits, max_lag, serving: AtomicBool::new(true) }
     }
 
     pub fn set_draining(&self) {
@@ -45,6 +47,12 @@ impl Health {
             "index_tokens": self.sync.index().token_count(),
             "sync_lag_seconds": lag.as_secs_f64(),
             "max_lag_seconds": self.max_lag.as_secs_f64(),
+            // "local", "redis", or "local (redis unavailable)": limiting goes on either way.
+            "rate_limits": match self.limits.shared_healthy() {
+                None => "local",
+                Some(true) => "redis",
+                Some(false) => "local (redis unavailable)",
+            },
         });
         (serving && fresh, report)
     }

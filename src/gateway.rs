@@ -104,7 +104,7 @@ impl Gateway {
         if let Ok((proxy_addr, admin_addr)) = listeners.addresses() {
             tracing::info!(proxy = %proxy_addr, admin = %admin_addr, routes = config.routes.len(), "tokengate listening");
         }
-        let health = Arc::new(Health::new(Arc::clone(&self.sync), config.sync.max_lag));
+        let health = Arc::new(Health::new(Arc::clone(&self.sync), Arc::clone(&self.limits), config.sync.max_lag));
         // The admin listener outlives the drain, so `/readyz` can say "draining" meanwhile.
         let admin_shutdown = CancellationToken::new();
         let admin = tokio::spawn(serve_admin(listeners.admin, Arc::clone(&health), admin_shutdown.clone()));

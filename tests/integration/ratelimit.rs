@@ -153,7 +153,7 @@ async fn until_shared(gw: &TestGateway) {
 #[tokio::test(flavor = "multi_thread")]
 async fn gateways_sharing_redis_enforce_one_combined_limit_and_fall_back_locally_without_it() {
     let Some(redis) = crate::redis::RedisServer::start() else { return };
-    let url = redis.url();
+    let (url, redis_addr) = (redis.url(), redis.addr);
     let env = [("TOKENGATE_RATE_LIMIT__BACKEND", "redis"), ("TOKENGATE_RATE_LIMIT__REDIS_URL", url.as_str())];
     let one = spawn(&env).await;
     one.account(ANN).await;
@@ -193,4 +193,19 @@ async fn gateways_sharing_redis_enforce_one_combined_limit_and_fall_back_locally
     ];
     assert_eq!(statuses, [StatusCode::OK, StatusCode::OK, StatusCode::TOO_MANY_REQUESTS], "limited locally");
     assert_eq!(one.limits_shared(), Some(false), "the fallback is visible");
+    let ready: serde_json::Value = serde_json::from_str(
+        &client.get(format!("http://{}/readyz", one.admin)).send().await.unwrap().text().await.unwrap(),
+    )
+    .unwrap();
+    assert_eq!(ready["rate_limits"], "local (redis unavailable)");
+
+    // Redis is back: the gateway returns to it by itself.
+    let _redis = crate::redis::RedisServer::start_on(redis_addr).unwrap();
+    let started = std::time::Instant::now();
+    while one.limits_shared() != Some(true) {
+        assert!(started.elapsed() < Duration::from_secs(15), "never returned to Redis");
+        let status = get(&client, &one, ANN, &secret).await.status();
+        assert!(status == StatusCode::OK || status == StatusCode::TOO_MANY_REQUESTS, "{status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
