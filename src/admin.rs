@@ -1,4 +1,6 @@
-//! The admin listener: health and readiness now; the JSON API, metrics and web page build on it.
+//! The admin listener: health and readiness, and the JSON API (`admin/api.rs`).
+
+pub mod api;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,11 +60,12 @@ impl Health {
     }
 }
 
-pub fn router(health: Arc<Health>) -> Router {
-    Router::new()
+pub fn router(health: Arc<Health>, api: Arc<api::ApiState>) -> Router {
+    let probes = Router::new()
         .route("/healthz", get(|| async { (StatusCode::OK, "ok\n") }))
         .route("/readyz", get(readyz))
-        .with_state(health)
+        .with_state(health);
+    probes.merge(api::router(api)).layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY))
 }
 
 async fn readyz(State(health): State<Arc<Health>>) -> (StatusCode, Json<Value>) {
@@ -72,8 +75,13 @@ async fn readyz(State(health): State<Arc<Health>>) -> (StatusCode, Json<Value>) 
 }
 
 /// Serves the admin router until `shutdown` is cancelled.
-pub async fn serve_admin(listener: TcpListener, health: Arc<Health>, shutdown: CancellationToken) {
-    let app = router(health);
+pub async fn serve_admin(
+    listener: TcpListener,
+    health: Arc<Health>,
+    api: Arc<api::ApiState>,
+    shutdown: CancellationToken,
+) {
+    let app = router(health, api).into_make_service_with_connect_info::<std::net::SocketAddr>();
     if let Err(error) =
         axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
     {

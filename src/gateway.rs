@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::api::ApiState;
 use crate::admin::{Health, serve_admin};
 use crate::clock::Clock;
 use crate::config::Config;
@@ -107,7 +108,20 @@ impl Gateway {
         let health = Arc::new(Health::new(Arc::clone(&self.sync), Arc::clone(&self.limits), config.sync.max_lag));
         // The admin listener outlives the drain, so `/readyz` can say "draining" meanwhile.
         let admin_shutdown = CancellationToken::new();
-        let admin = tokio::spawn(serve_admin(listeners.admin, Arc::clone(&health), admin_shutdown.clone()));
+        let api = Arc::new(ApiState {
+            service: LifecycleService::new(
+                self.store.clone(),
+                config.tokens.clone(),
+                clock.clone(),
+                Some(Arc::clone(&self.sync)),
+            ),
+            index: Arc::clone(self.sync.index()),
+            limits: Arc::clone(&self.limits),
+            clock: clock.clone(),
+            trusted_proxies: config.proxy.trusted_proxies.clone(),
+            challenge: crate::proxy::reject::challenge(&config.proxy.realm),
+        });
+        let admin = tokio::spawn(serve_admin(listeners.admin, Arc::clone(&health), api, admin_shutdown.clone()));
         let draining = shutdown.clone();
         tokio::spawn(async move {
             draining.cancelled().await;

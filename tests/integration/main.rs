@@ -9,6 +9,7 @@
 #[path = "../../examples/support/echo.rs"]
 mod echo;
 
+mod admin;
 mod cli;
 mod cluster;
 mod credentials;

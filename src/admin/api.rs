@@ -1,0 +1,523 @@
+//! The admin JSON API (`/api/v1/...`): the same lifecycle service as the CLI, behind Basic
+//! authentication with an API token, and three roles — a superuser manages every account and
+//! token; a token manager sees, creates and revokes every account's tokens but changes no
+//! account; anyone else with the token permission manages their own tokens only.
+//!
+//! Every error is `{"error": {"code", "message"}}` with a fitting status; malformed JSON,
+//! unknown fields and wrong types say what is wrong (400/413/422), and database text never
+//! reaches a client.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequestParts, Path, RawQuery, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use ipnet::IpNet;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::clock::{Clock, parse_rfc3339};
+use crate::duration::parse_duration;
+use crate::index::TokenIndex;
+use crate::proxy::authenticate::authenticate;
+use crate::proxy::client_ip::client_ip;
+use crate::rate::Rate;
+use crate::ratelimit::RateLimits;
+use crate::service::{
+    Actor, CreateAccount, CreateToken, EventQuery, ExpiryRequest, LifecycleService, ServiceError, TokenQuery,
+};
+use crate::store::{AccountChanges, AccountRecord, EventFilter, StatusFilter, TokenRecord, TokenSort};
+use crate::view::{AccountView, EventView, TokenView};
+
+/// Request bodies larger than this get 413.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// What the API handlers share.
+pub struct ApiState {
+    pub service: LifecycleService,
+    pub index: Arc<TokenIndex>,
+    pub limits: Arc<RateLimits>,
+    pub clock: Clock,
+    pub trusted_proxies: Vec<IpNet>,
+    pub challenge: HeaderValue,
+}
+
+/// An API error: its status, a stable code and a message for people.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    /// For 401: the Basic challenge; for 429: Retry-After.
+    header: Option<(header::HeaderName, HeaderValue)>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into(), header: None }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
+        let mut response = (self.status, body).into_response();
+        if let Some((name, value)) = self.header {
+            response.headers_mut().insert(name, value);
+        }
+        response
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
+        match error {
+            ServiceError::Invalid(m) => Self::bad_request(m),
+            ServiceError::OutsidePolicy(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "outside_policy", m),
+            ServiceError::NotFound(m) => Self::new(StatusCode::NOT_FOUND, "not_found", m),
+            ServiceError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            ServiceError::Forbidden(m) => Self::forbidden(m),
+            ServiceError::Store(error) => {
+                // Logged in full; the client learns only that it failed.
+                tracing::error!(%error, "admin API: database error");
+                let status = if error.is_unavailable() {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                };
+                Self::new(status, "internal", "the request could not be completed; try again later")
+            }
+        }
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Parses a JSON body (empty: the type's default) with messages that say what is wrong.
+fn parse_body<T: DeserializeOwned + Default>(bytes: &Bytes) -> ApiResult<T> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(bytes).map_err(|error| match error.classify() {
+        serde_json::error::Category::Data => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", format!("invalid request body: {error}"))
+        }
+        _ => ApiError::bad_request(format!("malformed JSON: {error}")),
+    })
+}
+
+/// The authenticated caller, with the roles of its account.
+pub struct Caller {
+    pub account: AccountRecord,
+    pub actor: Actor,
+}
+
+impl Caller {
+    fn is_manager(&self) -> bool {
+        self.account.superuser || self.account.token_manager
+    }
+
+    fn require_superuser(&self) -> ApiResult<()> {
+        if self.account.superuser { Ok(()) } else { Err(ApiError::forbidden("only a superuser may manage accounts")) }
+    }
+
+    /// Whether the caller may act on `email`'s tokens.
+    fn may_manage(&self, email: &str) -> bool {
+        self.is_manager() || self.account.email.eq_ignore_ascii_case(email)
+    }
+
+    fn require_token(&self, token: &TokenRecord) -> ApiResult<()> {
+        if self.may_manage(&token.user_email) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!("token {} belongs to another account", token.id)))
+        }
+    }
+}
+
+impl FromRequestParts<Arc<ApiState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<ApiState>) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip())
+            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+        let ip = client_ip(peer, &parts.headers, &state.trusted_proxies);
+        let too_many = |retry_after: u64| ApiError {
+            header: Some((header::RETRY_AFTER, HeaderValue::from(retry_after))),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many failed authentications")
+        };
+        if let Some(retry_after) = state.limits.address_blocked(ip) {
+            return Err(too_many(retry_after));
+        }
+        let identity = match authenticate(&state.index, &parts.headers, state.clock.now()) {
+            Ok(identity) => identity,
+            Err(failure) => {
+                tracing::info!(reason = failure.reason(), client = %ip, "admin API: unauthenticated");
+                if let Some(retry_after) = state.limits.record_failed_auth(ip) {
+                    return Err(too_many(retry_after));
+                }
+                return Err(ApiError {
+                    header: Some((header::WWW_AUTHENTICATE, state.challenge.clone())),
+                    ..ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "unauthorized",
+                        "valid credentials are required: Basic auth with your account email and an API token",
+                    )
+                });
+            }
+        };
+        let account = state.service.account(&identity.account.email).await?;
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(200).collect());
+        let actor = Actor { label: account.email.clone(), ip: Some(ip.to_string()), user_agent };
+        Ok(Caller { account, actor })
+    }
+}
+
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/api/v1/me", get(me))
+        .route("/api/v1/tokens", get(list_tokens).post(create_token))
+        .route("/api/v1/tokens/{id}", get(show_token).delete(revoke_token).patch(change_token))
+        .route("/api/v1/tokens/{id}/rotate", post(rotate_token))
+        .route("/api/v1/users", get(list_users).post(create_user))
+        .route("/api/v1/users/{email}", patch(change_user))
+        .route("/api/v1/users/{email}/tokens/revoke-all", post(revoke_all))
+        .route("/api/v1/events", get(list_events))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .with_state(state)
+}
+
+async fn me(caller: Caller) -> Json<AccountView> {
+    Json(AccountView::new(&caller.account))
+}
+
+/// The query string as (key, value) pairs; a key may repeat (`user=a&user=b`).
+fn query_pairs(raw: Option<String>) -> Vec<(String, String)> {
+    form_urlencoded::parse(raw.unwrap_or_default().as_bytes()).into_owned().collect()
+}
+
+fn time_param(key: &str, value: &str) -> ApiResult<i64> {
+    parse_rfc3339(value).map_err(|e| ApiError::bad_request(format!("{key}: {e}")))
+}
+
+/// `token list`'s filters from a query string.
+fn token_query(pairs: Vec<(String, String)>) -> ApiResult<TokenQuery> {
+    let mut query = TokenQuery::default();
+    for (key, value) in pairs {
+        let filter = &mut query.filter;
+        match key.as_str() {
+            "user" => query.users.push(value),
+            "search" => filter.search = Some(value),
+            "status" => filter.status = value.parse::<StatusFilter>().map_err(ApiError::bad_request)?,
+            "created_after" => filter.created_after = Some(time_param(&key, &value)?),
+            "created_before" => filter.created_before = Some(time_param(&key, &value)?),
+            "used_after" => filter.used_after = Some(time_param(&key, &value)?),
+            "used_before" => filter.used_before = Some(time_param(&key, &value)?),
+            "expires_after" => filter.expires_after = Some(time_param(&key, &value)?),
+            "expires_before" => filter.expires_before = Some(time_param(&key, &value)?),
+            "never_used" => filter.never_used = value != "false",
+            "unused_for" => {
+                query.unused_for =
+                    Some(parse_duration(&value).map_err(|e| ApiError::bad_request(format!("unused_for: {e}")))?)
+            }
+            "sort" => filter.sort = value.parse::<TokenSort>().map_err(ApiError::bad_request)?,
+            other => return Err(ApiError::bad_request(format!("unknown query parameter {other:?}"))),
+        }
+    }
+    Ok(query)
+}
+
+async fn list_tokens(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Vec<TokenView>>> {
+    let mut query = token_query(query_pairs(raw))?;
+    if !caller.is_manager() {
+        if query.users.iter().any(|u| !caller.may_manage(u)) {
+            return Err(ApiError::forbidden("you may list your own tokens only"));
+        }
+        query.users = vec![caller.account.email.clone()];
+    }
+    let now = state.service.now();
+    let tokens = state.service.list_tokens(query).await?;
+    Ok(Json(tokens.iter().map(|t| TokenView::new(t, now)).collect()))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTokenBody {
+    name: String,
+    description: Option<String>,
+    expires_in: Option<String>,
+    expires_at: Option<String>,
+    never_expires: Option<bool>,
+    scopes: Option<Vec<String>>,
+    rate_limit: Option<String>,
+    user: Option<String>,
+}
+
+fn parse_rate(text: &str) -> ApiResult<Rate> {
+    text.parse::<Rate>().map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", e))
+}
+
+async fn create_token(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<TokenView>)> {
+    let body: CreateTokenBody = parse_body(&body)?;
+    if body.name.trim().is_empty() {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "a token needs a name"));
+    }
+    let owner = body.user.clone().unwrap_or_else(|| caller.account.email.clone());
+    if !caller.may_manage(&owner) {
+        return Err(ApiError::forbidden("you may create tokens for your own account only"));
+    }
+    let expiry = match (&body.expires_in, &body.expires_at, body.never_expires.unwrap_or(false)) {
+        (None, None, false) => ExpiryRequest::Default,
+        (Some(text), None, false) => ExpiryRequest::In(
+            parse_duration(text).map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", e))?,
+        ),
+        (None, Some(text), false) => ExpiryRequest::At(
+            parse_rfc3339(text).map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", e))?,
+        ),
+        (None, None, true) => ExpiryRequest::Never,
+        _ => return Err(ApiError::bad_request("give at most one of expires_in, expires_at and never_expires")),
+    };
+    let request = CreateToken {
+        owner_email: owner,
+        name: body.name,
+        description: body.description,
+        expiry,
+        scopes: body.scopes.unwrap_or_default(),
+        rate_limit: body.rate_limit.as_deref().map(parse_rate).transpose()?,
+    };
+    let created = state.service.create_token(request, &caller.actor).await?;
+    let view = TokenView::with_secret(&created.token, state.service.now(), created.secret.expose());
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+fn token_id(raw: &str) -> ApiResult<i64> {
+    raw.parse().map_err(|_| ApiError::bad_request(format!("{raw:?} is not a token id")))
+}
+
+/// Loads a token the caller may act on.
+async fn owned_token(state: &ApiState, caller: &Caller, raw_id: &str) -> ApiResult<TokenRecord> {
+    let token = state.service.token(token_id(raw_id)?).await?;
+    caller.require_token(&token)?;
+    Ok(token)
+}
+
+async fn show_token(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TokenView>> {
+    let token = owned_token(&state, &caller, &id).await?;
+    Ok(Json(TokenView::new(&token, state.service.now())))
+}
+
+async fn revoke_token(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TokenView>> {
+    let token = owned_token(&state, &caller, &id).await?;
+    let revoked = state.service.revoke_token(token.id, &caller.actor).await?;
+    Ok(Json(TokenView::new(&revoked.token, state.service.now())))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeTokenBody {
+    /// A rate, or null for none: required, so that a PATCH says what it changes.
+    rate_limit: Option<Value>,
+}
+
+async fn change_token(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<TokenView>> {
+    let body: ChangeTokenBody = parse_body(&body)?;
+    let rate = match body.rate_limit {
+        None => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "give rate_limit (a rate or null)",
+            ));
+        }
+        Some(Value::Null) => None,
+        Some(Value::String(text)) => Some(parse_rate(&text)?),
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "rate_limit must be a string such as \"100/min\" or null",
+            ));
+        }
+    };
+    let token = owned_token(&state, &caller, &id).await?;
+    let changed = state.service.set_rate_limit(token.id, rate, &caller.actor).await?;
+    Ok(Json(TokenView::new(&changed, state.service.now())))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateBody {
+    grace: Option<String>,
+    until_first_use: Option<bool>,
+}
+
+async fn rotate_token(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<TokenView>)> {
+    let body: RotateBody = parse_body(&body)?;
+    let grace: Option<Duration> = body
+        .grace
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", e))?;
+    let token = owned_token(&state, &caller, &id).await?;
+    let rotated =
+        state.service.rotate_token(token.id, grace, body.until_first_use.unwrap_or(false), &caller.actor).await?;
+    let successor = &rotated.successor;
+    let view = TokenView::with_secret(&successor.token, state.service.now(), successor.secret.expose());
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn revoke_all(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(email): Path<String>,
+) -> ApiResult<Json<Value>> {
+    if !caller.may_manage(&email) {
+        return Err(ApiError::forbidden("you may revoke your own tokens only"));
+    }
+    let revoked = state.service.revoke_all_tokens(&email, &caller.actor).await?;
+    Ok(Json(json!({"user": email, "revoked": revoked})))
+}
+
+async fn list_users(State(state): State<Arc<ApiState>>, caller: Caller) -> ApiResult<Json<Vec<AccountView>>> {
+    caller.require_superuser()?;
+    let accounts = state.service.list_accounts().await?;
+    Ok(Json(accounts.iter().map(AccountView::summary).collect()))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateUserBody {
+    email: String,
+    name: Option<String>,
+    superuser: Option<bool>,
+    token_manager: Option<bool>,
+    can_create_tokens: Option<bool>,
+}
+
+async fn create_user(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<AccountView>)> {
+    caller.require_superuser()?;
+    let body: CreateUserBody = parse_body(&body)?;
+    let request = CreateAccount {
+        email: body.email,
+        name: body.name,
+        superuser: body.superuser.unwrap_or(false),
+        token_manager: body.token_manager.unwrap_or(false),
+        can_create_tokens: body.can_create_tokens.unwrap_or(true),
+    };
+    let account = state.service.create_account(request, &caller.actor).await?;
+    Ok((StatusCode::CREATED, Json(AccountView::new(&account))))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeUserBody {
+    enabled: Option<bool>,
+    superuser: Option<bool>,
+    token_manager: Option<bool>,
+    can_create_tokens: Option<bool>,
+}
+
+async fn change_user(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(email): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<AccountView>> {
+    caller.require_superuser()?;
+    let body: ChangeUserBody = parse_body(&body)?;
+    let changes = AccountChanges {
+        enabled: body.enabled,
+        superuser: body.superuser,
+        token_manager: body.token_manager,
+        can_create_tokens: body.can_create_tokens,
+    };
+    let account = state.service.update_account(&email, changes, &caller.actor).await?;
+    Ok(Json(AccountView::new(&account)))
+}
+
+async fn list_events(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Vec<EventView>>> {
+    let mut query = EventQuery { user: None, filter: EventFilter { limit: 100, ..EventFilter::default() } };
+    for (key, value) in query_pairs(raw) {
+        match key.as_str() {
+            "user" => query.user = Some(value),
+            "token" => query.filter.token_id = Some(token_id(&value)?),
+            "kind" => query.filter.kind = Some(value),
+            "since" => query.filter.since = Some(time_param(&key, &value)?),
+            "until" => query.filter.until = Some(time_param(&key, &value)?),
+            "limit" => {
+                query.filter.limit = value
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| (1..=10_000).contains(n))
+                    .ok_or_else(|| ApiError::bad_request("limit must be a number from 1 to 10000"))?
+            }
+            other => return Err(ApiError::bad_request(format!("unknown query parameter {other:?}"))),
+        }
+    }
+    if !caller.is_manager() {
+        if query.user.as_deref().is_some_and(|u| !caller.may_manage(u)) {
+            return Err(ApiError::forbidden("you may read your own account's events only"));
+        }
+        query.user = Some(caller.account.email.clone());
+    }
+    let events = state.service.find_events(query).await?;
+    Ok(Json(events.iter().map(EventView::new).collect()))
+}
