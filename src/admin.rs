@@ -15,13 +15,17 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::Metrics;
 use crate::ratelimit::RateLimits;
+use crate::store::Store;
 use crate::sync::IndexSync;
 
 /// What the health endpoints report.
 pub struct Health {
     sync: Arc<IndexSync>,
     limits: Arc<RateLimits>,
+    metrics: Arc<Metrics>,
+    store: Store,
     /// Past this long without a successful read of the change log, the gateway is not ready.
     max_lag: Duration,
     /// Cleared when draining at shutdown.
@@ -29,8 +33,14 @@ pub struct Health {
 }
 
 impl Health {
-    pub fn new(sync: Arc<IndexSync>, limits: Arc<RateLimits>, max_lag: Duration) -> Self {
-        Health { sync, limits, max_lag, serving: AtomicBool::new(true) }
+    pub fn new(
+        sync: Arc<IndexSync>,
+        limits: Arc<RateLimits>,
+        metrics: Arc<Metrics>,
+        store: Store,
+        max_lag: Duration,
+    ) -> Self {
+        Health { sync, limits, metrics, store, max_lag, serving: AtomicBool::new(true) }
     }
 
     pub fn set_draining(&self) {
@@ -64,8 +74,21 @@ pub fn router(health: Arc<Health>, api: Arc<api::ApiState>) -> Router {
     let probes = Router::new()
         .route("/healthz", get(|| async { (StatusCode::OK, "ok\n") }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(health);
     probes.merge(api::router(api)).layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY))
+}
+
+/// Prometheus text; the gauges of state held elsewhere are read now.
+async fn metrics(State(health): State<Arc<Health>>) -> impl axum::response::IntoResponse {
+    let m = &health.metrics;
+    m.index_tokens.set(health.sync.index().token_count() as i64);
+    m.sync_lag.set(health.sync.lag().as_secs_f64());
+    m.rate_limits_shared.set(i64::from(health.limits.shared_healthy() == Some(true)));
+    if let Ok(backlog) = health.store.outbox_backlog().await {
+        m.outbox_backlog.set(backlog);
+    }
+    ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.render())
 }
 
 async fn readyz(State(health): State<Arc<Health>>) -> (StatusCode, Json<Value>) {

@@ -13,6 +13,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::index::TokenIndex;
 use crate::maintenance;
+use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::proxy::Proxy;
 use crate::ratelimit::RateLimits;
@@ -63,11 +64,13 @@ impl Gateway {
     /// sync, writes the last-use records, closes the database.
     pub async fn serve(self, config: &Config, listeners: Listeners, clock: Clock, shutdown: CancellationToken) {
         let limits = Arc::clone(&self.limits);
+        let metrics = Arc::new(Metrics::new());
         let proxy = Arc::new(Proxy::new(
             config,
             Arc::clone(self.sync.index()),
             Arc::clone(&self.usage),
             Arc::clone(&limits),
+            Arc::clone(&metrics),
             clock.clone(),
         ));
         let background = CancellationToken::new();
@@ -76,6 +79,7 @@ impl Gateway {
         let flusher = tokio::spawn(Arc::clone(&self.usage).run_flusher(
             self.store.clone(),
             config.usage.flush_interval,
+            Some(Arc::clone(&metrics)),
             background.clone().cancelled_owned(),
         ));
         let housekeeping = tokio::spawn(Arc::clone(&limits).run_housekeeping(background.clone().cancelled_owned()));
@@ -105,7 +109,13 @@ impl Gateway {
         if let Ok((proxy_addr, admin_addr)) = listeners.addresses() {
             tracing::info!(proxy = %proxy_addr, admin = %admin_addr, routes = config.routes.len(), "tokengate listening");
         }
-        let health = Arc::new(Health::new(Arc::clone(&self.sync), Arc::clone(&self.limits), config.sync.max_lag));
+        let health = Arc::new(Health::new(
+            Arc::clone(&self.sync),
+            Arc::clone(&self.limits),
+            Arc::clone(&metrics),
+            self.store.clone(),
+            config.sync.max_lag,
+        ));
         // The admin listener outlives the drain, so `/readyz` can say "draining" meanwhile.
         let admin_shutdown = CancellationToken::new();
         let api = Arc::new(ApiState {

@@ -35,6 +35,7 @@ pub mod duration;
 pub mod gateway;
 pub mod index;
 pub mod maintenance;
+pub mod metrics;
 pub mod notify;
 pub mod proxy;
 pub mod rate;

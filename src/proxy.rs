@@ -26,6 +26,7 @@ use ipnet::IpNet;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::index::TokenIndex;
+use crate::metrics::{KindLabels, Metrics, ReasonLabels};
 use crate::ratelimit::{LimitHeaders, RateLimits, TokenVerdict};
 use crate::usage::{Refusal, UsageRecorder};
 use authenticate::{Identity, authenticate};
@@ -55,6 +56,9 @@ pub struct Proxy {
     clock: Clock,
     client: UpstreamClient,
     limits: Arc<RateLimits>,
+    metrics: Arc<Metrics>,
+    /// The route label of requests that matched none.
+    no_route_label: Arc<str>,
     challenge: HeaderValue,
     trusted_proxies: Vec<IpNet>,
     upstream_timeout: Duration,
@@ -66,6 +70,7 @@ impl Proxy {
         index: Arc<TokenIndex>,
         usage: Arc<UsageRecorder>,
         limits: Arc<RateLimits>,
+        metrics: Arc<Metrics>,
         clock: Clock,
     ) -> Self {
         Proxy {
@@ -75,6 +80,8 @@ impl Proxy {
             clock,
             client: forward::upstream_client(config.proxy.connect_timeout),
             limits,
+            metrics,
+            no_route_label: Arc::from("none"),
             challenge: reject::challenge(&config.proxy.realm),
             trusted_proxies: config.proxy.trusted_proxies.clone(),
             upstream_timeout: config.proxy.upstream_timeout,
@@ -83,19 +90,33 @@ impl Proxy {
 
     /// Handles one request from `peer`.
     pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+        let started = std::time::Instant::now();
+        let (response, route, outcome) = self.serve(request, peer).await;
+        let route = route.unwrap_or_else(|| Arc::clone(&self.no_route_label));
+        self.metrics.observe_request(route, response.status().as_u16(), outcome, started.elapsed());
+        response
+    }
+
+    /// The phases; returns the response, the matched route's label and the outcome.
+    async fn serve(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> (Response<ProxyBody>, Option<Arc<str>>, &'static str) {
         // Routed, recorded and forwarded in one canonical form, so the router and the upstream
         // never disagree about which resource is meant.
         let path = match canonical_path(request.uri().path()) {
             Ok(path) => path.into_owned(),
             Err(error) => {
                 tracing::info!(?error, path = loggable(request.uri().path()), "request refused: unsafe path");
-                return reject::bad_path();
+                return (reject::bad_path(), None, "rejected");
             }
         };
         let path = path.as_str();
         let Some(route) = self.router.route(path).cloned() else {
-            return reject::no_route();
+            return (reject::no_route(), None, "rejected");
         };
+        let label = Some(Arc::clone(&route.label));
         let client_ip = client_ip::client_ip(peer.ip(), request.headers(), &self.trusted_proxies);
         let peer_trusted = self.trusted_proxies.iter().any(|net| net.contains(&peer.ip().to_canonical()));
 
@@ -105,7 +126,8 @@ impl Proxy {
             // An address that failed too often waits, whatever it presents now.
             if let Some(retry_after) = self.limits.address_blocked(client_ip) {
                 tracing::info!(client = %client_ip, retry_after, "request refused: too many failed authentications");
-                return reject::too_many_requests(retry_after, None);
+                self.metrics.rate_limited.get_or_create(&KindLabels { kind: "failed_auth" }).inc();
+                return (reject::too_many_requests(retry_after, None), label, "rate_limited");
             }
             let now = self.clock.now();
             match authenticate(&self.index, request.headers(), now) {
@@ -124,11 +146,13 @@ impl Proxy {
                             user_agent: request.headers().get(USER_AGENT).and_then(|v| v.to_str().ok()),
                         });
                     }
+                    self.metrics.auth_failures.get_or_create(&ReasonLabels { reason: failure.reason() }).inc();
                     if let Some(retry_after) = self.limits.record_failed_auth(client_ip) {
                         tracing::warn!(client = %client_ip, retry_after, "too many failed authentications; address blocked");
-                        return reject::too_many_requests(retry_after, None);
+                        self.metrics.rate_limited.get_or_create(&KindLabels { kind: "failed_auth" }).inc();
+                        return (reject::too_many_requests(retry_after, None), label, "rate_limited");
                     }
-                    return reject::unauthorized(&self.challenge);
+                    return (reject::unauthorized(&self.challenge), label, "unauthenticated");
                 }
             }
         };
@@ -139,12 +163,13 @@ impl Proxy {
                 && !identity.token.has_scope(scope)
             {
                 tracing::info!(token_id = identity.token.id, scope, client = %client_ip, "request refused: missing scope");
-                return reject::missing_scope(scope);
+                return (reject::missing_scope(scope), label, "forbidden");
             }
             match self.limits.admit_token(identity.token.id, identity.token.rate_limit).await {
                 TokenVerdict::Limited { retry_after, headers } => {
                     tracing::info!(token_id = identity.token.id, retry_after, "request refused: rate limited");
-                    return reject::too_many_requests(retry_after, Some(&headers));
+                    self.metrics.rate_limited.get_or_create(&KindLabels { kind: "token" }).inc();
+                    return (reject::too_many_requests(retry_after, Some(&headers)), label, "rate_limited");
                 }
                 TokenVerdict::Allowed(headers) => limit_headers = Some(headers),
                 TokenVerdict::Unlimited => {}
@@ -158,18 +183,22 @@ impl Proxy {
 
         let caller = Caller { client_ip, peer: peer.ip().to_canonical(), peer_trusted, identity: identity.as_ref() };
         let Some(upstream_request) = forward::upstream_request(request, path, &route, &caller) else {
-            return reject::bad_path();
+            return (reject::bad_path(), label, "rejected");
         };
-        match forward::send(&self.client, upstream_request, self.upstream_timeout).await {
-            Ok(response) => respond(response, identity.as_ref(), limit_headers.as_ref()),
+        let outcome = if identity.is_some() { "authorised" } else { "public" };
+        let upstream_started = std::time::Instant::now();
+        let sent = forward::send(&self.client, upstream_request, self.upstream_timeout).await;
+        self.metrics.upstream_duration.observe(upstream_started.elapsed().as_secs_f64());
+        match sent {
+            Ok(response) => (respond(response, identity.as_ref(), limit_headers.as_ref()), label, outcome),
             Err(ForwardError::Unreachable(error)) => {
                 tracing::warn!(upstream = %route.upstream, %error, "upstream unreachable");
-                reject::bad_gateway()
+                (reject::bad_gateway(), label, "upstream_error")
             }
             Err(ForwardError::TimedOut) => {
                 tracing::warn!(upstream = %route.upstream, timeout_ms = self.upstream_timeout.as_millis() as u64,
                     "upstream timed out");
-                reject::gateway_timeout()
+                (reject::gateway_timeout(), label, "upstream_error")
             }
         }
     }

@@ -215,15 +215,30 @@ impl UsageRecorder {
     }
 
     /// Flushes every `interval` until `shutdown`, then once more.
-    pub async fn run_flusher(self: Arc<Self>, store: Store, interval: Duration, shutdown: impl Future<Output = ()>) {
+    pub async fn run_flusher(
+        self: Arc<Self>,
+        store: Store,
+        interval: Duration,
+        metrics: Option<Arc<crate::metrics::Metrics>>,
+        shutdown: impl Future<Output = ()>,
+    ) {
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = tokio::time::sleep(interval) => {}
             }
-            if let Err(error) = self.flush(&store).await {
-                tracing::warn!(%error, pending = self.pending_count(), "cannot write last-use records; will retry");
+            let started = std::time::Instant::now();
+            match self.flush(&store).await {
+                Ok(0) => {}
+                Ok(_) => {
+                    if let Some(metrics) = &metrics {
+                        metrics.flush_duration.observe(started.elapsed().as_secs_f64());
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, pending = self.pending_count(), "cannot write last-use records; will retry")
+                }
             }
         }
         match self.flush(&store).await {

@@ -10,6 +10,8 @@ use crate::config::{RequiredScopes, RouteConfig, Upstream};
 pub struct Route {
     /// The prefix without its trailing slash (`""` for `/`).
     prefix: String,
+    /// The prefix as configured, for metrics.
+    pub label: Arc<str>,
     pub upstream: Upstream,
     pub public: bool,
     pub require: RequiredScopes,
@@ -48,6 +50,7 @@ impl Router {
             .map(|c| {
                 Arc::new(Route {
                     prefix: c.prefix.trim_end_matches('/').to_owned(),
+                    label: Arc::from(c.prefix.as_str()),
                     upstream: c.upstream.clone(),
                     public: c.public,
                     require: c.require.clone(),

@@ -259,3 +259,30 @@ async fn bad_input_gets_a_clear_4xx_never_a_5xx() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
+
+#[tokio::test]
+async fn metrics_count_outcomes_without_per_token_labels() {
+    let f = Fixture::new().await;
+    let proxied = |secret: &str| client().get(f.gw.url("/x")).basic_auth(ANN, Some(secret.to_owned())).send();
+    assert_eq!(proxied(&f.ann).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(proxied("tg_unknown").await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    let forbidden = client().post(f.gw.url("/public/x")).send().await.unwrap();
+    assert_eq!(forbidden.status(), StatusCode::OK, "public routes are counted too");
+    let response = client().get(f.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.unwrap();
+    for expected in [
+        r#"tokengate_requests_total{route="/",status="200",outcome="authorised"} 1"#,
+        r#"tokengate_requests_total{route="/",status="401",outcome="unauthenticated"} 1"#,
+        r#"tokengate_requests_total{route="/public",status="200",outcome="public"} 1"#,
+        r#"tokengate_auth_failures_total{reason="unknown_token"} 1"#,
+        "tokengate_index_tokens 4",
+        "tokengate_sync_lag_seconds",
+        "tokengate_upstream_duration_seconds_bucket",
+        "tokengate_request_duration_seconds_count 3",
+        "tokengate_notification_backlog",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+    assert!(!text.contains(ANN) && !text.contains("laptop"), "no per-account or per-token labels");
+}
