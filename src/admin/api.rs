@@ -69,6 +69,11 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
+    /// 422: well-formed JSON that says something invalid.
+    fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message)
+    }
+
     fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
@@ -115,9 +120,7 @@ fn parse_body<T: DeserializeOwned + Default>(bytes: &Bytes) -> ApiResult<T> {
         return Ok(T::default());
     }
     serde_json::from_slice(bytes).map_err(|error| match error.classify() {
-        serde_json::error::Category::Data => {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", format!("invalid request body: {error}"))
-        }
+        serde_json::error::Category::Data => ApiError::invalid(format!("invalid request body: {error}")),
         _ => ApiError::bad_request(format!("malformed JSON: {error}")),
     })
 }
@@ -281,7 +284,7 @@ struct CreateTokenBody {
 }
 
 fn parse_rate(text: &str) -> ApiResult<Rate> {
-    text.parse::<Rate>().map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", e))
+    text.parse::<Rate>().map_err(|e| ApiError::invalid(e))
 }
 
 async fn create_token(
@@ -291,7 +294,7 @@ async fn create_token(
 ) -> ApiResult<(StatusCode, Json<TokenView>)> {
     let body: CreateTokenBody = parse_body(&body)?;
     if body.name.trim().is_empty() {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "a token needs a name"));
+        return Err(ApiError::invalid("a token needs a name"));
     }
     let owner = body.user.clone().unwrap_or_else(|| caller.account.email.clone());
     if !caller.may_manage(&owner) {
@@ -299,12 +302,8 @@ async fn create_token(
     }
     let expiry = match (&body.expires_in, &body.expires_at, body.never_expires.unwrap_or(false)) {
         (None, None, false) => ExpiryRequest::Default,
-        (Some(text), None, false) => ExpiryRequest::In(
-            parse_duration(text).map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", e))?,
-        ),
-        (None, Some(text), false) => ExpiryRequest::At(
-            parse_rfc3339(text).map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", e))?,
-        ),
+        (Some(text), None, false) => ExpiryRequest::In(parse_duration(text).map_err(|e| ApiError::invalid(e))?),
+        (None, Some(text), false) => ExpiryRequest::At(parse_rfc3339(text).map_err(|e| ApiError::invalid(e))?),
         (None, None, true) => ExpiryRequest::Never,
         _ => return Err(ApiError::bad_request("give at most one of expires_in, expires_at and never_expires")),
     };
@@ -367,20 +366,12 @@ async fn change_token(
     let body: ChangeTokenBody = parse_body(&body)?;
     let rate = match body.rate_limit {
         None => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_body",
-                "give rate_limit (a rate or null)",
-            ));
+            return Err(ApiError::invalid("give rate_limit (a rate or null)"));
         }
         Some(Value::Null) => None,
         Some(Value::String(text)) => Some(parse_rate(&text)?),
         Some(_) => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_body",
-                "rate_limit must be a string such as \"100/min\" or null",
-            ));
+            return Err(ApiError::invalid("rate_limit must be a string such as \"100/min\" or null"));
         }
     };
     let token = owned_token(&state, &caller, &id).await?;
@@ -402,12 +393,8 @@ async fn rotate_token(
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<TokenView>)> {
     let body: RotateBody = parse_body(&body)?;
-    let grace: Option<Duration> = body
-        .grace
-        .as_deref()
-        .map(parse_duration)
-        .transpose()
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", e))?;
+    let grace: Option<Duration> =
+        body.grace.as_deref().map(parse_duration).transpose().map_err(|e| ApiError::invalid(e))?;
     let token = owned_token(&state, &caller, &id).await?;
     let rotated =
         state.service.rotate_token(token.id, grace, body.until_first_use.unwrap_or(false), &caller.actor).await?;
