@@ -284,7 +284,7 @@ struct CreateTokenBody {
 }
 
 fn parse_rate(text: &str) -> ApiResult<Rate> {
-    text.parse::<Rate>().map_err(|e| ApiError::invalid(e))
+    text.parse::<Rate>().map_err(ApiError::invalid)
 }
 
 async fn create_token(
@@ -302,8 +302,8 @@ async fn create_token(
     }
     let expiry = match (&body.expires_in, &body.expires_at, body.never_expires.unwrap_or(false)) {
         (None, None, false) => ExpiryRequest::Default,
-        (Some(text), None, false) => ExpiryRequest::In(parse_duration(text).map_err(|e| ApiError::invalid(e))?),
-        (None, Some(text), false) => ExpiryRequest::At(parse_rfc3339(text).map_err(|e| ApiError::invalid(e))?),
+        (Some(text), None, false) => ExpiryRequest::In(parse_duration(text).map_err(ApiError::invalid)?),
+        (None, Some(text), false) => ExpiryRequest::At(parse_rfc3339(text).map_err(ApiError::invalid)?),
         (None, None, true) => ExpiryRequest::Never,
         _ => return Err(ApiError::bad_request("give at most one of expires_in, expires_at and never_expires")),
     };
@@ -393,8 +393,7 @@ async fn rotate_token(
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<TokenView>)> {
     let body: RotateBody = parse_body(&body)?;
-    let grace: Option<Duration> =
-        body.grace.as_deref().map(parse_duration).transpose().map_err(|e| ApiError::invalid(e))?;
+    let grace: Option<Duration> = body.grace.as_deref().map(parse_duration).transpose().map_err(ApiError::invalid)?;
     let token = owned_token(&state, &caller, &id).await?;
     let rotated =
         state.service.rotate_token(token.id, grace, body.until_first_use.unwrap_or(false), &caller.actor).await?;
