@@ -6,7 +6,8 @@ use serde::Serialize;
 use crate::clock::{UnixTime, to_rfc3339};
 use crate::store::{AccountRecord, AccountSummary, EventRecord, TokenRecord};
 
-#[derive(Debug, Serialize)]
+/// A token as the API and `--json` show it (never the secret, except `token` at creation).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenView {
     pub id: i64,
     pub user: String,
@@ -77,7 +78,7 @@ impl TokenView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AccountView {
     pub email: String,
     pub name: Option<String>,
@@ -109,7 +110,7 @@ impl AccountView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventView {
     pub id: i64,
     pub at: String,
@@ -119,6 +120,7 @@ pub struct EventView {
     pub token_id: Option<i64>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    #[schema(value_type = Object)]
     pub detail: serde_json::Value,
 }
 

@@ -199,8 +199,53 @@ impl FromRequestParts<Arc<ApiState>> for Caller {
     }
 }
 
+/// The error body every endpoint uses.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ErrorDetail {
+    code: String,
+    message: String,
+}
+
+/// The API's OpenAPI 3.1 description, generated from the handlers above.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "tokengate admin API", description = "API tokens and accounts. Authenticate with HTTP Basic: your account email and an API token."),
+    paths(me, list_tokens, create_token, show_token, revoke_token, change_token, rotate_token, revoke_all, list_users, create_user, change_user, list_events),
+    components(schemas(TokenView, AccountView, EventView, ErrorBody, ErrorDetail, CreateTokenBody, ChangeTokenBody, RotateBody, CreateUserBody, ChangeUserBody)),
+    modifiers(&BasicAuth),
+    security(("basic" = []))
+)]
+pub struct ApiDoc;
+
+struct BasicAuth;
+
+impl utoipa::Modify for BasicAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
+        );
+    }
+}
+
+/// The OpenAPI document as pretty JSON (served at `/api/v1/openapi.json`).
+pub fn openapi_json() -> String {
+    use utoipa::OpenApi;
+    ApiDoc::openapi().to_pretty_json().unwrap_or_else(|_| "{}".to_owned())
+}
+
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
+        .route("/api/v1/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], openapi_json()) }))
         .route("/api/v1/me", get(me))
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/tokens/{id}", get(show_token).delete(revoke_token).patch(change_token))
@@ -213,6 +258,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .with_state(state)
 }
 
+#[utoipa::path(get, path = "/api/v1/me", tag = "accounts", responses((status = 200, description = "the caller's account", body = AccountView), (status = 401, body = ErrorBody)))]
 async fn me(caller: Caller) -> Json<AccountView> {
     Json(AccountView::new(&caller.account))
 }
@@ -253,6 +299,7 @@ fn token_query(pairs: Vec<(String, String)>) -> ApiResult<TokenQuery> {
     Ok(query)
 }
 
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", params(("user" = Option<String>, Query, description = "owner email; repeatable"), ("search" = Option<String>, Query), ("status" = Option<String>, Query, description = "active, blocked, live (default), revoked, expired or all"), ("created_after" = Option<String>, Query), ("created_before" = Option<String>, Query), ("used_after" = Option<String>, Query), ("used_before" = Option<String>, Query), ("expires_after" = Option<String>, Query), ("expires_before" = Option<String>, Query), ("never_used" = Option<bool>, Query), ("unused_for" = Option<String>, Query), ("sort" = Option<String>, Query)), responses((status = 200, body = Vec<TokenView>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_tokens(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -270,7 +317,7 @@ async fn list_tokens(
     Ok(Json(tokens.iter().map(|t| TokenView::new(t, now)).collect()))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateTokenBody {
     name: String,
@@ -287,6 +334,7 @@ fn parse_rate(text: &str) -> ApiResult<Rate> {
     text.parse::<Rate>().map_err(ApiError::invalid)
 }
 
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = CreateTokenBody, responses((status = 201, description = "the new token, with its secret in `token`", body = TokenView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_token(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -331,6 +379,7 @@ async fn owned_token(state: &ApiState, caller: &Caller, raw_id: &str) -> ApiResu
     Ok(token)
 }
 
+#[utoipa::path(get, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = i64, Path)), responses((status = 200, body = TokenView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn show_token(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -340,6 +389,7 @@ async fn show_token(
     Ok(Json(TokenView::new(&token, state.service.now())))
 }
 
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = i64, Path)), responses((status = 200, description = "the revoked token", body = TokenView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn revoke_token(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -350,13 +400,15 @@ async fn revoke_token(
     Ok(Json(TokenView::new(&revoked.token, state.service.now())))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ChangeTokenBody {
     /// A rate, or null for none: required, so that a PATCH says what it changes.
+    #[schema(value_type = Option<String>)]
     rate_limit: Option<Value>,
 }
 
+#[utoipa::path(patch, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = i64, Path)), request_body = ChangeTokenBody, responses((status = 200, body = TokenView), (status = 422, body = ErrorBody)))]
 async fn change_token(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -379,13 +431,14 @@ async fn change_token(
     Ok(Json(TokenView::new(&changed, state.service.now())))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RotateBody {
     grace: Option<String>,
     until_first_use: Option<bool>,
 }
 
+#[utoipa::path(post, path = "/api/v1/tokens/{id}/rotate", tag = "tokens", params(("id" = i64, Path)), request_body = RotateBody, responses((status = 201, description = "the successor, with its secret in `token`", body = TokenView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn rotate_token(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -402,6 +455,7 @@ async fn rotate_token(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
+#[utoipa::path(post, path = "/api/v1/users/{email}/tokens/revoke-all", tag = "tokens", params(("email" = String, Path)), responses((status = 200, description = "`{user, revoked}`"), (status = 403, body = ErrorBody)))]
 async fn revoke_all(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -414,13 +468,14 @@ async fn revoke_all(
     Ok(Json(json!({"user": email, "revoked": revoked})))
 }
 
+#[utoipa::path(get, path = "/api/v1/users", tag = "accounts", responses((status = 200, body = Vec<AccountView>), (status = 403, body = ErrorBody)))]
 async fn list_users(State(state): State<Arc<ApiState>>, caller: Caller) -> ApiResult<Json<Vec<AccountView>>> {
     caller.require_superuser()?;
     let accounts = state.service.list_accounts().await?;
     Ok(Json(accounts.iter().map(AccountView::summary).collect()))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateUserBody {
     email: String,
@@ -430,6 +485,7 @@ struct CreateUserBody {
     can_create_tokens: Option<bool>,
 }
 
+#[utoipa::path(post, path = "/api/v1/users", tag = "accounts", request_body = CreateUserBody, responses((status = 201, body = AccountView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn create_user(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -448,7 +504,7 @@ async fn create_user(
     Ok((StatusCode::CREATED, Json(AccountView::new(&account))))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ChangeUserBody {
     enabled: Option<bool>,
@@ -457,6 +513,7 @@ struct ChangeUserBody {
     can_create_tokens: Option<bool>,
 }
 
+#[utoipa::path(patch, path = "/api/v1/users/{email}", tag = "accounts", params(("email" = String, Path)), request_body = ChangeUserBody, responses((status = 200, body = AccountView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn change_user(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
@@ -475,6 +532,7 @@ async fn change_user(
     Ok(Json(AccountView::new(&account)))
 }
 
+#[utoipa::path(get, path = "/api/v1/events", tag = "audit", params(("user" = Option<String>, Query), ("token" = Option<i64>, Query), ("kind" = Option<String>, Query, description = "exact kind, or a prefix ending in `.`"), ("since" = Option<String>, Query), ("until" = Option<String>, Query), ("limit" = Option<i64>, Query)), responses((status = 200, body = Vec<EventView>), (status = 403, body = ErrorBody)))]
 async fn list_events(
     State(state): State<Arc<ApiState>>,
     caller: Caller,

@@ -286,3 +286,26 @@ async fn metrics_count_outcomes_without_per_token_labels() {
     }
     assert!(!text.contains(ANN) && !text.contains("laptop"), "no per-account or per-token labels");
 }
+
+/// The OpenAPI document is generated from the code; this snapshot makes every change to the
+/// API's description visible in review. After an intended change, regenerate it with
+/// `UPDATE_SNAPSHOTS=1 cargo nextest run -E 'test(/openapi/)'`.
+#[tokio::test]
+async fn the_openapi_document_matches_its_snapshot_and_is_served() {
+    let generated = tokengate::admin::api::openapi_json();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/openapi.json");
+    if std::env::var("UPDATE_SNAPSHOTS").is_ok_and(|v| v == "1") {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let snapshot = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(generated, snapshot, "the API description changed: review it and regenerate the snapshot");
+    let document: Value = serde_json::from_str(&generated).unwrap();
+    assert!(document["openapi"].as_str().unwrap().starts_with("3.1"));
+    for endpoint in ["/api/v1/tokens", "/api/v1/tokens/{id}/rotate", "/api/v1/users/{email}", "/api/v1/events"] {
+        assert!(document["paths"].get(endpoint).is_some(), "{endpoint} is described");
+    }
+    let gw = TestGateway::spawn().await;
+    let served = client().get(format!("http://{}/api/v1/openapi.json", gw.admin)).send().await.unwrap();
+    assert_eq!(served.status(), StatusCode::OK);
+    assert_eq!(served.text().await.unwrap(), generated);
+}
