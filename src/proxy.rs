@@ -105,20 +105,25 @@ impl Proxy {
     ) -> (Response<ProxyBody>, Option<Arc<str>>, &'static str) {
         // Routed, recorded and forwarded in one canonical form, so the router and the upstream
         // never disagree about which resource is meant.
-        let path = match canonical_path(request.uri().path()) {
-            Ok(path) => path.into_owned(),
+        // A handle on the request's own path bytes (a reference-counted clone, no copy), so the
+        // canonical form can borrow it after the request moves on; it allocates only when the
+        // path had to be rewritten.
+        let raw_path = request.uri().path_and_query().cloned();
+        let raw_path = raw_path.as_ref().map_or("/", |p| p.path());
+        let path = match canonical_path(raw_path) {
+            Ok(path) => path,
             Err(error) => {
-                tracing::info!(?error, path = loggable(request.uri().path()), "request refused: unsafe path");
+                tracing::info!(?error, path = loggable(raw_path), "request refused: unsafe path");
                 return (reject::bad_path(), None, "rejected");
             }
         };
-        let path = path.as_str();
+        let path = &*path;
         let Some(route) = self.router.route(path).cloned() else {
             return (reject::no_route(), None, "rejected");
         };
         let label = Some(Arc::clone(&route.label));
         let client_ip = client_ip::client_ip(peer.ip(), request.headers(), &self.trusted_proxies);
-        let peer_trusted = self.trusted_proxies.iter().any(|net| net.contains(&peer.ip().to_canonical()));
+        let peer_trusted = client_ip::is_trusted(peer.ip().to_canonical(), &self.trusted_proxies);
 
         let identity = if route.public {
             None

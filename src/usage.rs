@@ -19,8 +19,8 @@ use http::Method;
 use crate::clock::UnixTime;
 use crate::store::{ActivityBatch, HandoverRecord, RefusalRecord, Store, StoreError, UsageRecord};
 
-/// The longest user agent kept for the audit log.
-const USER_AGENT_MAX: usize = 200;
+/// The longest user agent kept for the audit log (it is chosen by the client).
+pub const USER_AGENT_MAX: usize = 200;
 
 #[derive(Debug)]
 struct PendingUse {

@@ -193,7 +193,7 @@ impl FromRequestParts<Arc<ApiState>> for Caller {
             .headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
-            .map(|ua| ua.chars().take(200).collect());
+            .map(|ua| ua.chars().take(crate::usage::USER_AGENT_MAX).collect());
         let actor = Actor { label: account.email.clone(), ip: Some(ip.to_string()), user_agent };
         Ok(Caller { account, actor })
     }
