@@ -429,10 +429,10 @@ impl Store {
     ) -> Result<Vec<i64>, StoreError> {
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            let ids = sqlx::query_scalar::<_, i64>(
+            let revoked: Vec<(i64, String, String)> = sqlx::query_as(
                 "UPDATE tokens SET revoked_at = $1, revoked_by = $2, revoke_reason = $3, live_name = NULL \
                  WHERE account_id = $4 AND (revoked_at IS NULL OR revoked_at > $1) \
-                 AND (expires_at IS NULL OR expires_at > $1) RETURNING id",
+                 AND (expires_at IS NULL OR expires_at > $1) RETURNING id, name, prefix",
             )
             .bind(now)
             .bind(by)
@@ -440,12 +440,18 @@ impl Store {
             .bind(account_id)
             .fetch_all(&mut *tx)
             .await?;
-            for id in &ids {
-                append_event!(tx, now, event, account_id, account_email, Some(*id))?;
+            // Each token's event names it, as a single revocation's does (its notification too).
+            for (id, name, prefix) in &revoked {
+                let mut token_event = event.clone();
+                if let Some(detail) = token_event.detail.as_object_mut() {
+                    detail.insert("name".into(), name.as_str().into());
+                    detail.insert("prefix".into(), prefix.as_str().into());
+                }
+                append_event!(tx, now, token_event, account_id, account_email, Some(*id))?;
                 append_change!(tx, now, account_id, Some(*id))?;
             }
             tx.commit().await?;
-            Ok(ids)
+            Ok(revoked.into_iter().map(|(id, _, _)| id).collect())
         })
     }
 

@@ -171,6 +171,8 @@ async fn exercise(url: &str) {
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds.iter().filter(|k| **k == "token.revoked").count(), 4, "{kinds:?}");
     assert_eq!(kinds.last(), Some(&"account.created"), "newest first");
+    let all_revoked = events.iter().find(|e| e.detail.contains("revoke_all")).unwrap();
+    assert!(all_revoked.detail.contains("\"name\"") && all_revoked.detail.contains("tg_"), "{}", all_revoked.detail);
     assert!(events.windows(2).all(|w| w[0].id > w[1].id));
     let token_events = svc.events(None, Some(ci), 100).await.unwrap();
     assert_eq!(token_events.len(), 2, "created and revoked, not the no-op second revocation");
