@@ -87,14 +87,15 @@ impl Gateway {
             let (limits, config) = (Arc::clone(&limits), config.rate_limit.clone());
             tokio::spawn(async move { limits.connect_shared(&config).await })
         };
-        let lifecycle = LifecycleService::new(
+        // One lifecycle service for the admin API and the periodic work.
+        let lifecycle = Arc::new(LifecycleService::new(
             self.store.clone(),
             config.tokens.clone(),
             clock.clone(),
             Some(Arc::clone(&self.sync)),
-        );
+        ));
         let maintenance = tokio::spawn(maintenance::run(
-            lifecycle,
+            Arc::clone(&lifecycle),
             config.notify.expiry_reminders.clone(),
             config.tokens.sweep_interval,
             background.clone().cancelled_owned(),
@@ -119,12 +120,7 @@ impl Gateway {
         // The admin listener outlives the drain, so `/readyz` can say "draining" meanwhile.
         let admin_shutdown = CancellationToken::new();
         let api = Arc::new(ApiState {
-            service: LifecycleService::new(
-                self.store.clone(),
-                config.tokens.clone(),
-                clock.clone(),
-                Some(Arc::clone(&self.sync)),
-            ),
+            service: lifecycle,
             index: Arc::clone(self.sync.index()),
             limits: Arc::clone(&self.limits),
             clock: clock.clone(),

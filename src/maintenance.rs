@@ -14,7 +14,7 @@ pub fn system_actor() -> Actor {
 
 /// Runs the periodic work until `shutdown`: once at start, then every `interval`.
 pub async fn run(
-    service: LifecycleService,
+    service: std::sync::Arc<LifecycleService>,
     reminders: Vec<Duration>,
     interval: Duration,
     shutdown: impl Future<Output = ()>,

@@ -42,7 +42,7 @@ pub const MAX_BODY: usize = 64 * 1024;
 
 /// What the API handlers share.
 pub struct ApiState {
-    pub service: LifecycleService,
+    pub service: Arc<LifecycleService>,
     pub index: Arc<TokenIndex>,
     pub limits: Arc<RateLimits>,
     pub clock: Clock,

@@ -183,4 +183,6 @@ async fn attempts_with_dead_tokens_are_counted_on_the_token_and_audited_once_a_m
 
     // Unknown tokens are not attributed to anyone.
     assert_eq!(status(&gw, "tg_unknown").await, StatusCode::UNAUTHORIZED);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(gw.service.token(id).await.unwrap().refused_count, 4, "an unknown token counts on no token");
 }
