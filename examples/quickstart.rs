@@ -7,8 +7,8 @@
 //!
 //! It reads `config/tokengate.toml` (SQLite under `data/`, proxy on 127.0.0.1:8080, admin on
 //! 127.0.0.1:8081, one route to 127.0.0.1:9000), starts the echo upstream on 127.0.0.1:9000,
-//! and on the first run only (an empty database) creates the account `demo@example.com` with
-//! a token, printing a `curl` line that works. Ctrl-C stops both.
+//! and on the first run only (an empty database) creates the account `demo@example.com` (a
+//! superuser) with a token, printing a `curl` line that works. Ctrl-C stops both.
 
 #![allow(clippy::print_stdout)]
 
@@ -63,6 +63,8 @@ async fn run() -> Result<(), String> {
         let account = CreateAccount {
             email: DEMO_EMAIL.into(),
             name: Some("Demo".into()),
+            // A superuser, so that the web page shows all of its tabs in the quick start.
+            superuser: true,
             can_create_tokens: true,
             ..CreateAccount::default()
         };
@@ -85,13 +87,15 @@ async fn run() -> Result<(), String> {
         println!();
         println!("  cargo run -- token revoke {}", created.token.id);
         println!();
+        println!("Or manage tokens in the browser: http://{admin_addr}/ (sign in with {DEMO_EMAIL} and the token).");
+        println!();
     } else {
         println!();
         println!("The database already has accounts; the demo token was shown on the first run only.");
         println!("Mint another:  cargo run -- token create --user {DEMO_EMAIL} --name another");
         println!();
     }
-    println!("Gateway on http://{proxy_addr} (health: http://{admin_addr}/healthz). Ctrl-C stops it.");
+    println!("Gateway on http://{proxy_addr}, web page and admin API on http://{admin_addr}/. Ctrl-C stops it.");
 
     let stop = shutdown.clone();
     tokio::spawn(async move {

@@ -1,6 +1,8 @@
-//! The admin listener: health and readiness, and the JSON API (`admin/api.rs`).
+//! The admin listener: health and readiness, metrics, the JSON API (`admin/api.rs`) and the
+//! web page that drives it (`admin/web.rs`).
 
 pub mod api;
+pub mod web;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,7 +78,7 @@ pub fn router(health: Arc<Health>, api: Arc<api::ApiState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(health);
-    probes.merge(api::router(api)).layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY))
+    probes.merge(web::router()).merge(api::router(api)).layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY))
 }
 
 /// Prometheus text; the gauges of state held elsewhere are read now.

@@ -165,6 +165,11 @@ impl LifecycleService {
         LifecycleService { store, policy, clock, sync }
     }
 
+    /// The token policy: the bounds the create dialogs and the API validate against.
+    pub fn policy(&self) -> &TokenPolicy {
+        &self.policy
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }

@@ -4,6 +4,8 @@
 use serde::Serialize;
 
 use crate::clock::{UnixTime, to_rfc3339};
+use crate::config::TokenPolicy;
+use crate::duration::format_duration;
 use crate::store::{AccountRecord, AccountSummary, EventRecord, TokenRecord};
 
 /// A token as the API and `--json` show it (never the secret, except `token` at creation).
@@ -136,6 +138,37 @@ impl EventView {
             ip: event.ip.clone(),
             user_agent: event.user_agent.clone(),
             detail: serde_json::from_str(&event.detail).unwrap_or(serde_json::Value::Null),
+        }
+    }
+}
+
+/// The token policy a caller creates tokens within: what the web page's create dialog offers,
+/// and what the API enforces.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PolicyView {
+    /// The lifetime of a token created without an expiry, as written in the config (`30d`).
+    pub default_lifetime: String,
+    pub default_lifetime_seconds: u64,
+    /// The longest lifetime a token may be given.
+    pub max_lifetime: String,
+    pub max_lifetime_seconds: u64,
+    pub allow_never_expires: bool,
+    /// The scopes a token may carry (`*` grants every scope).
+    pub scopes: Vec<String>,
+    /// The scopes of a token created without any.
+    pub default_scopes: Vec<String>,
+}
+
+impl PolicyView {
+    pub fn new(policy: &TokenPolicy) -> Self {
+        PolicyView {
+            default_lifetime: format_duration(policy.default_lifetime),
+            default_lifetime_seconds: policy.default_lifetime.as_secs(),
+            max_lifetime: format_duration(policy.max_lifetime),
+            max_lifetime_seconds: policy.max_lifetime.as_secs(),
+            allow_never_expires: policy.allow_never_expires,
+            scopes: policy.scopes.clone(),
+            default_scopes: policy.default_scopes.clone(),
         }
     }
 }

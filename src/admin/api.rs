@@ -35,7 +35,7 @@ use crate::service::{
     Actor, CreateAccount, CreateToken, EventQuery, ExpiryRequest, LifecycleService, ServiceError, TokenQuery,
 };
 use crate::store::{AccountChanges, AccountRecord, EventFilter, StatusFilter, TokenRecord, TokenSort};
-use crate::view::{AccountView, EventView, TokenView};
+use crate::view::{AccountView, EventView, PolicyView, TokenView};
 
 /// Request bodies larger than this get 413.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -178,8 +178,11 @@ impl FromRequestParts<Arc<ApiState>> for Caller {
                 if let Some(retry_after) = state.limits.record_failed_auth(ip) {
                     return Err(too_many(retry_after));
                 }
+                // Script callers (the web page) say so with `X-Requested-With` and get no
+                // challenge, so that the browser does not pop up its own sign-in box.
+                let scripted = parts.headers.contains_key("x-requested-with");
                 return Err(ApiError {
-                    header: Some((header::WWW_AUTHENTICATE, state.challenge.clone())),
+                    header: (!scripted).then(|| (header::WWW_AUTHENTICATE, state.challenge.clone())),
                     ..ApiError::new(
                         StatusCode::UNAUTHORIZED,
                         "unauthorized",
@@ -217,8 +220,8 @@ struct ErrorDetail {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "tokengate admin API", description = "API tokens and accounts. Authenticate with HTTP Basic: your account email and an API token."),
-    paths(me, list_tokens, create_token, show_token, revoke_token, change_token, rotate_token, revoke_all, list_users, create_user, change_user, list_events),
-    components(schemas(TokenView, AccountView, EventView, ErrorBody, ErrorDetail, CreateTokenBody, ChangeTokenBody, RotateBody, CreateUserBody, ChangeUserBody)),
+    paths(me, policy, list_tokens, create_token, show_token, revoke_token, change_token, rotate_token, revoke_all, list_users, create_user, change_user, list_events),
+    components(schemas(TokenView, AccountView, EventView, PolicyView, ErrorBody, ErrorDetail, CreateTokenBody, ChangeTokenBody, RotateBody, CreateUserBody, ChangeUserBody)),
     modifiers(&BasicAuth),
     security(("basic" = []))
 )]
@@ -247,6 +250,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/api/v1/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], openapi_json()) }))
         .route("/api/v1/me", get(me))
+        .route("/api/v1/policy", get(policy))
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/tokens/{id}", get(show_token).delete(revoke_token).patch(change_token))
         .route("/api/v1/tokens/{id}/rotate", post(rotate_token))
@@ -261,6 +265,11 @@ pub fn router(state: Arc<ApiState>) -> Router {
 #[utoipa::path(get, path = "/api/v1/me", tag = "accounts", responses((status = 200, description = "the caller's account", body = AccountView), (status = 401, body = ErrorBody)))]
 async fn me(caller: Caller) -> Json<AccountView> {
     Json(AccountView::new(&caller.account))
+}
+
+#[utoipa::path(get, path = "/api/v1/policy", tag = "tokens", responses((status = 200, description = "the bounds tokens are created within", body = PolicyView), (status = 401, body = ErrorBody)))]
+async fn policy(State(state): State<Arc<ApiState>>, _caller: Caller) -> Json<PolicyView> {
+    Json(PolicyView::new(state.service.policy()))
 }
 
 /// The query string as (key, value) pairs; a key may repeat (`user=a&user=b`).

@@ -23,3 +23,5 @@ mod redis;
 mod smtp;
 mod store;
 mod support;
+mod web;
+mod webdriver;

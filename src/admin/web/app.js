@@ -1,0 +1,827 @@
+// tokengate's admin page. It talks only to the JSON API of this listener (/api/v1/...), with
+// the caller's email and API token as HTTP Basic credentials. The credential lives in this
+// tab's sessionStorage (it survives a reload, and is gone when the tab closes) and in memory;
+// never in localStorage or a cookie. All text from the server is put into the page with
+// textContent, never parsed as HTML.
+'use strict';
+
+(() => {
+  const CREDENTIAL_KEY = 'tokengate.credential';
+  const $ = (id) => document.getElementById(id);
+
+  /** What the page knows about the signed-in caller. */
+  const state = {
+    credential: null, // {email, token}
+    me: null, // AccountView
+    policy: null, // PolicyView
+    tab: 'tokens',
+    pendingRevoke: null, // the TokenView the revoke dialog is about
+    pendingRotate: null,
+    pendingRevokeAll: null, // an email
+    createFor: null, // 'self' or 'other'
+  };
+
+  // ---- the credential: sessionStorage only ----
+
+  function loadCredential() {
+    try {
+      const stored = JSON.parse(sessionStorage.getItem(CREDENTIAL_KEY) || 'null');
+      if (stored && typeof stored.email === 'string' && typeof stored.token === 'string') return stored;
+    } catch (_) {
+      // An unreadable entry is as good as none.
+    }
+    return null;
+  }
+
+  function saveCredential(credential) {
+    sessionStorage.setItem(CREDENTIAL_KEY, JSON.stringify(credential));
+  }
+
+  function forgetCredential() {
+    sessionStorage.removeItem(CREDENTIAL_KEY);
+  }
+
+  function basicAuthorization({ email, token }) {
+    const bytes = new TextEncoder().encode(`${email}:${token}`);
+    let binary = '';
+    for (const byte of bytes) binary += String.fromCharCode(byte);
+    return `Basic ${btoa(binary)}`;
+  }
+
+  // ---- the API ----
+
+  class ApiError extends Error {
+    constructor(status, code, message) {
+      super(message);
+      this.status = status;
+      this.code = code;
+    }
+  }
+
+  /**
+   * Calls the admin API. `X-Requested-With` asks the API to leave out its Basic challenge, so
+   * that a refused credential shows this page's message instead of the browser's sign-in box.
+   */
+  async function api(method, path, body, credential = state.credential) {
+    const headers = {
+      Authorization: basicAuthorization(credential),
+      'X-Requested-With': 'tokengate-web',
+      Accept: 'application/json',
+    };
+    const init = { method, headers, cache: 'no-store', credentials: 'omit', redirect: 'error' };
+    if (body !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    let response;
+    try {
+      response = await fetch(path, init);
+    } catch (_) {
+      throw new ApiError(0, 'network', 'The gateway did not answer; check that it is running and try again.');
+    }
+    const text = await response.text();
+    let data = null;
+    try {
+      data = text ? JSON.parse(text) : null;
+    } catch (_) {
+      data = null;
+    }
+    if (!response.ok) {
+      const detail = data && data.error ? data.error : {};
+      const error = new ApiError(response.status, detail.code || 'http', detail.message || `HTTP ${response.status}`);
+      if (response.status === 401 && credential === state.credential && state.me) {
+        signOut('You were signed out: the token this tab signed in with is no longer valid (revoked, expired or blocked).');
+      }
+      throw error;
+    }
+    return data;
+  }
+
+  // ---- small DOM helpers ----
+
+  /** Builds an element; children that are not nodes become text nodes (never HTML). */
+  function el(tag, props = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(props)) {
+      if (value === undefined || value === null || value === false) continue;
+      if (key === 'class') node.className = value;
+      else if (key === 'dataset') Object.assign(node.dataset, value);
+      else if (key.startsWith('on')) node.addEventListener(key.slice(2), value);
+      else node.setAttribute(key, value === true ? '' : String(value));
+    }
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  function showError(id, error) {
+    const node = $(id);
+    if (!error) {
+      node.hidden = true;
+      node.textContent = '';
+      return;
+    }
+    node.textContent = error instanceof Error ? error.message : String(error);
+    node.hidden = false;
+  }
+
+  function showBanner(message) {
+    const banner = $('banner');
+    banner.textContent = message || '';
+    banner.hidden = !message;
+  }
+
+  /** Runs `work` with `button` disabled, so a double click does not act twice. */
+  async function busy(button, work) {
+    button.disabled = true;
+    try {
+      return await work();
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // ---- times and durations ----
+
+  const pad = (n) => String(n).padStart(2, '0');
+
+  /** Local date and time, minutes precision: 2026-11-25 18:47. */
+  function formatTime(iso) {
+    const d = new Date(iso);
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  }
+
+  const relativeFormat = new Intl.RelativeTimeFormat('en', { numeric: 'auto' });
+
+  /** "3 days ago", "in 29 days". */
+  function relativeTime(iso) {
+    const seconds = (new Date(iso).getTime() - Date.now()) / 1000;
+    const steps = [[60, 'second'], [60, 'minute'], [24, 'hour'], [30, 'day'], [12, 'month'], [Infinity, 'year']];
+    let value = seconds;
+    for (const [size, unit] of steps) {
+      if (Math.abs(value) < size) return relativeFormat.format(Math.round(value), unit);
+      value /= size;
+    }
+    return formatTime(iso);
+  }
+
+  function timeCell(iso, fallback) {
+    if (!iso) return el('td', {}, el('span', { class: 'sub' }, fallback));
+    return el('td', {}, el('time', { datetime: iso, title: iso }, formatTime(iso)), el('span', { class: 'sub' }, relativeTime(iso)));
+  }
+
+  /** A lifetime in words: 604800 → "7 days", 31536000 → "1 year". */
+  function lifetimeWords(seconds) {
+    const day = 86400;
+    if (seconds % (365 * day) === 0) {
+      const years = seconds / (365 * day);
+      return years === 1 ? '1 year' : `${years} years`;
+    }
+    if (seconds % day === 0) {
+      const days = seconds / day;
+      return days === 1 ? '1 day' : `${days} days`;
+    }
+    const hours = Math.round(seconds / 3600);
+    return hours === 1 ? '1 hour' : `${hours} hours`;
+  }
+
+  /** A local calendar date (yyyy-mm-dd) as the RFC 3339 instant its day starts (`offsetDays` later). */
+  function dayStart(dateText, offsetDays = 0) {
+    const [year, month, day] = dateText.split('-').map(Number);
+    const start = new Date(year, month - 1, day + offsetDays);
+    return start.toISOString().replace(/\.\d{3}Z$/, 'Z');
+  }
+
+  function dateInputValue(date) {
+    return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
+  }
+
+  // ---- token tables ----
+
+  function isLive(token) {
+    return token.status === 'active' || token.status === 'blocked';
+  }
+
+  /** Whether this tab signed in with `token` (the display prefix is the secret's beginning). */
+  function isThisSession(token) {
+    return (
+      state.credential !== null &&
+      token.user.toLowerCase() === state.credential.email.toLowerCase() &&
+      state.credential.token.startsWith(token.prefix)
+    );
+  }
+
+  function statusCell(token) {
+    const cell = el('td', {}, el('span', { class: `status status-${token.status}` }, token.status));
+    if (token.status === 'active' && token.revoked_at) {
+      cell.append(el('span', { class: 'sub' }, `ends ${formatTime(token.revoked_at)} (rotated)`));
+    } else if (token.status === 'revoked' && token.revoked_at) {
+      cell.append(el('span', { class: 'sub' }, `${formatTime(token.revoked_at)}${token.revoked_by ? ` by ${token.revoked_by}` : ''}`));
+    } else if (token.status === 'blocked') {
+      cell.append(el('span', { class: 'sub' }, 'the account may not hold tokens'));
+    }
+    return cell;
+  }
+
+  function lastUsedCell(token) {
+    if (!token.last_used_at) return el('td', {}, el('span', { class: 'sub' }, 'never used'));
+    const cell = timeCell(token.last_used_at);
+    const how = [token.last_used_method, token.last_used_path].filter(Boolean).join(' ');
+    cell.append(el('span', { class: 'sub mono' }, [how, token.last_used_ip].filter(Boolean).join(' · ')));
+    return cell;
+  }
+
+  function scopesCell(token) {
+    if (token.scopes.length === 0) return el('td', {}, el('span', { class: 'sub' }, 'none'));
+    return el('td', {}, token.scopes.map((scope) => el('span', { class: 'scope' }, scope)));
+  }
+
+  /** One row of a token table; `withOwner` adds the owner column (Token Manager). */
+  function tokenRow(token, { withOwner, actions }) {
+    const classes = [isLive(token) ? '' : 'dead', isThisSession(token) ? 'this-session' : ''].filter(Boolean).join(' ');
+    const buttons = [];
+    if (isLive(token)) {
+      if (actions.includes('rotate')) {
+        buttons.push(el('button', { type: 'button', class: 'small', dataset: { action: 'rotate' }, onclick: () => openRotate(token) }, 'Rotate'));
+      }
+      buttons.push(
+        el('button', { type: 'button', class: 'small danger-outline', dataset: { action: 'revoke' }, onclick: () => openRevoke(token) }, 'Revoke'),
+      );
+    }
+    return el(
+      'tr',
+      { class: classes || null, dataset: { tokenId: token.id, tokenName: token.name, status: token.status } },
+      withOwner ? el('td', { class: 'owner' }, token.user) : null,
+      el('td', { class: 'name' }, token.name, token.description ? el('span', { class: 'sub' }, token.description) : null),
+      el('td', {}, el('code', { class: 'prefix' }, `${token.prefix}…`)),
+      timeCell(token.created_at),
+      lastUsedCell(token),
+      token.expires_at ? timeCell(token.expires_at) : el('td', {}, el('span', { class: 'sub' }, 'never expires')),
+      scopesCell(token),
+      statusCell(token),
+      el('td', { class: 'actions' }, buttons),
+    );
+  }
+
+  function fillTable(tableId, emptyId, tokens, options) {
+    const body = $(tableId).querySelector('tbody');
+    body.replaceChildren(...tokens.map((token) => tokenRow(token, options)));
+    $(emptyId).hidden = tokens.length > 0;
+  }
+
+  // ---- API Tokens tab ----
+
+  async function loadOwnTokens() {
+    showError('tokens-error', null);
+    const params = new URLSearchParams({ user: state.me.email, status: $('tokens-status').value, sort: 'created' });
+    try {
+      const tokens = await api('GET', `/api/v1/tokens?${params}`);
+      fillTable('tokens-table', 'tokens-empty', tokens, { withOwner: false, actions: ['rotate', 'revoke'] });
+    } catch (error) {
+      showError('tokens-error', error);
+    }
+  }
+
+  // ---- Token Manager tab ----
+
+  function managerQuery() {
+    const params = new URLSearchParams();
+    for (const email of $('filter-users').value.split(/[\s,;]+/).filter(Boolean)) params.append('user', email);
+    const search = $('filter-search').value.trim();
+    if (search) params.set('search', search);
+    params.set('status', $('filter-status').value);
+    const ranges = [
+      ['filter-created-from', 'created_after', 0],
+      ['filter-created-to', 'created_before', 1],
+      ['filter-used-from', 'used_after', 0],
+      ['filter-used-to', 'used_before', 1],
+      ['filter-expires-from', 'expires_after', 0],
+      ['filter-expires-to', 'expires_before', 1],
+    ];
+    // A "to" date includes its whole day: the bound is the start of the next day.
+    for (const [id, key, offset] of ranges) {
+      const value = $(id).value;
+      if (value) params.set(key, dayStart(value, offset));
+    }
+    const unused = $('filter-unused').value;
+    if (unused) params.set('unused_for', unused);
+    if ($('filter-never-used').checked) params.set('never_used', 'true');
+    return params;
+  }
+
+  async function loadManagerTokens() {
+    showError('manager-error', null);
+    try {
+      const tokens = await api('GET', `/api/v1/tokens?${managerQuery()}`);
+      fillTable('manager-table', 'manager-empty', tokens, { withOwner: true, actions: ['revoke'] });
+      $('manager-count').textContent = tokens.length === 1 ? '1 token' : `${tokens.length} tokens`;
+    } catch (error) {
+      $('manager-table').querySelector('tbody').replaceChildren();
+      $('manager-count').textContent = '';
+      showError('manager-error', error);
+    }
+  }
+
+  // ---- Accounts tab ----
+
+  const ACCOUNT_FLAGS = [
+    ['enabled', 'Enabled'],
+    ['can_create_tokens', 'Token permission'],
+    ['token_manager', 'Token manager'],
+    ['superuser', 'Superuser'],
+  ];
+
+  function accountRow(account) {
+    const toggles = ACCOUNT_FLAGS.map(([field, label]) => {
+      const box = el('input', { type: 'checkbox', 'aria-label': `${label}: ${account.email}`, dataset: { field } });
+      box.checked = account[field];
+      box.addEventListener('change', () => changeAccount(account.email, field, box));
+      return el('td', {}, box);
+    });
+    const revokeAll = el(
+      'button',
+      { type: 'button', class: 'small danger-outline', dataset: { action: 'revoke-all' }, onclick: () => openRevokeAll(account.email) },
+      'Revoke all tokens',
+    );
+    return el(
+      'tr',
+      { dataset: { email: account.email } },
+      el('td', {}, account.email),
+      el('td', {}, account.name || ''),
+      el('td', {}, String(account.tokens ?? '')),
+      toggles,
+      el('td', { class: 'actions' }, revokeAll),
+    );
+  }
+
+  async function loadAccounts() {
+    showError('accounts-error', null);
+    try {
+      const accounts = await api('GET', '/api/v1/users');
+      $('accounts-table').querySelector('tbody').replaceChildren(...accounts.map(accountRow));
+    } catch (error) {
+      showError('accounts-error', error);
+    }
+  }
+
+  async function changeAccount(email, field, box) {
+    showError('accounts-error', null);
+    showBanner(null);
+    box.disabled = true;
+    try {
+      await api('PATCH', `/api/v1/users/${encodeURIComponent(email)}`, { [field]: box.checked });
+      const label = ACCOUNT_FLAGS.find(([name]) => name === field)[1];
+      showBanner(`${email}: ${label.toLowerCase()} ${box.checked ? 'on' : 'off'}.`);
+      if (email.toLowerCase() === state.me.email.toLowerCase()) await refreshMe();
+      await loadAccounts();
+    } catch (error) {
+      box.checked = !box.checked;
+      showError('accounts-error', error);
+    } finally {
+      box.disabled = false;
+    }
+  }
+
+  async function addAccount(event) {
+    event.preventDefault();
+    showError('accounts-error', null);
+    showBanner(null);
+    const email = $('account-email').value.trim();
+    if (!email) {
+      showError('accounts-error', 'Give the new account an email address.');
+      return;
+    }
+    const body = {
+      email,
+      can_create_tokens: $('account-permission').checked,
+      token_manager: $('account-manager').checked,
+      superuser: $('account-superuser').checked,
+    };
+    const name = $('account-name').value.trim();
+    if (name) body.name = name;
+    await busy($('account-add'), async () => {
+      try {
+        await api('POST', '/api/v1/users', body);
+        $('account-form').reset();
+        showBanner(`Account ${email} added.`);
+        await loadAccounts();
+      } catch (error) {
+        showError('accounts-error', error);
+      }
+    });
+  }
+
+  // ---- tabs ----
+
+  const TABS = {
+    tokens: { tab: 'tab-tokens', panel: 'panel-tokens', load: loadOwnTokens },
+    manager: { tab: 'tab-manager', panel: 'panel-manager', load: loadManagerTokens },
+    accounts: { tab: 'tab-accounts', panel: 'panel-accounts', load: loadAccounts },
+  };
+
+  function allowedTabs() {
+    const me = state.me;
+    return Object.keys(TABS).filter(
+      (name) => name === 'tokens' || (name === 'manager' && (me.superuser || me.token_manager)) || (name === 'accounts' && me.superuser),
+    );
+  }
+
+  function selectTab(name, { keepBanner = false } = {}) {
+    const allowed = allowedTabs();
+    if (!allowed.includes(name)) name = 'tokens';
+    state.tab = name;
+    if (!keepBanner) showBanner(null);
+    for (const [key, tab] of Object.entries(TABS)) {
+      const selected = key === name;
+      $(tab.tab).hidden = !allowed.includes(key);
+      $(tab.tab).setAttribute('aria-selected', String(selected));
+      $(tab.tab).tabIndex = selected ? 0 : -1;
+      $(tab.panel).hidden = !selected;
+    }
+    return TABS[name].load();
+  }
+
+  function refreshCurrentTab() {
+    return TABS[state.tab].load();
+  }
+
+  // ---- create dialog ----
+
+  const LIFETIME_CHOICES = [7, 30, 60, 90, 180, 365].map((days) => days * 86400);
+
+  function fillExpiryChoices() {
+    const policy = state.policy;
+    const select = $('create-expiry');
+    const lifetimes = LIFETIME_CHOICES.filter((s) => s <= policy.max_lifetime_seconds);
+    for (const s of [policy.default_lifetime_seconds, policy.max_lifetime_seconds]) {
+      if (!lifetimes.includes(s)) lifetimes.push(s);
+    }
+    lifetimes.sort((a, b) => a - b);
+    const options = lifetimes.map((seconds) => {
+      const isDefault = seconds === policy.default_lifetime_seconds;
+      const option = el('option', { value: `${seconds}s` }, `${lifetimeWords(seconds)}${isDefault ? ' (default)' : ''}`);
+      option.selected = isDefault;
+      return option;
+    });
+    options.push(el('option', { value: 'date' }, 'Choose a date…'));
+    if (policy.allow_never_expires) options.push(el('option', { value: 'never' }, 'Never'));
+    select.replaceChildren(...options);
+    const today = new Date();
+    $('create-date').min = dateInputValue(new Date(today.getFullYear(), today.getMonth(), today.getDate() + 1));
+    const latest = new Date(Date.now() + policy.max_lifetime_seconds * 1000);
+    $('create-date').max = dateInputValue(latest);
+    $('create-expiry-hint').textContent = `Tokens live at most ${lifetimeWords(policy.max_lifetime_seconds)}${
+      policy.allow_never_expires ? ', or forever' : ''
+    }.`;
+    $('create-date-field').hidden = true;
+  }
+
+  function fillScopeChoices() {
+    const policy = state.policy;
+    const fieldset = $('create-scopes');
+    const boxes = policy.scopes.map((scope) => {
+      const id = `create-scope-${scope.replace(/[^A-Za-z0-9_-]/g, '_')}`;
+      const box = el('input', { type: 'checkbox', id, name: 'scope', value: scope });
+      box.checked = policy.default_scopes.includes(scope);
+      return el('div', { class: 'field checkbox' }, box, el('label', { for: id }, scope));
+    });
+    fieldset.replaceChildren(el('legend', {}, 'Scopes'), ...boxes);
+    fieldset.hidden = boxes.length === 0;
+  }
+
+  function openCreate(forOther) {
+    state.createFor = forOther ? 'other' : 'self';
+    $('create-form').reset();
+    showError('create-error', null);
+    $('create-owner-field').hidden = !forOther;
+    $('create-title').textContent = forOther ? 'Create an API token for an account' : 'Create an API token';
+    fillExpiryChoices();
+    fillScopeChoices();
+    $('create-dialog').showModal();
+    (forOther ? $('create-owner') : $('create-name')).focus();
+  }
+
+  function createRequest() {
+    const body = { name: $('create-name').value.trim() };
+    if (!body.name) throw new Error('Give the token a name that says what it is for.');
+    if (state.createFor === 'other') {
+      const owner = $('create-owner').value.trim();
+      if (!owner) throw new Error("Give the email of the account the token is for.");
+      body.user = owner;
+    }
+    const expiry = $('create-expiry').value;
+    if (expiry === 'never') body.never_expires = true;
+    else if (expiry === 'date') {
+      const date = $('create-date').value;
+      if (!date) throw new Error('Choose the expiry date.');
+      body.expires_at = dayStart(date);
+    } else body.expires_in = expiry;
+    const scopes = [...$('create-scopes').querySelectorAll('input[name=scope]:checked')].map((box) => box.value);
+    if (state.policy.scopes.length > 0 && scopes.length === 0) throw new Error('Choose at least one scope.');
+    if (scopes.length > 0) body.scopes = scopes;
+    const rate = $('create-rate').value.trim();
+    if (rate) body.rate_limit = rate;
+    return body;
+  }
+
+  async function submitCreate(event) {
+    event.preventDefault();
+    showError('create-error', null);
+    let body;
+    try {
+      body = createRequest();
+    } catch (error) {
+      showError('create-error', error);
+      return;
+    }
+    await busy($('create-submit'), async () => {
+      try {
+        const created = await api('POST', '/api/v1/tokens', body);
+        $('create-dialog').close();
+        showSecret(created, `Token “${created.name}” for ${created.user}${created.expires_at ? `, expires ${formatTime(created.expires_at)}` : ', never expires'}.`);
+        await refreshCurrentTab();
+      } catch (error) {
+        showError('create-error', error);
+      }
+    });
+  }
+
+  // ---- the secret, shown once ----
+
+  function showSecret(created, about) {
+    $('secret-value').value = created.token;
+    $('secret-about').textContent = about;
+    $('secret-copied').textContent = '';
+    $('secret-dialog').showModal();
+    $('secret-value').select();
+  }
+
+  async function copySecret() {
+    const input = $('secret-value');
+    try {
+      await navigator.clipboard.writeText(input.value);
+    } catch (_) {
+      // Outside a secure context there is no clipboard API: copy the selection instead.
+      input.select();
+      document.execCommand('copy');
+    }
+    $('secret-copied').textContent = 'Copied to the clipboard.';
+  }
+
+  /** The secret leaves the page when the dialog closes, whichever way it closes. */
+  function forgetSecret() {
+    $('secret-value').value = '';
+    $('secret-about').textContent = '';
+  }
+
+  // ---- revoke ----
+
+  function detail(term, value) {
+    return [el('dt', {}, term), el('dd', {}, value)];
+  }
+
+  function openRevoke(token) {
+    state.pendingRevoke = token;
+    showError('revoke-error', null);
+    const lastUse = token.last_used_at
+      ? `${formatTime(token.last_used_at)} — ${[token.last_used_method, token.last_used_path, token.last_used_ip].filter(Boolean).join(' ')}`
+      : 'never used';
+    $('revoke-details').replaceChildren(
+      ...detail('Name', token.name),
+      ...detail('Owner', token.user),
+      ...detail('Prefix', `${token.prefix}…`),
+      ...detail('Created', `${formatTime(token.created_at)} by ${token.created_by}`),
+      ...detail('Last used', lastUse),
+      ...detail('Expires', token.expires_at ? formatTime(token.expires_at) : 'never'),
+      ...detail('Scopes', token.scopes.length ? token.scopes.join(' ') : 'none'),
+    );
+    $('revoke-self').hidden = !isThisSession(token);
+    $('revoke-dialog').showModal();
+    $('revoke-cancel').focus();
+  }
+
+  async function confirmRevoke() {
+    const token = state.pendingRevoke;
+    if (!token) return;
+    await busy($('revoke-confirm'), async () => {
+      try {
+        const signedInWithIt = isThisSession(token);
+        await api('DELETE', `/api/v1/tokens/${token.id}`);
+        $('revoke-dialog').close();
+        if (signedInWithIt) {
+          signOut(`Token “${token.name}” was revoked. It was the token this tab signed in with, so you are signed out.`);
+          return;
+        }
+        showBanner(`Token “${token.name}” (${token.prefix}…) of ${token.user} was revoked.`);
+        await refreshCurrentTab();
+      } catch (error) {
+        if (state.me) showError('revoke-error', error);
+      }
+    });
+  }
+
+  // ---- rotate ----
+
+  function openRotate(token) {
+    state.pendingRotate = token;
+    $('rotate-form').reset();
+    showError('rotate-error', null);
+    $('rotate-name').textContent = token.name;
+    $('rotate-prefix').textContent = `${token.prefix}…`;
+    $('rotate-dialog').showModal();
+  }
+
+  async function submitRotate(event) {
+    event.preventDefault();
+    const token = state.pendingRotate;
+    if (!token) return;
+    const mode = new FormData($('rotate-form')).get('mode');
+    const body = {};
+    if (mode === 'grace') body.grace = $('rotate-grace-period').value;
+    if (mode === 'first_use') body.until_first_use = true;
+    await busy($('rotate-confirm'), async () => {
+      try {
+        const signedInWithIt = isThisSession(token);
+        const successor = await api('POST', `/api/v1/tokens/${token.id}/rotate`, body);
+        $('rotate-dialog').close();
+        // The tab moves to the successor, so rotating the token it signed in with keeps it signed in.
+        if (signedInWithIt) {
+          state.credential = { email: state.credential.email, token: successor.token };
+          saveCredential(state.credential);
+        }
+        const ending = { now: 'The old token no longer works.', grace: `The old token keeps working for ${$('rotate-grace-period').selectedOptions[0].textContent}.`, first_use: 'The old token keeps working until this one is first used.' }[mode];
+        showSecret(successor, `Successor of “${token.name}”. ${ending}${signedInWithIt ? ' This tab now uses the new token.' : ''}`);
+        await refreshCurrentTab();
+      } catch (error) {
+        showError('rotate-error', error);
+      }
+    });
+  }
+
+  // ---- revoke all of an account's tokens ----
+
+  function openRevokeAll(email) {
+    state.pendingRevokeAll = email;
+    showError('revoke-all-error', null);
+    $('revoke-all-email').textContent = email;
+    $('revoke-all-dialog').showModal();
+    $('revoke-all-cancel').focus();
+  }
+
+  async function confirmRevokeAll() {
+    const email = state.pendingRevokeAll;
+    if (!email) return;
+    await busy($('revoke-all-confirm'), async () => {
+      try {
+        const result = await api('POST', `/api/v1/users/${encodeURIComponent(email)}/tokens/revoke-all`);
+        $('revoke-all-dialog').close();
+        if (email.toLowerCase() === state.me.email.toLowerCase() && result.revoked > 0) {
+          signOut(`All ${result.revoked} tokens of ${email} were revoked, including the one this tab signed in with.`);
+          return;
+        }
+        showBanner(`${result.revoked} token${result.revoked === 1 ? '' : 's'} of ${email} revoked.`);
+        await refreshCurrentTab();
+      } catch (error) {
+        if (state.me) showError('revoke-all-error', error);
+      }
+    });
+  }
+
+  // ---- signing in and out ----
+
+  function roleWords(me) {
+    if (me.superuser) return '(superuser)';
+    if (me.token_manager) return '(token manager)';
+    return '';
+  }
+
+  function renderWhoami() {
+    $('whoami-email').textContent = state.me.email;
+    $('whoami-roles').textContent = roleWords(state.me);
+    $('whoami').hidden = false;
+  }
+
+  async function refreshMe() {
+    state.me = await api('GET', '/api/v1/me');
+    renderWhoami();
+    for (const [key, tab] of Object.entries(TABS)) $(tab.tab).hidden = !allowedTabs().includes(key);
+  }
+
+  /** Checks a credential against the API; on success the page opens on the API Tokens tab. */
+  async function enter(credential) {
+    const [me, policy] = await Promise.all([
+      api('GET', '/api/v1/me', undefined, credential),
+      api('GET', '/api/v1/policy', undefined, credential),
+    ]);
+    state.credential = credential;
+    state.me = me;
+    state.policy = policy;
+    saveCredential(credential);
+    renderWhoami();
+    $('sign-in-view').hidden = true;
+    $('app-view').hidden = false;
+    await selectTab('tokens', { keepBanner: true });
+  }
+
+  function showSignIn(message) {
+    $('app-view').hidden = true;
+    $('whoami').hidden = true;
+    $('sign-in-view').hidden = false;
+    showError('sign-in-error', message || null);
+    $('sign-in-email').focus();
+  }
+
+  function signOut(message) {
+    forgetCredential();
+    state.credential = null;
+    state.me = null;
+    state.policy = null;
+    for (const dialog of document.querySelectorAll('dialog[open]')) dialog.close();
+    showBanner(null);
+    showSignIn(message);
+  }
+
+  async function submitSignIn(event) {
+    event.preventDefault();
+    showError('sign-in-error', null);
+    const email = $('sign-in-email').value.trim();
+    const token = $('sign-in-token').value.trim();
+    if (!email || !token) {
+      showError('sign-in-error', 'Enter your email and an API token.');
+      return;
+    }
+    await busy($('sign-in-submit'), async () => {
+      try {
+        await enter({ email, token });
+        $('sign-in-token').value = '';
+      } catch (error) {
+        const message =
+          error.status === 401
+            ? 'Sign-in failed: this email and token do not match a valid token (it may be revoked, expired or blocked).'
+            : error.message;
+        showError('sign-in-error', message);
+      }
+    });
+  }
+
+  // ---- wiring ----
+
+  function closeOnClick(buttonId, dialogId) {
+    $(buttonId).addEventListener('click', () => $(dialogId).close());
+  }
+
+  function wire() {
+    $('sign-in-form').addEventListener('submit', submitSignIn);
+    $('sign-out').addEventListener('click', () => signOut('You signed out.'));
+    for (const [name, tab] of Object.entries(TABS)) $(tab.tab).addEventListener('click', () => selectTab(name));
+    $('tokens-status').addEventListener('change', loadOwnTokens);
+
+    $('create-token').addEventListener('click', () => openCreate(false));
+    $('manager-create').addEventListener('click', () => openCreate(true));
+    $('create-form').addEventListener('submit', submitCreate);
+    $('create-expiry').addEventListener('change', () => {
+      $('create-date-field').hidden = $('create-expiry').value !== 'date';
+    });
+    closeOnClick('create-cancel', 'create-dialog');
+
+    $('secret-copy').addEventListener('click', copySecret);
+    closeOnClick('secret-done', 'secret-dialog');
+    $('secret-dialog').addEventListener('close', forgetSecret);
+
+    $('revoke-confirm').addEventListener('click', confirmRevoke);
+    closeOnClick('revoke-cancel', 'revoke-dialog');
+    $('rotate-form').addEventListener('submit', submitRotate);
+    closeOnClick('rotate-cancel', 'rotate-dialog');
+    $('revoke-all-confirm').addEventListener('click', confirmRevokeAll);
+    closeOnClick('revoke-all-cancel', 'revoke-all-dialog');
+
+    $('filter-form').addEventListener('submit', (event) => {
+      event.preventDefault();
+      loadManagerTokens();
+    });
+    $('filter-reset').addEventListener('click', () => {
+      $('filter-form').reset();
+      loadManagerTokens();
+    });
+    $('account-form').addEventListener('submit', addAccount);
+  }
+
+  async function start() {
+    wire();
+    const credential = loadCredential();
+    if (!credential) {
+      showSignIn();
+      return;
+    }
+    try {
+      await enter(credential);
+    } catch (error) {
+      forgetCredential();
+      showSignIn(error.status === 401 ? 'Your session ended: sign in again.' : error.message);
+    }
+  }
+
+  start();
+})();

@@ -1,0 +1,339 @@
+//! The web page at `/` of the admin listener: how it is served (embedded, strict CSP, nothing
+//! from elsewhere), and what people do with it in a real headless Chromium — sign in, create a
+//! token and read it from the dialog, use it through the proxy, revoke it through the
+//! confirmation dialog and see the proxy refuse it, rotate, filter in the Token Manager, and
+//! change accounts. Screenshots of each tab are saved under `target/test-artifacts/`.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use tokengate::service::{Actor, CreateAccount};
+use tokengate::store::EventFilter;
+
+use crate::support::{TestGateway, client};
+use crate::webdriver::Browser;
+
+const ROOT: &str = "root@example.com";
+const ANN: &str = "ann@example.com";
+const BOB: &str = "bob@example.com";
+
+async fn create_account(gw: &TestGateway, email: &str, superuser: bool) {
+    let request = CreateAccount { email: email.into(), superuser, can_create_tokens: true, ..Default::default() };
+    gw.service.create_account(request, &Actor::cli()).await.unwrap();
+}
+
+fn admin_url(gw: &TestGateway, path: &str) -> String {
+    format!("http://{}{path}", gw.admin)
+}
+
+/// A proxied GET (or `method`) with Basic `email:secret`; the status it gets.
+async fn proxied(gw: &TestGateway, method: reqwest::Method, email: &str, secret: &str) -> StatusCode {
+    client().request(method, gw.url("/things")).basic_auth(email, Some(secret)).send().await.unwrap().status()
+}
+
+async fn proxied_get(gw: &TestGateway, email: &str, secret: &str) -> StatusCode {
+    proxied(gw, reqwest::Method::GET, email, secret).await
+}
+
+#[tokio::test]
+async fn page_is_embedded_with_a_strict_content_security_policy() {
+    let gw = TestGateway::spawn().await;
+    for (path, content_type) in [
+        ("/", "text/html"),
+        ("/assets/app.js", "text/javascript"),
+        ("/assets/app.css", "text/css"),
+        ("/assets/icon.svg", "image/svg+xml"),
+    ] {
+        let response = client().get(admin_url(&gw, path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let headers = response.headers();
+        assert!(headers["content-type"].to_str().unwrap().starts_with(content_type), "{path}");
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        for directive in ["default-src 'none'", "script-src 'self'", "style-src 'self'", "frame-ancestors 'none'"] {
+            assert!(csp.contains(directive), "{path}: {csp} lacks {directive}");
+        }
+        assert!(!csp.contains("unsafe"), "{path}: {csp}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        let body = response.text().await.unwrap();
+        // No third-party assets: the only absolute URL is the SVG namespace.
+        let outside = body.matches("://").count() - body.matches("http://www.w3.org/2000/svg").count();
+        assert_eq!(outside, 0, "{path} refers to another origin");
+        assert!(!body.contains("@import") && !body.contains("url("), "{path} loads nothing else");
+        if path == "/" {
+            // No inline script or style: every <script> has a src, and no element has a
+            // style or an event-handler attribute.
+            assert_eq!(body.matches("<script").count(), body.matches("<script src=\"/assets/").count());
+            assert!(!body.contains(" style="), "inline style in the page");
+            assert!(!body.contains(" onclick=") && !body.contains(" onload="), "inline handler in the page");
+        }
+        if path == "/assets/app.js" {
+            assert!(
+                !body.contains("localStorage.") && !body.contains("document.cookie"),
+                "the script must not persist the token"
+            );
+            assert!(!body.contains("innerHTML"), "server text must never be parsed as HTML");
+        }
+    }
+}
+
+#[tokio::test]
+async fn script_callers_get_no_basic_challenge() {
+    let gw = TestGateway::spawn().await;
+    let plain = client().get(admin_url(&gw, "/api/v1/me")).send().await.unwrap();
+    assert_eq!(plain.status(), StatusCode::UNAUTHORIZED);
+    assert!(plain.headers().contains_key("www-authenticate"), "curl users get the challenge");
+    let scripted =
+        client().get(admin_url(&gw, "/api/v1/me")).header("x-requested-with", "tokengate-web").send().await.unwrap();
+    assert_eq!(scripted.status(), StatusCode::UNAUTHORIZED);
+    // Without a challenge the browser shows the page's message, not its own sign-in box.
+    assert!(!scripted.headers().contains_key("www-authenticate"));
+}
+
+/// Signs in through the form and waits for the API Tokens tab.
+async fn sign_in(browser: &Browser, gw: &TestGateway, email: &str, secret: &str) {
+    browser.goto(&admin_url(gw, "/")).await;
+    browser.fill("#sign-in-email", email).await;
+    browser.fill("#sign-in-token", secret).await;
+    browser.click("#sign-in-submit").await;
+    browser.visible("#panel-tokens").await;
+    browser.text_containing("#whoami-email", email).await;
+}
+
+/// Reads the secret from the "shown once" dialog, copies it, and closes the dialog.
+async fn take_secret(browser: &Browser, screenshot: Option<&str>) -> String {
+    browser.visible("#secret-dialog").await;
+    let warning = browser.text("#secret-dialog .warning").await;
+    assert!(warning.contains("will not be shown again"), "{warning}");
+    let secret = browser.value("#secret-value").await;
+    assert!(secret.starts_with("tg_"), "the dialog shows {secret:?}");
+    browser.click("#secret-copy").await;
+    browser.text_containing("#secret-copied", "Copied").await;
+    if let Some(name) = screenshot {
+        browser.screenshot(name).await;
+    }
+    browser.click("#secret-done").await;
+    browser.gone("#secret-dialog").await;
+    // The secret leaves the page with the dialog.
+    assert_eq!(browser.value("#secret-value").await, "");
+    secret
+}
+
+/// The token names in a table's rows.
+async fn row_names(browser: &Browser, table: &str) -> Vec<String> {
+    browser
+        .texts(&format!("{table} tbody tr td.name"))
+        .await
+        .into_iter()
+        .map(|t| t.lines().next().unwrap_or("").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_account_creates_uses_rotates_and_revokes_its_tokens_in_the_browser() {
+    let gw = TestGateway::spawn().await;
+    gw.account(ANN).await;
+    let (_, laptop) = gw.token(ANN, "laptop", &[]).await;
+    let Some(browser) = Browser::start().await else { return };
+
+    // A wrong token is refused with the page's own message.
+    browser.goto(&admin_url(&gw, "/")).await;
+    browser.fill("#sign-in-email", ANN).await;
+    browser.fill("#sign-in-token", "tg_not_a_real_token").await;
+    browser.click("#sign-in-submit").await;
+    browser.text_containing("#sign-in-error", "Sign-in failed").await;
+    browser.screenshot("sign-in").await;
+
+    sign_in(&browser, &gw, ANN, &laptop).await;
+    // An ordinary account sees its own tokens only: no Token Manager, no Accounts.
+    browser.gone("#tab-manager").await;
+    browser.gone("#tab-accounts").await;
+    assert_eq!(row_names(&browser, "#tokens-table").await, ["laptop"]);
+    assert!(browser.text("#tokens-table tr.this-session").await.contains("laptop"));
+    // The credential lives in this tab's sessionStorage only.
+    let storage = browser
+        .script(
+            "return [localStorage.length, document.cookie, sessionStorage.getItem('tokengate.credential') !== null]",
+        )
+        .await;
+    assert_eq!(storage, serde_json::json!([0, "", true]));
+
+    // Create: read scope only, then read the secret from the dialog.
+    browser.click("#create-token").await;
+    browser.visible("#create-dialog").await;
+    browser.fill("#create-name", "ci deploy").await;
+    let expiry = browser.value("#create-expiry").await;
+    assert_eq!(expiry, format!("{}s", gw.config.tokens.default_lifetime.as_secs()), "the policy's default is chosen");
+    browser.click("#create-scope-write").await;
+    browser.screenshot("create-token-form").await;
+    browser.click("#create-submit").await;
+    let secret = take_secret(&browser, Some("create-token-dialog")).await;
+    browser.text_containing("#tokens-table tbody", "ci deploy").await;
+    let row = browser.text("#tokens-table tr[data-token-name='ci deploy']").await;
+    assert!(row.contains(&secret[..11]), "the row shows the prefix: {row}");
+    browser.screenshot("api-tokens").await;
+
+    // The new token works through the proxy, with exactly the scopes chosen in the dialog.
+    assert_eq!(proxied_get(&gw, ANN, &secret).await, StatusCode::OK);
+    assert_eq!(proxied(&gw, reqwest::Method::POST, ANN, &secret).await, StatusCode::FORBIDDEN);
+    // ... and the page shows that last use (method and path) once it is flushed.
+    let started = Instant::now();
+    loop {
+        browser.click("#tab-tokens").await;
+        let row = browser.text("#tokens-table tr[data-token-name='ci deploy']").await;
+        if row.contains("GET /things") && row.contains("127.0.0.1") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "last use never shown: {row}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Revoke through the confirmation dialog, which names what is about to stop working.
+    browser.click("#tokens-table tr[data-token-name='ci deploy'] button[data-action='revoke']").await;
+    let details = browser.text("#revoke-details").await;
+    assert!(details.contains("ci deploy") && details.contains(&secret[..11]), "{details}");
+    assert!(details.contains("GET /things"), "the dialog shows the last use: {details}");
+    browser.gone("#revoke-self").await;
+    browser.screenshot("revoke-dialog").await;
+    browser.click("#revoke-confirm").await;
+    browser.text_containing("#banner", "was revoked").await;
+    assert_eq!(row_names(&browser, "#tokens-table").await, ["laptop"]);
+    assert_eq!(proxied_get(&gw, ANN, &secret).await, StatusCode::UNAUTHORIZED, "refused at once");
+    // The revocation is audited with the browser's address and user agent.
+    let filter = EventFilter { kind: Some("token.revoked".into()), limit: 10, ..EventFilter::default() };
+    let events = gw.store().list_events(&filter).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].actor, ANN);
+    assert_eq!(events[0].ip.as_deref(), Some("127.0.0.1"));
+    assert!(events[0].user_agent.as_deref().unwrap_or("").contains("Chrome"), "{:?}", events[0].user_agent);
+
+    // Revoked tokens show when asked for.
+    browser.visible("#tokens-status").await.select_by_value("all").await.unwrap();
+    browser.text_containing("#tokens-table tr[data-token-name='ci deploy']", "revoked").await;
+
+    // Rotating the token this tab signed in with: the tab moves to the successor.
+    browser
+        .click("#tokens-table tr[data-token-name='laptop'][data-status='active'] button[data-action='rotate']")
+        .await;
+    browser.visible("#rotate-dialog").await;
+    browser.click("#rotate-confirm").await;
+    let successor = take_secret(&browser, None).await;
+    assert_eq!(proxied_get(&gw, ANN, &laptop).await, StatusCode::UNAUTHORIZED, "the old token stops at once");
+    assert_eq!(proxied_get(&gw, ANN, &successor).await, StatusCode::OK);
+    browser.click("#tab-tokens").await;
+    browser.text_containing("#tokens-table tr.this-session", "laptop").await;
+
+    // Signing out forgets the credential.
+    browser.click("#sign-out").await;
+    browser.visible("#sign-in-view").await;
+    let stored = browser.script("return sessionStorage.getItem('tokengate.credential')").await;
+    assert_eq!(stored, serde_json::Value::Null);
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_superuser_filters_creates_for_others_revokes_and_manages_accounts_in_the_browser() {
+    let gw = TestGateway::spawn().await;
+    create_account(&gw, ROOT, true).await;
+    create_account(&gw, ANN, false).await;
+    create_account(&gw, BOB, false).await;
+    let (_, root) = gw.token(ROOT, "admin", &["*"]).await;
+    let (_, ann_laptop) = gw.token(ANN, "laptop", &[]).await;
+    gw.token(ANN, "ci deploy", &[]).await;
+    let (_, deploy) = gw.token(BOB, "deploy-prod", &[]).await;
+    let (_, old_script) = gw.token(BOB, "old-script", &[]).await;
+    let Some(browser) = Browser::start().await else { return };
+    sign_in(&browser, &gw, ROOT, &root).await;
+    browser.text_containing("#whoami-roles", "superuser").await;
+
+    // Token Manager: every account's tokens, then filters.
+    browser.click("#tab-manager").await;
+    browser.text_containing("#manager-count", "5 tokens").await;
+    browser.screenshot("token-manager").await;
+
+    browser.fill("#filter-users", BOB).await;
+    browser.fill("#filter-search", "old").await;
+    browser.click("#filter-apply").await;
+    browser.text_containing("#manager-count", "1 token").await;
+    assert_eq!(row_names(&browser, "#manager-table").await, ["old-script"]);
+
+    browser.click("#filter-reset").await;
+    browser.fill("#filter-users", &format!("{ANN}, {BOB}")).await;
+    browser.click("#filter-apply").await;
+    browser.text_containing("#manager-count", "4 tokens").await;
+    let mut names = row_names(&browser, "#manager-table").await;
+    names.sort();
+    assert_eq!(names, ["ci deploy", "deploy-prod", "laptop", "old-script"]);
+
+    // Dates: nothing was created from tomorrow on; everything up to today.
+    browser.script("document.getElementById('filter-created-from').value = (() => { const d = new Date(); d.setDate(d.getDate() + 1); return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`; })()").await;
+    browser.click("#filter-apply").await;
+    browser.text_containing("#manager-count", "0 tokens").await;
+    browser.visible("#manager-empty").await;
+    browser.script("const f = document.getElementById('filter-created-from'); document.getElementById('filter-created-to').value = (() => { const d = new Date(); return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`; })(); f.value = '';").await;
+    browser.click("#filter-apply").await;
+    browser.text_containing("#manager-count", "4 tokens").await;
+
+    // Never used: once bob's deploy token has been used (and the use flushed), only the others.
+    assert_eq!(proxied_get(&gw, BOB, &deploy).await, StatusCode::OK);
+    browser.click("#filter-reset").await;
+    browser.fill("#filter-users", BOB).await;
+    browser.click("#filter-never-used").await;
+    let started = Instant::now();
+    loop {
+        browser.click("#filter-apply").await;
+        if row_names(&browser, "#manager-table").await == ["old-script"] {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "deploy-prod's use never counted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Create a token for another account; it works as that account, and the manager made it.
+    browser.click("#manager-create").await;
+    browser.visible("#create-owner").await;
+    browser.fill("#create-owner", BOB).await;
+    browser.fill("#create-name", "from-manager").await;
+    browser.click("#create-submit").await;
+    let secret = take_secret(&browser, None).await;
+    assert_eq!(proxied_get(&gw, BOB, &secret).await, StatusCode::OK);
+    let made = gw.service.list_tokens(tokengate::service::TokenQuery { users: vec![BOB.into()], ..Default::default() });
+    let made = made.await.unwrap();
+    let made = made.iter().find(|t| t.name == "from-manager").unwrap();
+    assert_eq!(made.created_by, ROOT);
+
+    // Revoke another account's token from the manager's table.
+    browser.click("#filter-reset").await;
+    browser.text_containing("#manager-count", "6 tokens").await;
+    browser.click("#manager-table tr[data-token-name='old-script'] button[data-action='revoke']").await;
+    assert!(browser.text("#revoke-details").await.contains(BOB));
+    browser.click("#revoke-confirm").await;
+    browser.text_containing("#banner", "old-script").await;
+    assert_eq!(proxied_get(&gw, BOB, &old_script).await, StatusCode::UNAUTHORIZED);
+
+    // Accounts: taking away bob's token permission blocks his tokens at once; giving it back
+    // restores them.
+    browser.click("#tab-accounts").await;
+    browser.visible("#accounts-table tr[data-email='bob@example.com']").await;
+    browser.screenshot("accounts").await;
+    let permission = "#accounts-table tr[data-email='bob@example.com'] input[data-field='can_create_tokens']";
+    browser.click(permission).await;
+    browser.text_containing("#banner", "token permission off").await;
+    assert_eq!(proxied_get(&gw, BOB, &deploy).await, StatusCode::UNAUTHORIZED, "blocked at once");
+    browser.click(permission).await;
+    browser.text_containing("#banner", "token permission on").await;
+    assert_eq!(proxied_get(&gw, BOB, &deploy).await, StatusCode::OK, "restored at once");
+
+    // Revoke all of ann's tokens behind a confirmation.
+    browser.click("#accounts-table tr[data-email='ann@example.com'] button[data-action='revoke-all']").await;
+    browser.visible("#revoke-all-dialog").await;
+    browser.click("#revoke-all-confirm").await;
+    browser.text_containing("#banner", "2 tokens of ann@example.com revoked").await;
+    assert_eq!(proxied_get(&gw, ANN, &ann_laptop).await, StatusCode::UNAUTHORIZED);
+
+    // A new account.
+    browser.fill("#account-email", "carol@example.com").await;
+    browser.click("#account-add").await;
+    browser.visible("#accounts-table tr[data-email='carol@example.com']").await;
+    browser.close().await;
+}

@@ -1,0 +1,271 @@
+//! A real headless Chromium for the web page's tests, driven over WebDriver: Debian's `chromium`
+//! and `chromedriver` (packages chromium and chromium-driver, which `scripts/test` installs).
+//!
+//! Where no browser can be found the test prints SKIPPED and returns, unless
+//! `TOKENGATE_REQUIRE_BROWSER=1` (CI sets it), which makes it fail instead.
+//! `TOKENGATE_CHROMIUM` and `TOKENGATE_CHROMEDRIVER` name other binaries.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use tempfile::TempDir;
+
+use crate::support::closed_port;
+
+/// How long a test waits for the page to reach an expected state.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+pub struct Browser {
+    pub client: Client,
+    driver: Driver,
+    _profile: TempDir,
+}
+
+/// The chromedriver process and the port it listens on.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Driver {
+    /// Stops chromedriver and every browser it started, even when a test fails half-way:
+    /// chromedriver's own `/shutdown` quits its browsers; killing it alone would orphan them.
+    fn stop(&mut self) {
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+            use std::io::{Read, Write};
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let request =
+                format!("GET /shutdown HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n", self.port);
+            if stream.write_all(request.as_bytes()).is_ok() {
+                let _ = stream.read_to_end(&mut Vec::new());
+            }
+        }
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn find_binary(env: &str, candidates: &[&str]) -> Option<PathBuf> {
+    if let Ok(path) = std::env::var(env) {
+        return Some(PathBuf::from(path));
+    }
+    let path_dirs = std::env::var_os("PATH").unwrap_or_default();
+    candidates.iter().find_map(|name| {
+        std::env::split_paths(&path_dirs).map(|dir| dir.join(name)).find(|candidate| candidate.is_file())
+    })
+}
+
+fn skip_or_fail(why: &str) -> Option<Browser> {
+    if std::env::var("TOKENGATE_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
+        panic!("a browser is required (TOKENGATE_REQUIRE_BROWSER=1) but {why}");
+    }
+    eprintln!(
+        "SKIPPED: this test needs a headless browser and {why}; scripts/test installs chromium and chromium-driver"
+    );
+    None
+}
+
+impl Browser {
+    /// Starts chromedriver on a free port and a fresh headless Chromium session behind it.
+    pub async fn start() -> Option<Browser> {
+        let Some(chromium) = find_binary("TOKENGATE_CHROMIUM", &["chromium", "chromium-browser", "google-chrome"])
+        else {
+            return skip_or_fail("no chromium was found");
+        };
+        let Some(chromedriver) = find_binary("TOKENGATE_CHROMEDRIVER", &["chromedriver"]) else {
+            return skip_or_fail("no chromedriver was found");
+        };
+        let port = closed_port().port();
+        let driver = match Command::new(&chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(error) => return skip_or_fail(&format!("{} cannot start: {error}", chromedriver.display())),
+        };
+        let profile = tempfile::tempdir().unwrap();
+        let mut browser = BrowserStarting { driver: Some(Driver { child: driver, port }) };
+        let url = format!("http://127.0.0.1:{port}");
+        wait_for_driver(port);
+        let capabilities = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium,
+                // The flags this machine kind needs: no sandbox as root, and no background
+                // traffic towards a network that is closed.
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--disable-dev-shm-usage", "--window-size=1400,1000",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            },
+        });
+        let capabilities = capabilities.as_object().unwrap().clone();
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&url)
+            .await
+            .unwrap_or_else(|error| {
+                panic!("{} did not open a session in {}: {error}", chromedriver.display(), chromium.display())
+            });
+        Some(Browser { client, driver: browser.driver.take().unwrap(), _profile: profile })
+    }
+
+    pub async fn goto(&self, url: &str) {
+        self.client.goto(url).await.unwrap();
+    }
+
+    /// Waits until `css` matches an element that is displayed, and returns it.
+    pub async fn visible(&self, css: &str) -> fantoccini::elements::Element {
+        let started = Instant::now();
+        loop {
+            if let Ok(element) = self.client.find(Locator::Css(css)).await
+                && element.is_displayed().await.unwrap_or(false)
+            {
+                return element;
+            }
+            assert!(started.elapsed() < PATIENCE, "{css} did not show within {PATIENCE:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until nothing displayed matches `css`.
+    pub async fn gone(&self, css: &str) {
+        let started = Instant::now();
+        loop {
+            let mut shown = false;
+            for element in self.client.find_all(Locator::Css(css)).await.unwrap() {
+                shown |= element.is_displayed().await.unwrap_or(false);
+            }
+            if !shown {
+                return;
+            }
+            assert!(started.elapsed() < PATIENCE, "{css} still shows after {PATIENCE:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn click(&self, css: &str) {
+        self.visible(css).await.click().await.unwrap();
+    }
+
+    /// Replaces the text of an input.
+    pub async fn fill(&self, css: &str, text: &str) {
+        let input = self.visible(css).await;
+        input.clear().await.unwrap();
+        input.send_keys(text).await.unwrap();
+    }
+
+    pub async fn text(&self, css: &str) -> String {
+        self.visible(css).await.text().await.unwrap()
+    }
+
+    /// An input's current value (the DOM property, not the attribute).
+    pub async fn value(&self, css: &str) -> String {
+        let element = self.client.find(Locator::Css(css)).await.unwrap();
+        element.prop("value").await.unwrap().unwrap_or_default()
+    }
+
+    /// Waits until `css`'s text contains `needle`, and returns the text.
+    pub async fn text_containing(&self, css: &str, needle: &str) -> String {
+        let started = Instant::now();
+        loop {
+            let text = self.text(css).await;
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(started.elapsed() < PATIENCE, "{css} shows {text:?}, never {needle:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The texts of the elements matching `css`, once they have settled (two equal reads).
+    pub async fn texts(&self, css: &str) -> Vec<String> {
+        let read = || async {
+            let mut texts = Vec::new();
+            for element in self.client.find_all(Locator::Css(css)).await.unwrap() {
+                texts.push(element.text().await.unwrap_or_default());
+            }
+            texts
+        };
+        let mut last = read().await;
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = read().await;
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+    }
+
+    /// Runs a script in the page and returns what it returns.
+    pub async fn script(&self, body: &str) -> serde_json::Value {
+        self.client.execute(body, vec![]).await.unwrap()
+    }
+
+    /// Saves a PNG of the window under the test artifacts directory, and returns its path.
+    pub async fn screenshot(&self, name: &str) -> PathBuf {
+        let png = self.client.screenshot().await.unwrap();
+        let dir = artifacts_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, png).unwrap();
+        eprintln!("screenshot: {}", path.display());
+        path
+    }
+
+    /// Ends the session; dropping the browser also stops chromedriver and the browser.
+    pub async fn close(mut self) {
+        let client = self.client.clone();
+        let _ = client.close().await;
+        self.driver.stop();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        self.driver.stop();
+    }
+}
+
+/// Holds chromedriver while the session opens, so that a failure there stops it too.
+struct BrowserStarting {
+    driver: Option<Driver>,
+}
+
+impl Drop for BrowserStarting {
+    fn drop(&mut self) {
+        if let Some(driver) = self.driver.as_mut() {
+            driver.stop();
+        }
+    }
+}
+
+fn wait_for_driver(port: u16) {
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(10), "chromedriver did not listen on port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Where screenshots go: `TOKENGATE_ARTIFACTS_DIR`, else `target/test-artifacts/`.
+pub fn artifacts_dir() -> PathBuf {
+    std::env::var_os("TOKENGATE_ARTIFACTS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("test-artifacts"))
+}
