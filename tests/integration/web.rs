@@ -16,9 +16,15 @@ use crate::webdriver::Browser;
 const ROOT: &str = "root@example.com";
 const ANN: &str = "ann@example.com";
 const BOB: &str = "bob@example.com";
+const MANAGER: &str = "manager@example.com";
+
+/// A name that would run script if the page ever parsed server text as HTML.
+const HOSTILE_NAME: &str = "<img src=x onerror=\"window.pwned=1\">Ann";
 
 async fn create_account(gw: &TestGateway, email: &str, superuser: bool) {
-    let request = CreateAccount { email: email.into(), superuser, can_create_tokens: true, ..Default::default() };
+    let name = (email == ANN).then(|| HOSTILE_NAME.to_owned());
+    let token_manager = email == MANAGER;
+    let request = CreateAccount { email: email.into(), name, superuser, token_manager, can_create_tokens: true };
     gw.service.create_account(request, &Actor::cli()).await.unwrap();
 }
 
@@ -237,7 +243,9 @@ async fn a_superuser_filters_creates_for_others_revokes_and_manages_accounts_in_
     create_account(&gw, ROOT, true).await;
     create_account(&gw, ANN, false).await;
     create_account(&gw, BOB, false).await;
+    create_account(&gw, MANAGER, false).await;
     let (_, root) = gw.token(ROOT, "admin", &["*"]).await;
+    let (_, manager) = gw.token(MANAGER, "admin", &["*"]).await;
     let (_, ann_laptop) = gw.token(ANN, "laptop", &[]).await;
     gw.token(ANN, "ci deploy", &[]).await;
     let (_, deploy) = gw.token(BOB, "deploy-prod", &[]).await;
@@ -248,7 +256,7 @@ async fn a_superuser_filters_creates_for_others_revokes_and_manages_accounts_in_
 
     // Token Manager: every account's tokens, then filters.
     browser.click("#tab-manager").await;
-    browser.text_containing("#manager-count", "5 tokens").await;
+    browser.text_containing("#manager-count", "6 tokens").await;
     browser.screenshot("token-manager").await;
 
     browser.fill("#filter-users", BOB).await;
@@ -304,7 +312,7 @@ async fn a_superuser_filters_creates_for_others_revokes_and_manages_accounts_in_
 
     // Revoke another account's token from the manager's table.
     browser.click("#filter-reset").await;
-    browser.text_containing("#manager-count", "6 tokens").await;
+    browser.text_containing("#manager-count", "7 tokens").await;
     browser.click("#manager-table tr[data-token-name='old-script'] button[data-action='revoke']").await;
     assert!(browser.text("#revoke-details").await.contains(BOB));
     browser.click("#revoke-confirm").await;
@@ -316,6 +324,13 @@ async fn a_superuser_filters_creates_for_others_revokes_and_manages_accounts_in_
     browser.click("#tab-accounts").await;
     browser.visible("#accounts-table tr[data-email='bob@example.com']").await;
     browser.screenshot("accounts").await;
+    // Server text is shown as text: the hostile account name is neither an element nor script.
+    let ann_name = browser.text("#accounts-table tr[data-email='ann@example.com'] td:nth-child(2)").await;
+    assert_eq!(ann_name, HOSTILE_NAME);
+    let parsed = browser
+        .script("return [document.querySelectorAll('#accounts-table img').length, window.pwned === undefined]")
+        .await;
+    assert_eq!(parsed, serde_json::json!([0, true]));
     let permission = "#accounts-table tr[data-email='bob@example.com'] input[data-field='can_create_tokens']";
     browser.click(permission).await;
     browser.text_containing("#banner", "token permission off").await;
@@ -335,5 +350,12 @@ async fn a_superuser_filters_creates_for_others_revokes_and_manages_accounts_in_
     browser.fill("#account-email", "carol@example.com").await;
     browser.click("#account-add").await;
     browser.visible("#accounts-table tr[data-email='carol@example.com']").await;
+
+    // A token manager gets the Token Manager but not the Accounts tab.
+    browser.click("#sign-out").await;
+    sign_in(&browser, &gw, MANAGER, &manager).await;
+    browser.text_containing("#whoami-roles", "token manager").await;
+    browser.visible("#tab-manager").await;
+    browser.gone("#tab-accounts").await;
     browser.close().await;
 }

@@ -374,7 +374,14 @@
       await api('PATCH', `/api/v1/users/${encodeURIComponent(email)}`, { [field]: box.checked });
       const label = ACCOUNT_FLAGS.find(([name]) => name === field)[1];
       showBanner(`${email}: ${label.toLowerCase()} ${box.checked ? 'on' : 'off'}.`);
-      if (email.toLowerCase() === state.me.email.toLowerCase()) await refreshMe();
+      if (email.toLowerCase() === state.me.email.toLowerCase()) {
+        await refreshMe();
+        // A superuser who gave up the role leaves this tab.
+        if (!allowedTabs().includes(state.tab)) {
+          await selectTab('tokens', { keepBanner: true });
+          return;
+        }
+      }
       await loadAccounts();
     } catch (error) {
       box.checked = !box.checked;
@@ -560,14 +567,18 @@
 
   async function copySecret() {
     const input = $('secret-value');
+    let copied = true;
     try {
       await navigator.clipboard.writeText(input.value);
     } catch (_) {
-      // Outside a secure context there is no clipboard API: copy the selection instead.
+      // Outside a secure context (plain HTTP to another host) there is no clipboard API:
+      // copy the selection instead.
       input.select();
-      document.execCommand('copy');
+      copied = document.execCommand('copy');
     }
-    $('secret-copied').textContent = 'Copied to the clipboard.';
+    $('secret-copied').textContent = copied
+      ? 'Copied to the clipboard.'
+      : 'This browser would not copy it: select the token and copy it yourself.';
   }
 
   /** The secret leaves the page when the dialog closes, whichever way it closes. */
