@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -72,17 +73,50 @@ impl Health {
     }
 }
 
-pub fn router(health: Arc<Health>, api: Arc<api::ApiState>) -> Router {
+pub fn router(health: Arc<Health>, api: Arc<api::ApiState>, metrics_require_auth: bool) -> Router {
     let probes = Router::new()
         .route("/healthz", get(|| async { (StatusCode::OK, "ok\n") }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(health);
-    probes.merge(web::router()).merge(api::router(api)).layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY))
+        .with_state(Arc::clone(&health));
+    let scrape = Router::new().route("/metrics", get(metrics)).with_state(Arc::new(MetricsState {
+        health,
+        api: Arc::clone(&api),
+        require_auth: metrics_require_auth,
+    }));
+    probes
+        .merge(scrape)
+        .merge(web::router())
+        .merge(api::router(api))
+        .layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY))
+        .layer(axum::middleware::map_response(no_sniff))
+}
+
+/// Every admin response is taken for the type it declares (JSON stays JSON in a browser).
+async fn no_sniff(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .entry(axum::http::header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(axum::http::HeaderValue::from_static("nosniff"));
+    response
+}
+
+/// What `/metrics` needs: the figures, and (with `admin.metrics_require_auth`) the API's
+/// authentication.
+struct MetricsState {
+    health: Arc<Health>,
+    api: Arc<api::ApiState>,
+    require_auth: bool,
 }
 
 /// Prometheus text; the gauges of state held elsewhere are read now.
-async fn metrics(State(health): State<Arc<Health>>) -> impl axum::response::IntoResponse {
+async fn metrics(State(state): State<Arc<MetricsState>>, request: Request) -> Response {
+    if state.require_auth {
+        let (mut parts, _) = request.into_parts();
+        if let Err(refused) = api::Caller::from_request_parts(&mut parts, &state.api).await {
+            return refused.into_response();
+        }
+    }
+    let health = &state.health;
     let m = &health.metrics;
     m.index_tokens.set(health.sync.index().token_count() as i64);
     m.sync_lag.set(health.sync.lag().as_secs_f64());
@@ -91,6 +125,7 @@ async fn metrics(State(health): State<Arc<Health>>) -> impl axum::response::Into
         m.outbox_backlog.set(backlog);
     }
     ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.render())
+        .into_response()
 }
 
 async fn readyz(State(health): State<Arc<Health>>) -> (StatusCode, Json<Value>) {
@@ -104,9 +139,10 @@ pub async fn serve_admin(
     listener: TcpListener,
     health: Arc<Health>,
     api: Arc<api::ApiState>,
+    metrics_require_auth: bool,
     shutdown: CancellationToken,
 ) {
-    let app = router(health, api).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = router(health, api, metrics_require_auth).into_make_service_with_connect_info::<std::net::SocketAddr>();
     if let Err(error) =
         axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
     {

@@ -65,6 +65,9 @@ pub struct ProxyConfig {
 #[derive(Clone, Debug)]
 pub struct AdminConfig {
     pub listen: SocketAddr,
+    /// `/metrics` asks for Basic credentials (any valid API token, such as a scraper
+    /// account's) instead of answering anyone who reaches the admin listener.
+    pub metrics_require_auth: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -322,7 +325,10 @@ impl Config {
             format_duration(p.upstream_timeout),
             p.max_connections
         );
-        out += &format!("[admin]\nlisten = \"{}\"\n\n", self.admin.listen);
+        out += &format!(
+            "[admin]\nlisten = \"{}\"\nmetrics_require_auth = {}\n\n",
+            self.admin.listen, self.admin.metrics_require_auth
+        );
         out += &format!("[database]\nurl = {:?}\n\n", self.database.url.masked());
         out += &format!(
             "[sync]\ninterval = \"{}\"\nmax_lag = \"{}\"\n\n",
@@ -541,7 +547,10 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     Ok(Config {
         source: None,
         proxy,
-        admin: AdminConfig { listen: listen("admin.listen", &raw.admin.listen)? },
+        admin: AdminConfig {
+            listen: listen("admin.listen", &raw.admin.listen)?,
+            metrics_require_auth: raw.admin.metrics_require_auth,
+        },
         database: DatabaseConfig { url: DatabaseUrl::new(database_url) },
         sync: SyncConfig {
             interval: positive(duration("sync.interval", &raw.sync.interval)?, "sync.interval")?,

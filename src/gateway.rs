@@ -127,7 +127,13 @@ impl Gateway {
             trusted_proxies: config.proxy.trusted_proxies.clone(),
             challenge: crate::proxy::reject::challenge(&config.proxy.realm),
         });
-        let admin = tokio::spawn(serve_admin(listeners.admin, Arc::clone(&health), api, admin_shutdown.clone()));
+        let admin = tokio::spawn(serve_admin(
+            listeners.admin,
+            Arc::clone(&health),
+            api,
+            config.admin.metrics_require_auth,
+            admin_shutdown.clone(),
+        ));
         let draining = shutdown.clone();
         tokio::spawn(async move {
             draining.cancelled().await;

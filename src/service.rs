@@ -44,7 +44,7 @@ pub enum ServiceError {
 impl From<StoreError> for ServiceError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::DuplicateAccount(_) | StoreError::DuplicateTokenName(_) => {
+            StoreError::DuplicateAccount(_) | StoreError::DuplicateTokenName(_) | StoreError::LastSuperuser(_) => {
                 ServiceError::Conflict(error.to_string())
             }
             other => ServiceError::Store(other),

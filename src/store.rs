@@ -44,6 +44,10 @@ pub enum StoreError {
     DuplicateAccount(String),
     #[error("a live token named {0:?} already exists for this account")]
     DuplicateTokenName(String),
+    /// The change would leave no enabled superuser, and with it nobody to manage accounts
+    /// through the API or the web page.
+    #[error("{0} is the last enabled superuser: make another account a superuser first")]
+    LastSuperuser(String),
     /// A copy's target holds data, or the copy does not match its source.
     #[error("{0}")]
     NotEmpty(String),

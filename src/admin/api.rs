@@ -158,6 +158,9 @@ impl FromRequestParts<Arc<ApiState>> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<ApiState>) -> Result<Self, Self::Rejection> {
+        if !parts.method.is_safe() {
+            refuse_cross_site(&parts.headers)?;
+        }
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
@@ -200,6 +203,28 @@ impl FromRequestParts<Arc<ApiState>> for Caller {
         let actor = Actor { label: account.email.clone(), ip: Some(ip.to_string()), user_agent };
         Ok(Caller { account, actor })
     }
+}
+
+/// Refuses a state-changing request that a page of another site made the browser send (a
+/// form post riding on Basic credentials the browser remembered from its own sign-in box).
+/// Browsers say where a request comes from (`Sec-Fetch-Site`, else `Origin`); tools such as
+/// curl send neither and are unaffected.
+fn refuse_cross_site(headers: &axum::http::HeaderMap) -> ApiResult<()> {
+    let refused = || ApiError::forbidden("a request from another site's page may not change anything here");
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return match site.as_bytes() {
+            b"same-origin" | b"none" => Ok(()),
+            _ => Err(refused()),
+        };
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin_authority = origin.to_str().ok().and_then(|o| o.split_once("://")).map(|(_, authority)| authority);
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        if origin_authority.is_none() || origin_authority != host {
+            return Err(refused());
+        }
+    }
+    Ok(())
 }
 
 /// The error body every endpoint uses.

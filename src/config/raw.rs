@@ -48,11 +48,12 @@ impl Default for RawProxy {
 #[serde(deny_unknown_fields, default)]
 pub struct RawAdmin {
     pub listen: String,
+    pub metrics_require_auth: bool,
 }
 
 impl Default for RawAdmin {
     fn default() -> Self {
-        RawAdmin { listen: "127.0.0.1:8081".into() }
+        RawAdmin { listen: "127.0.0.1:8081".into(), metrics_require_auth: false }
     }
 }
 

@@ -104,6 +104,18 @@ impl Store {
             if (AccountRecord { updated_at: before.updated_at, ..after.clone() }) == before {
                 return Ok(Some((before.clone(), before)));
             }
+            // Checked inside the write transaction, so two superusers demoting each other at
+            // once cannot both succeed.
+            if before.superuser && before.enabled && !(after.superuser && after.enabled) {
+                let others: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM accounts WHERE superuser AND enabled AND id <> $1")
+                        .bind(account_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                if others == 0 {
+                    return Err(StoreError::LastSuperuser(before.email));
+                }
+            }
             sqlx::query(
                 "UPDATE accounts SET enabled = $1, superuser = $2, token_manager = $3, can_create_tokens = $4, \
                  updated_at = $5 WHERE id = $6",

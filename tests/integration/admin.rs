@@ -287,6 +287,49 @@ async fn metrics_count_outcomes_without_per_token_labels() {
     assert!(!text.contains(ANN) && !text.contains("laptop"), "no per-account or per-token labels");
 }
 
+#[tokio::test]
+async fn the_last_enabled_superuser_cannot_be_demoted_or_disabled() {
+    let f = Fixture::new().await;
+    let root = (ROOT, f.root.as_str());
+    for change in [json!({"superuser": false}), json!({"enabled": false})] {
+        let (status, body) = f.call("PATCH", "/api/v1/users/root@example.com", root, Some(change)).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("last enabled superuser"), "{body}");
+    }
+    // With a second superuser, the first may step down.
+    let (status, _) = f.call("PATCH", "/api/v1/users/ann@example.com", root, Some(json!({"superuser": true}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) =
+        f.call("PATCH", "/api/v1/users/root@example.com", root, Some(json!({"superuser": false}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["superuser"], false);
+}
+
+#[tokio::test]
+async fn metrics_can_require_an_api_token() {
+    let gw = TestGateway::spawn_with(
+        "",
+        &[("TOKENGATE_ADMIN__METRICS_REQUIRE_AUTH", "true")],
+        tokengate::clock::Clock::System,
+    )
+    .await;
+    gw.account("scraper@example.com").await;
+    let (id, secret) = gw.token("scraper@example.com", "prometheus", &[]).await;
+    let url = format!("http://{}/metrics", gw.admin);
+    let anonymous = client().get(&url).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert!(anonymous.headers().contains_key("www-authenticate"), "scrapers are told to authenticate");
+    let scraped = client().get(&url).basic_auth("scraper@example.com", Some(&secret)).send().await.unwrap();
+    assert_eq!(scraped.status(), StatusCode::OK);
+    assert!(scraped.text().await.unwrap().contains("tokengate_index_tokens 1"));
+    gw.service.revoke_token(id, &Actor::cli()).await.unwrap();
+    let revoked = client().get(&url).basic_auth("scraper@example.com", Some(&secret)).send().await.unwrap();
+    assert_eq!(revoked.status(), StatusCode::UNAUTHORIZED, "a revoked scraper token is refused at once");
+    // Health probes stay open: a load balancer has no token.
+    assert_eq!(client().get(format!("http://{}/healthz", gw.admin)).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(client().get(format!("http://{}/readyz", gw.admin)).send().await.unwrap().status(), StatusCode::OK);
+}
+
 /// The OpenAPI document is generated from the code; this snapshot makes every change to the
 /// API's description visible in review. After an intended change, regenerate it with
 /// `UPDATE_SNAPSHOTS=1 cargo nextest run -E 'test(/openapi/)'`.

@@ -88,6 +88,9 @@ impl Browser {
         let port = closed_port().port();
         let driver = match Command::new(&chromedriver)
             .arg(format!("--port={port}"))
+            // A zone away from UTC (and off the hour), so that the page's date handling is
+            // tested where local days and UTC days differ.
+            .env("TZ", "Asia/Kolkata")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

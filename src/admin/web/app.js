@@ -127,10 +127,18 @@
     node.hidden = false;
   }
 
-  function showBanner(message) {
+  function showBanner(message, kind = 'ok') {
     const banner = $('banner');
     banner.textContent = message || '';
+    banner.classList.toggle('failed', kind === 'error');
     banner.hidden = !message;
+  }
+
+  /** Shows an error in its dialog, or in the banner when the dialog was closed meanwhile. */
+  function dialogError(dialogId, errorId, error) {
+    if (!state.me) return; // signed out: the sign-in form says why
+    if ($(dialogId).open) showError(errorId, error);
+    else showBanner(error.message, 'error');
   }
 
   /** Runs `work` with `button` disabled, so a double click does not act twice. */
@@ -194,6 +202,12 @@
     return start.toISOString().replace(/\.\d{3}Z$/, 'Z');
   }
 
+  /** The last second of a local calendar day, as RFC 3339. */
+  function dayEnd(dateText) {
+    const next = new Date(dayStart(dateText, 1));
+    return new Date(next.getTime() - 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  }
+
   function dateInputValue(date) {
     return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
   }
@@ -243,7 +257,7 @@
     const classes = [isLive(token) ? '' : 'dead', isThisSession(token) ? 'this-session' : ''].filter(Boolean).join(' ');
     const buttons = [];
     if (isLive(token)) {
-      if (actions.includes('rotate')) {
+      if (actions.includes('rotate') && token.rotated_to === null) {
         buttons.push(el('button', { type: 'button', class: 'small', dataset: { action: 'rotate' }, onclick: () => openRotate(token) }, 'Rotate'));
       }
       buttons.push(
@@ -254,7 +268,7 @@
       'tr',
       { class: classes || null, dataset: { tokenId: token.id, tokenName: token.name, status: token.status } },
       withOwner ? el('td', { class: 'owner' }, token.user) : null,
-      el('td', { class: 'name' }, token.name, token.description ? el('span', { class: 'sub' }, token.description) : null),
+      el('td', { class: 'name' }, el('span', { class: 'token-name' }, token.name), token.description ? el('span', { class: 'sub' }, token.description) : null),
       el('td', {}, el('code', { class: 'prefix' }, `${token.prefix}…`)),
       timeCell(token.created_at),
       lastUsedCell(token),
@@ -275,7 +289,7 @@
 
   async function loadOwnTokens() {
     showError('tokens-error', null);
-    const params = new URLSearchParams({ user: state.me.email, status: $('tokens-status').value, sort: 'created' });
+    const params = new URLSearchParams({ user: state.me.email, status: $('tokens-status').value, sort: '-created' });
     try {
       const tokens = await api('GET', `/api/v1/tokens?${params}`);
       fillTable('tokens-table', 'tokens-empty', tokens, { withOwner: false, actions: ['rotate', 'revoke'] });
@@ -311,13 +325,19 @@
     return params;
   }
 
+  let managerRequests = 0;
+
   async function loadManagerTokens() {
     showError('manager-error', null);
+    // Filters applied in quick succession: only the latest answer is shown.
+    const request = ++managerRequests;
     try {
       const tokens = await api('GET', `/api/v1/tokens?${managerQuery()}`);
+      if (request !== managerRequests) return;
       fillTable('manager-table', 'manager-empty', tokens, { withOwner: true, actions: ['revoke'] });
       $('manager-count').textContent = tokens.length === 1 ? '1 token' : `${tokens.length} tokens`;
     } catch (error) {
+      if (request !== managerRequests) return;
       $('manager-table').querySelector('tbody').replaceChildren();
       $('manager-count').textContent = '';
       showError('manager-error', error);
@@ -369,21 +389,29 @@
   async function changeAccount(email, field, box) {
     showError('accounts-error', null);
     showBanner(null);
+    const label = ACCOUNT_FLAGS.find(([name]) => name === field)[1];
+    const own = email.toLowerCase() === state.me.email.toLowerCase();
+    if (own && !window.confirm(`Change your own account: ${label.toLowerCase()} ${box.checked ? 'on' : 'off'}? You may lose access to this page.`)) {
+      box.checked = !box.checked;
+      return;
+    }
     box.disabled = true;
     try {
       await api('PATCH', `/api/v1/users/${encodeURIComponent(email)}`, { [field]: box.checked });
-      const label = ACCOUNT_FLAGS.find(([name]) => name === field)[1];
-      showBanner(`${email}: ${label.toLowerCase()} ${box.checked ? 'on' : 'off'}.`);
-      if (email.toLowerCase() === state.me.email.toLowerCase()) {
+      const done = `${email}: ${label.toLowerCase()} ${box.checked ? 'on' : 'off'}.`;
+      if (own) {
         await refreshMe();
         // A superuser who gave up the role leaves this tab.
         if (!allowedTabs().includes(state.tab)) {
-          await selectTab('tokens', { keepBanner: true });
+          await selectTab('tokens');
+          showBanner(done);
           return;
         }
       }
       await loadAccounts();
+      showBanner(done);
     } catch (error) {
+      if (!state.me) return; // the change signed this tab out; the sign-in form says why
       box.checked = !box.checked;
       showError('accounts-error', error);
     } finally {
@@ -412,8 +440,8 @@
       try {
         await api('POST', '/api/v1/users', body);
         $('account-form').reset();
-        showBanner(`Account ${email} added.`);
         await loadAccounts();
+        showBanner(`Account ${email} added.`);
       } catch (error) {
         showError('accounts-error', error);
       }
@@ -477,8 +505,9 @@
     select.replaceChildren(...options);
     const today = new Date();
     $('create-date').min = dateInputValue(new Date(today.getFullYear(), today.getMonth(), today.getDate() + 1));
+    // The token lives to the end of the chosen day, which must be within the maximum.
     const latest = new Date(Date.now() + policy.max_lifetime_seconds * 1000);
-    $('create-date').max = dateInputValue(latest);
+    $('create-date').max = dateInputValue(new Date(latest.getFullYear(), latest.getMonth(), latest.getDate() - 1));
     $('create-expiry-hint').textContent = `Tokens live at most ${lifetimeWords(policy.max_lifetime_seconds)}${
       policy.allow_never_expires ? ', or forever' : ''
     }.`;
@@ -523,7 +552,7 @@
     else if (expiry === 'date') {
       const date = $('create-date').value;
       if (!date) throw new Error('Choose the expiry date.');
-      body.expires_at = dayStart(date);
+      body.expires_at = dayEnd(date);
     } else body.expires_in = expiry;
     const scopes = [...$('create-scopes').querySelectorAll('input[name=scope]:checked')].map((box) => box.value);
     if (state.policy.scopes.length > 0 && scopes.length === 0) throw new Error('Choose at least one scope.');
@@ -550,7 +579,7 @@
         showSecret(created, `Token “${created.name}” for ${created.user}${created.expires_at ? `, expires ${formatTime(created.expires_at)}` : ', never expires'}.`);
         await refreshCurrentTab();
       } catch (error) {
-        showError('create-error', error);
+        dialogError('create-dialog', 'create-error', error);
       }
     });
   }
@@ -625,10 +654,10 @@
           signOut(`Token “${token.name}” was revoked. It was the token this tab signed in with, so you are signed out.`);
           return;
         }
-        showBanner(`Token “${token.name}” (${token.prefix}…) of ${token.user} was revoked.`);
         await refreshCurrentTab();
+        showBanner(`Token “${token.name}” (${token.prefix}…) of ${token.user} was revoked.`);
       } catch (error) {
-        if (state.me) showError('revoke-error', error);
+        dialogError('revoke-dialog', 'revoke-error', error);
       }
     });
   }
@@ -666,7 +695,7 @@
         showSecret(successor, `Successor of “${token.name}”. ${ending}${signedInWithIt ? ' This tab now uses the new token.' : ''}`);
         await refreshCurrentTab();
       } catch (error) {
-        showError('rotate-error', error);
+        dialogError('rotate-dialog', 'rotate-error', error);
       }
     });
   }
@@ -692,10 +721,10 @@
           signOut(`All ${result.revoked} tokens of ${email} were revoked, including the one this tab signed in with.`);
           return;
         }
-        showBanner(`${result.revoked} token${result.revoked === 1 ? '' : 's'} of ${email} revoked.`);
         await refreshCurrentTab();
+        showBanner(`${result.revoked} token${result.revoked === 1 ? '' : 's'} of ${email} revoked.`);
       } catch (error) {
-        if (state.me) showError('revoke-all-error', error);
+        dialogError('revoke-all-dialog', 'revoke-all-error', error);
       }
     });
   }
@@ -722,10 +751,9 @@
 
   /** Checks a credential against the API; on success the page opens on the API Tokens tab. */
   async function enter(credential) {
-    const [me, policy] = await Promise.all([
-      api('GET', '/api/v1/me', undefined, credential),
-      api('GET', '/api/v1/policy', undefined, credential),
-    ]);
+    // One after the other: a wrong token then costs one failed authentication, not two.
+    const me = await api('GET', '/api/v1/me', undefined, credential);
+    const policy = await api('GET', '/api/v1/policy', undefined, credential);
     state.credential = credential;
     state.me = me;
     state.policy = policy;
@@ -749,7 +777,14 @@
     state.credential = null;
     state.me = null;
     state.policy = null;
-    for (const dialog of document.querySelectorAll('dialog[open]')) dialog.close();
+    // A token that was just created stays on screen until its Done button: it exists now,
+    // and this is the only time it can be copied.
+    for (const dialog of document.querySelectorAll('dialog[open]')) {
+      if (dialog.id !== 'secret-dialog') dialog.close();
+    }
+    for (const table of ['tokens-table', 'manager-table', 'accounts-table']) $(table).querySelector('tbody').replaceChildren();
+    for (const form of ['filter-form', 'account-form']) $(form).reset();
+    $('manager-count').textContent = '';
     showBanner(null);
     showSignIn(message);
   }
@@ -800,6 +835,8 @@
     $('secret-copy').addEventListener('click', copySecret);
     closeOnClick('secret-done', 'secret-dialog');
     $('secret-dialog').addEventListener('close', forgetSecret);
+    // Escape would close the dialog and lose the token: only Done closes it.
+    $('secret-dialog').addEventListener('cancel', (event) => event.preventDefault());
 
     $('revoke-confirm').addEventListener('click', confirmRevoke);
     closeOnClick('revoke-cancel', 'revoke-dialog');
