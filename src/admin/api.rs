@@ -547,7 +547,7 @@ struct ChangeUserBody {
     can_create_tokens: Option<bool>,
 }
 
-#[utoipa::path(patch, path = "/api/v1/users/{email}", tag = "accounts", params(("email" = String, Path)), request_body = ChangeUserBody, responses((status = 200, body = AccountView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(patch, path = "/api/v1/users/{email}", tag = "accounts", params(("email" = String, Path)), request_body = ChangeUserBody, responses((status = 200, body = AccountView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "the change would leave no enabled superuser", body = ErrorBody)))]
 async fn change_user(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
