@@ -10,7 +10,12 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{FromRequestParts, Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use tower::Service;
+
+use crate::server::ServeOptions;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -22,6 +27,9 @@ use crate::metrics::Metrics;
 use crate::ratelimit::RateLimits;
 use crate::store::Store;
 use crate::sync::IndexSync;
+
+/// Open admin connections at most: people, scripts and scrapers, not proxied traffic.
+const ADMIN_MAX_CONNECTIONS: usize = 1024;
 
 /// What the health endpoints report.
 pub struct Health {
@@ -134,18 +142,28 @@ async fn readyz(State(health): State<Arc<Health>>) -> (StatusCode, Json<Value>) 
     (status, Json(report))
 }
 
-/// Serves the admin router until `shutdown` is cancelled.
+/// Serves the admin router until `shutdown` is cancelled, on the same accept loop as the
+/// proxy (connection cap, timeouts, TLS when configured). Each request learns its socket peer
+/// (`ConnectInfo`), from which the API derives the client address it audits and throttles.
 pub async fn serve_admin(
     listener: TcpListener,
     health: Arc<Health>,
     api: Arc<api::ApiState>,
-    metrics_require_auth: bool,
+    config: crate::config::AdminConfig,
     shutdown: CancellationToken,
 ) {
-    let app = router(health, api, metrics_require_auth).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    if let Err(error) =
-        axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
-    {
-        tracing::error!(%error, "admin listener failed");
-    }
+    let app = router(health, api, config.metrics_require_auth);
+    let service_for = |peer: SocketAddr| {
+        let app = app.clone();
+        hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            let mut app = app.clone();
+            async move { app.call(request).await }
+        })
+    };
+    let options = ServeOptions {
+        max_connections: ADMIN_MAX_CONNECTIONS,
+        tls: config.tls.as_ref().map(|t| Arc::clone(&t.config)),
+    };
+    crate::server::serve(listener, service_for, options, shutdown).await;
 }

@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Method, Uri};
@@ -60,11 +61,34 @@ pub struct ProxyConfig {
     pub upstream_timeout: Duration,
     /// Open client connections at most; past it the listener stops accepting until one closes.
     pub max_connections: usize,
+    /// Extra CA certificates trusted for `https://` upstreams (besides the public web's).
+    pub upstream_ca_file: Option<PathBuf>,
+    /// The client side of `https://` upstreams, built once from the roots above.
+    pub upstream_tls: Arc<rustls::ClientConfig>,
+    /// Set: the proxy listener terminates TLS itself.
+    pub tls: Option<ListenerTls>,
+}
+
+/// A listener's certificate and key, loaded and checked at start.
+#[derive(Clone)]
+pub struct ListenerTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub config: Arc<rustls::ServerConfig>,
+}
+
+/// The paths only: the server configuration holds the private key.
+impl fmt::Debug for ListenerTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ListenerTls").field("cert_file", &self.cert_file).field("key_file", &self.key_file).finish()
+    }
 }
 
 #[derive(Clone, Debug)]
 pub struct AdminConfig {
     pub listen: SocketAddr,
+    /// Set: the admin listener terminates TLS itself.
+    pub tls: Option<ListenerTls>,
     /// `/metrics` asks for Basic credentials (any valid API token, such as a scraper
     /// account's) instead of answering anyone who reaches the admin listener.
     pub metrics_require_auth: bool,
@@ -317,7 +341,7 @@ impl Config {
         let p = &self.proxy;
         let trusted: Vec<String> = p.trusted_proxies.iter().map(|n| format!("\"{n}\"")).collect();
         out += &format!(
-            "[proxy]\nlisten = \"{}\"\nrealm = {:?}\ntrusted_proxies = [{}]\nconnect_timeout = \"{}\"\nupstream_timeout = \"{}\"\nmax_connections = {}\n\n",
+            "[proxy]\nlisten = \"{}\"\nrealm = {:?}\ntrusted_proxies = [{}]\nconnect_timeout = \"{}\"\nupstream_timeout = \"{}\"\nmax_connections = {}\n",
             p.listen,
             p.realm,
             trusted.join(", "),
@@ -325,10 +349,16 @@ impl Config {
             format_duration(p.upstream_timeout),
             p.max_connections
         );
+        if let Some(ca) = &p.upstream_ca_file {
+            out += &format!("upstream_ca_file = {:?}\n", ca.display().to_string());
+        }
+        out += &describe_tls(&p.tls);
         out += &format!(
-            "[admin]\nlisten = \"{}\"\nmetrics_require_auth = {}\n\n",
+            "\n[admin]\nlisten = \"{}\"\nmetrics_require_auth = {}\n",
             self.admin.listen, self.admin.metrics_require_auth
         );
+        out += &describe_tls(&self.admin.tls);
+        out += "\n";
         out += &format!("[database]\nurl = {:?}\n\n", self.database.url.masked());
         out += &format!(
             "[sync]\ninterval = \"{}\"\nmax_lag = \"{}\"\n\n",
@@ -468,6 +498,17 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             0 => return Err(invalid("proxy.max_connections", "must be at least 1".into())),
             n => n as usize,
         },
+        upstream_ca_file: raw.proxy.upstream_ca_file.as_ref().map(PathBuf::from),
+        upstream_tls: {
+            let roots = match &raw.proxy.upstream_ca_file {
+                Some(path) => {
+                    crate::tls::read_certificates(Path::new(path)).map_err(|e| invalid("proxy.upstream_ca_file", e))?
+                }
+                None => Vec::new(),
+            };
+            Arc::new(crate::tls::upstream_client_config(&roots).map_err(|e| invalid("proxy.upstream_ca_file", e))?)
+        },
+        tls: listener_tls("proxy", &raw.proxy.tls_cert_file, &raw.proxy.tls_key_file)?,
     };
     if proxy.realm.is_empty() || proxy.realm.chars().any(|c| c == '"' || c.is_control()) {
         return Err(invalid("proxy.realm", "must be non-empty, without quotes or control characters".into()));
@@ -549,6 +590,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         proxy,
         admin: AdminConfig {
             listen: listen("admin.listen", &raw.admin.listen)?,
+            tls: listener_tls("admin", &raw.admin.tls_cert_file, &raw.admin.tls_key_file)?,
             metrics_require_auth: raw.admin.metrics_require_auth,
         },
         database: DatabaseConfig { url: DatabaseUrl::new(database_url) },
@@ -682,6 +724,38 @@ fn read_secret_file(key: &str, path: &Path) -> Result<String, ConfigError> {
         .map_err(|e| ConfigError::Invalid(format!("{key}: cannot read {}: {e}", path.display())))
 }
 
+/// A listener's TLS files for `check-config` (the paths; never the key).
+fn describe_tls(tls: &Option<ListenerTls>) -> String {
+    match tls {
+        Some(tls) => format!(
+            "tls_cert_file = {:?}\ntls_key_file = {:?}\n",
+            tls.cert_file.display().to_string(),
+            tls.key_file.display().to_string()
+        ),
+        None => String::new(),
+    }
+}
+
+/// `[section] tls_cert_file` and `tls_key_file`: both or neither; loaded and checked here, so
+/// a wrong file is reported by `check-config` rather than at the first connection.
+fn listener_tls(
+    section: &str,
+    cert: &Option<String>,
+    key: &Option<String>,
+) -> Result<Option<ListenerTls>, ConfigError> {
+    let invalid = |key: &str, message: String| ConfigError::Invalid(format!("{section}.{key}: {message}"));
+    let (cert_file, key_file) = match (cert, key) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => (PathBuf::from(cert), PathBuf::from(key)),
+        (Some(_), None) => return Err(invalid("tls_key_file", "is needed with tls_cert_file".into())),
+        (None, Some(_)) => return Err(invalid("tls_cert_file", "is needed with tls_key_file".into())),
+    };
+    let chain = crate::tls::read_certificates(&cert_file).map_err(|e| invalid("tls_cert_file", e))?;
+    let private_key = crate::tls::read_private_key(&key_file).map_err(|e| invalid("tls_key_file", e))?;
+    let config = crate::tls::server_config(chain, private_key).map_err(|e| invalid("tls_cert_file", e))?;
+    Ok(Some(ListenerTls { cert_file, key_file, config: Arc::new(config) }))
+}
+
 fn validate_route(raw: RawRoute, known_scopes: &[String]) -> Result<RouteConfig, ConfigError> {
     let at = |message: String| ConfigError::Invalid(format!("routes (prefix {:?}): {message}", raw.prefix));
     if !raw.prefix.starts_with('/') {
@@ -689,8 +763,8 @@ fn validate_route(raw: RawRoute, known_scopes: &[String]) -> Result<RouteConfig,
     }
     let uri: Uri = raw.upstream.parse().map_err(|_| at(format!("upstream {:?} is not a URL", raw.upstream)))?;
     let scheme = uri.scheme().cloned().ok_or_else(|| at("upstream needs a scheme such as http://".into()))?;
-    if scheme != http::uri::Scheme::HTTP {
-        return Err(at(format!("upstream scheme {scheme} is not supported; use http://")));
+    if scheme != http::uri::Scheme::HTTP && scheme != http::uri::Scheme::HTTPS {
+        return Err(at(format!("upstream scheme {scheme} is not supported; use http:// or https://")));
     }
     let authority = uri.authority().cloned().ok_or_else(|| at("upstream needs a host and port".into()))?;
     if authority.as_str().contains('@') {

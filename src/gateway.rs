@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::proxy::Proxy;
 use crate::ratelimit::RateLimits;
-use crate::server::serve_proxy;
+use crate::server::{ServeOptions, serve_proxy};
 use crate::service::LifecycleService;
 use crate::store::{Store, StoreError};
 use crate::sync::IndexSync;
@@ -131,7 +131,7 @@ impl Gateway {
             listeners.admin,
             Arc::clone(&health),
             api,
-            config.admin.metrics_require_auth,
+            config.admin.clone(),
             admin_shutdown.clone(),
         ));
         let draining = shutdown.clone();
@@ -139,7 +139,11 @@ impl Gateway {
             draining.cancelled().await;
             health.set_draining();
         });
-        serve_proxy(listeners.proxy, proxy, config.proxy.max_connections, shutdown).await;
+        let options = ServeOptions {
+            max_connections: config.proxy.max_connections,
+            tls: config.proxy.tls.as_ref().map(|tls| Arc::clone(&tls.config)),
+        };
+        serve_proxy(listeners.proxy, proxy, options, shutdown).await;
         tracing::info!("proxy drained; writing last-use records");
         background.cancel();
         let _ = follower.await;

@@ -62,6 +62,8 @@ pub struct Proxy {
     challenge: HeaderValue,
     trusted_proxies: Vec<IpNet>,
     upstream_timeout: Duration,
+    /// The proxy listener terminates TLS.
+    over_tls: bool,
 }
 
 impl Proxy {
@@ -78,7 +80,8 @@ impl Proxy {
             index,
             usage,
             clock,
-            client: forward::upstream_client(config.proxy.connect_timeout),
+            client: forward::upstream_client(config.proxy.connect_timeout, (*config.proxy.upstream_tls).clone()),
+            over_tls: config.proxy.tls.is_some(),
             limits,
             metrics,
             no_route_label: Arc::from("none"),
@@ -186,7 +189,13 @@ impl Proxy {
             }
         }
 
-        let caller = Caller { client_ip, peer: peer.ip().to_canonical(), peer_trusted, identity: identity.as_ref() };
+        let caller = Caller {
+            client_ip,
+            peer: peer.ip().to_canonical(),
+            peer_trusted,
+            over_tls: self.over_tls,
+            identity: identity.as_ref(),
+        };
         let Some(upstream_request) = forward::upstream_request(request, path, &route, &caller) else {
             return (reject::bad_path(), label, "rejected");
         };

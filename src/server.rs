@@ -1,17 +1,21 @@
-//! Listeners: accepts connections, serves HTTP/1.1 and HTTP/2 (h2c prior knowledge) with
-//! hyper, bounds what a client can hold open, and drains connections gracefully on shutdown.
+//! Listeners: accepts connections (plain, or TLS with rustls), serves HTTP/1.1 and HTTP/2
+//! (by ALPN, or h2c prior knowledge) with hyper, bounds what a client can hold open, and drains
+//! connections gracefully on shutdown. The proxy and the admin listener share this loop.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::service::service_fn;
+use http::{Request, Response};
+use hyper::body::{Body, Incoming};
+use hyper::service::{Service, service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::proxy::Proxy;
@@ -51,18 +55,35 @@ async fn first_byte_arrives(stream: &TcpStream) -> bool {
     matches!(tokio::time::timeout(HEAD_TIMEOUT, stream.peek(&mut probe)).await, Ok(Ok(n)) if n > 0)
 }
 
-/// Serves proxied traffic on `listener` until `shutdown` is cancelled, with at most
-/// `max_connections` open at once; then lets open connections finish their requests for up
-/// to [`DRAIN_TIMEOUT`] and cuts those still open.
-pub async fn serve_proxy(
-    listener: TcpListener,
-    proxy: Arc<Proxy>,
-    max_connections: usize,
-    shutdown: CancellationToken,
-) {
+/// What a listener serves with, besides its service.
+#[derive(Clone)]
+pub struct ServeOptions {
+    /// Open connections at most; past it the listener stops accepting until one closes.
+    pub max_connections: usize,
+    /// Set: each connection is a TLS handshake first (ALPN offers h2 and http/1.1).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Serves `listener` until `shutdown` is cancelled, with at most `max_connections` open at
+/// once; then lets open connections finish their requests for up to [`DRAIN_TIMEOUT`] and cuts
+/// those still open. `service_for` makes the service of one connection from its peer address.
+/// Both listeners, proxy and admin, are served by this one loop.
+pub async fn serve<F, S, B>(listener: TcpListener, service_for: F, options: ServeOptions, shutdown: CancellationToken)
+where
+    F: Fn(SocketAddr) -> S,
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
     let builder = connection_builder();
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(max_connections));
+    let slots = Arc::new(Semaphore::new(options.max_connections));
+    let tls = options.tls.map(TlsAcceptor::from);
     let mut connections = JoinSet::new();
     loop {
         let slot = tokio::select! {
@@ -87,20 +108,30 @@ pub async fn serve_proxy(
             },
         };
         let _ = stream.set_nodelay(true);
-        let proxy = Arc::clone(&proxy);
-        let service = service_fn(move |request| {
-            let proxy = Arc::clone(&proxy);
-            async move { Ok::<_, std::convert::Infallible>(proxy.handle(request, peer).await) }
-        });
+        let service = service_for(peer);
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let tls = tls.clone();
         connections.spawn(async move {
             let _slot = slot;
             if !first_byte_arrives(&stream).await {
                 return;
             }
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            if let Err(error) = watcher.watch(connection).await {
+            let result = match tls {
+                None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+                Some(acceptor) => match tokio::time::timeout(HEAD_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+                    Ok(Err(error)) => {
+                        tracing::debug!(%peer, %error, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                },
+            };
+            if let Err(error) = result {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
         });
@@ -111,6 +142,18 @@ pub async fn serve_proxy(
     }
     connections.abort_all();
     while connections.join_next().await.is_some() {}
+}
+
+/// Serves proxied traffic (see [`serve`]).
+pub async fn serve_proxy(listener: TcpListener, proxy: Arc<Proxy>, options: ServeOptions, shutdown: CancellationToken) {
+    let service_for = |peer: SocketAddr| {
+        let proxy = Arc::clone(&proxy);
+        service_fn(move |request| {
+            let proxy = Arc::clone(&proxy);
+            async move { Ok::<_, std::convert::Infallible>(proxy.handle(request, peer).await) }
+        })
+    };
+    serve(listener, service_for, options, shutdown).await;
 }
 
 /// Binds a TCP listener, naming the address in the error.

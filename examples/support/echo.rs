@@ -51,13 +51,18 @@ pub async fn serve(listener: TcpListener, shutdown: impl Future<Output = ()> + S
                 }
             },
         };
-        tokio::spawn(async move {
-            let builder = Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(stream), service_fn(handle));
-            if let Err(err) = conn.await {
-                eprintln!("echo: connection error: {err}");
-            }
-        });
+        tokio::spawn(serve_connection(stream));
+    }
+}
+
+/// Serves one connection — a TCP stream, or a TLS stream over one — until it closes.
+pub async fn serve_connection<I>(io: I)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let builder = Builder::new(TokioExecutor::new());
+    if let Err(err) = builder.serve_connection(TokioIo::new(io), service_fn(handle)).await {
+        eprintln!("echo: connection error: {err}");
     }
 }
 

@@ -29,6 +29,9 @@ pub struct RawProxy {
     pub connect_timeout: String,
     pub upstream_timeout: String,
     pub max_connections: u32,
+    pub upstream_ca_file: Option<String>,
+    pub tls_cert_file: Option<String>,
+    pub tls_key_file: Option<String>,
 }
 
 impl Default for RawProxy {
@@ -40,6 +43,9 @@ impl Default for RawProxy {
             connect_timeout: "5s".into(),
             upstream_timeout: "30s".into(),
             max_connections: 10_000,
+            upstream_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -49,11 +55,18 @@ impl Default for RawProxy {
 pub struct RawAdmin {
     pub listen: String,
     pub metrics_require_auth: bool,
+    pub tls_cert_file: Option<String>,
+    pub tls_key_file: Option<String>,
 }
 
 impl Default for RawAdmin {
     fn default() -> Self {
-        RawAdmin { listen: "127.0.0.1:8081".into(), metrics_require_auth: false }
+        RawAdmin {
+            listen: "127.0.0.1:8081".into(),
+            metrics_require_auth: false,
+            tls_cert_file: None,
+            tls_key_file: None,
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use http::header::{
 };
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -30,6 +31,7 @@ pub static X_AUTH_TOKEN_EXPIRES: HeaderName = HeaderName::from_static("x-auth-to
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 static HTTP: HeaderValue = HeaderValue::from_static("http");
+static HTTPS: HeaderValue = HeaderValue::from_static("https");
 
 /// Headers a client may not set, compared with `_` read as `-` (CGI-style servers map both
 /// `X-Auth-User` and `X_Auth_User` to `HTTP_X_AUTH_USER`): the gateway's identity headers, and
@@ -77,14 +79,18 @@ fn strip_client_controlled(headers: &mut HeaderMap) {
     }
 }
 
-pub type UpstreamClient = Client<HttpConnector, ProgressBody>;
+pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, ProgressBody>;
 
-/// The pooled keep-alive client every route shares.
-pub fn upstream_client(connect_timeout: Duration) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(connect_timeout));
-    connector.set_nodelay(true);
-    connector.enforce_http(true);
+/// The pooled keep-alive client every route shares: plain TCP for `http://` upstreams, TLS
+/// (verified against `tls`'s roots, SNI from the upstream's host) for `https://` ones. It
+/// speaks HTTP/1.1 to upstreams either way.
+pub fn upstream_client(connect_timeout: Duration, tls: rustls::ClientConfig) -> UpstreamClient {
+    let mut tcp = HttpConnector::new();
+    tcp.set_connect_timeout(Some(connect_timeout));
+    tcp.set_nodelay(true);
+    tcp.enforce_http(false);
+    let connector =
+        HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(tcp);
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(256)
@@ -125,6 +131,8 @@ pub struct Caller<'a> {
     pub peer: IpAddr,
     /// The socket peer is a trusted proxy: its `X-Forwarded-*` headers are extended, not replaced.
     pub peer_trusted: bool,
+    /// The client reached the gateway over TLS (`X-Forwarded-Proto: https`).
+    pub over_tls: bool,
     pub identity: Option<&'a Identity>,
 }
 
@@ -187,7 +195,7 @@ fn set_forwarded(headers: &mut HeaderMap, caller: &Caller<'_>, original_host: Op
         headers.insert(&X_FORWARDED_FOR, value);
     }
     if !(caller.peer_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
-        headers.insert(&X_FORWARDED_PROTO, HTTP.clone());
+        headers.insert(&X_FORWARDED_PROTO, if caller.over_tls { HTTPS.clone() } else { HTTP.clone() });
     }
     if !(caller.peer_trusted && headers.contains_key(&X_FORWARDED_HOST)) {
         match original_host {

@@ -23,5 +23,6 @@ mod redis;
 mod smtp;
 mod store;
 mod support;
+mod tls;
 mod web;
 mod webdriver;
