@@ -161,9 +161,6 @@ pub async fn serve_admin(
             async move { app.call(request).await }
         })
     };
-    let options = ServeOptions {
-        max_connections: ADMIN_MAX_CONNECTIONS,
-        tls: config.tls.as_ref().map(|t| Arc::clone(&t.config)),
-    };
+    let options = ServeOptions { max_connections: ADMIN_MAX_CONNECTIONS, tls: config.tls.clone() };
     crate::server::serve(listener, service_for, options, shutdown).await;
 }

@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use crate::duration::{format_duration, parse_duration};
 use crate::rate::Rate;
+use crate::tls::{CertificateError, ListenerCertificate};
 use raw::{RawConfig, RawRoute};
 
 pub use overrides::apply_env_overrides;
@@ -65,30 +66,15 @@ pub struct ProxyConfig {
     pub upstream_ca_file: Option<PathBuf>,
     /// The client side of `https://` upstreams, built once from the roots above.
     pub upstream_tls: Arc<rustls::ClientConfig>,
-    /// Set: the proxy listener terminates TLS itself.
-    pub tls: Option<ListenerTls>,
-}
-
-/// A listener's certificate and key, loaded and checked at start.
-#[derive(Clone)]
-pub struct ListenerTls {
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
-    pub config: Arc<rustls::ServerConfig>,
-}
-
-/// The paths only: the server configuration holds the private key.
-impl fmt::Debug for ListenerTls {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ListenerTls").field("cert_file", &self.cert_file).field("key_file", &self.key_file).finish()
-    }
+    /// Set: the proxy listener terminates TLS itself (shared, so `SIGHUP` can reload it).
+    pub tls: Option<Arc<ListenerCertificate>>,
 }
 
 #[derive(Clone, Debug)]
 pub struct AdminConfig {
     pub listen: SocketAddr,
     /// Set: the admin listener terminates TLS itself.
-    pub tls: Option<ListenerTls>,
+    pub tls: Option<Arc<ListenerCertificate>>,
     /// `/metrics` asks for Basic credentials (any valid API token, such as a scraper
     /// account's) instead of answering anyone who reaches the admin listener.
     pub metrics_require_auth: bool,
@@ -725,7 +711,7 @@ fn read_secret_file(key: &str, path: &Path) -> Result<String, ConfigError> {
 }
 
 /// A listener's TLS files for `check-config` (the paths; never the key).
-fn describe_tls(tls: &Option<ListenerTls>) -> String {
+fn describe_tls(tls: &Option<Arc<ListenerCertificate>>) -> String {
     match tls {
         Some(tls) => format!(
             "tls_cert_file = {:?}\ntls_key_file = {:?}\n",
@@ -742,7 +728,7 @@ fn listener_tls(
     section: &str,
     cert: &Option<String>,
     key: &Option<String>,
-) -> Result<Option<ListenerTls>, ConfigError> {
+) -> Result<Option<Arc<ListenerCertificate>>, ConfigError> {
     let invalid = |key: &str, message: String| ConfigError::Invalid(format!("{section}.{key}: {message}"));
     let (cert_file, key_file) = match (cert, key) {
         (None, None) => return Ok(None),
@@ -750,10 +736,11 @@ fn listener_tls(
         (Some(_), None) => return Err(invalid("tls_key_file", "is needed with tls_cert_file".into())),
         (None, Some(_)) => return Err(invalid("tls_cert_file", "is needed with tls_key_file".into())),
     };
-    let chain = crate::tls::read_certificates(&cert_file).map_err(|e| invalid("tls_cert_file", e))?;
-    let private_key = crate::tls::read_private_key(&key_file).map_err(|e| invalid("tls_key_file", e))?;
-    let config = crate::tls::server_config(chain, private_key).map_err(|e| invalid("tls_cert_file", e))?;
-    Ok(Some(ListenerTls { cert_file, key_file, config: Arc::new(config) }))
+    match ListenerCertificate::load(cert_file, key_file) {
+        Ok(certificate) => Ok(Some(Arc::new(certificate))),
+        Err(CertificateError::Key(message)) => Err(invalid("tls_key_file", message)),
+        Err(CertificateError::Certificate(message)) => Err(invalid("tls_cert_file", message)),
+    }
 }
 
 fn validate_route(raw: RawRoute, known_scopes: &[String]) -> Result<RouteConfig, ConfigError> {

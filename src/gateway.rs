@@ -139,10 +139,7 @@ impl Gateway {
             draining.cancelled().await;
             health.set_draining();
         });
-        let options = ServeOptions {
-            max_connections: config.proxy.max_connections,
-            tls: config.proxy.tls.as_ref().map(|tls| Arc::clone(&tls.config)),
-        };
+        let options = ServeOptions { max_connections: config.proxy.max_connections, tls: config.proxy.tls.clone() };
         serve_proxy(listeners.proxy, proxy, options, shutdown).await;
         tracing::info!("proxy drained; writing last-use records");
         background.cancel();

@@ -19,6 +19,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::proxy::Proxy;
+use crate::tls::ListenerCertificate;
 
 /// Largest request head (request line and headers) accepted; a larger one gets 431.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -60,8 +61,9 @@ async fn first_byte_arrives(stream: &TcpStream) -> bool {
 pub struct ServeOptions {
     /// Open connections at most; past it the listener stops accepting until one closes.
     pub max_connections: usize,
-    /// Set: each connection is a TLS handshake first (ALPN offers h2 and http/1.1).
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Set: each connection is a TLS handshake first (ALPN offers h2 and http/1.1), with the
+    /// certificate current when it was accepted.
+    pub tls: Option<Arc<ListenerCertificate>>,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -83,7 +85,7 @@ where
     let builder = connection_builder();
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(options.max_connections));
-    let tls = options.tls.map(TlsAcceptor::from);
+    let tls = options.tls;
     let mut connections = JoinSet::new();
     loop {
         let slot = tokio::select! {
@@ -111,7 +113,7 @@ where
         let service = service_for(peer);
         let builder = builder.clone();
         let watcher = graceful.watcher();
-        let tls = tls.clone();
+        let tls = tls.as_ref().map(|certificate| TlsAcceptor::from(certificate.current()));
         connections.spawn(async move {
             let _slot = slot;
             if !first_byte_arrives(&stream).await {

@@ -1,11 +1,12 @@
 //! TLS material, read once at start: PEM certificates and keys (rustls-pki-types), the client
 //! configuration for `https://` upstreams (Mozilla's roots from webpki-roots, plus any CA the
 //! operator adds for internal upstreams), and the server configuration of a listener that
-//! terminates TLS itself. One crypto provider (aws-lc-rs) serves both, chosen explicitly so
+//! terminates TLS itself, which `SIGHUP` reloads (certificate renewal without a restart). One
+//! crypto provider (aws-lc-rs) serves both, chosen explicitly so
 //! nothing depends on a process-wide default.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use rustls::crypto::CryptoProvider;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
@@ -60,4 +61,60 @@ pub fn server_config(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'st
         .map_err(|e| format!("the certificate and key do not make a usable pair: {e}"))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// Which of a listener's two files is wrong, and how.
+#[derive(Debug, thiserror::Error)]
+pub enum CertificateError {
+    /// The certificate file, or the pair (a certificate that is not the key's).
+    #[error("{0}")]
+    Certificate(String),
+    #[error("{0}")]
+    Key(String),
+}
+
+/// A listener's certificate and key, and the server configuration made of them, which can be
+/// swapped while the listener serves: each new connection takes the current one; connections
+/// already open keep theirs.
+pub struct ListenerCertificate {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    current: RwLock<Arc<ServerConfig>>,
+}
+
+impl ListenerCertificate {
+    /// Reads and checks the pair.
+    pub fn load(cert_file: PathBuf, key_file: PathBuf) -> Result<Self, CertificateError> {
+        let config = Self::read(&cert_file, &key_file)?;
+        Ok(ListenerCertificate { cert_file, key_file, current: RwLock::new(Arc::new(config)) })
+    }
+
+    fn read(cert_file: &Path, key_file: &Path) -> Result<ServerConfig, CertificateError> {
+        let chain = read_certificates(cert_file).map_err(CertificateError::Certificate)?;
+        let key = read_private_key(key_file).map_err(CertificateError::Key)?;
+        server_config(chain, key).map_err(CertificateError::Certificate)
+    }
+
+    /// The configuration for the next connection.
+    pub fn current(&self) -> Arc<ServerConfig> {
+        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Reads the files again. On any error the previous certificate stays in use, so a
+    /// half-written renewal never takes a listener down.
+    pub fn reload(&self) -> Result<(), CertificateError> {
+        let config = Self::read(&self.cert_file, &self.key_file)?;
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(config);
+        Ok(())
+    }
+}
+
+/// The paths only: the configuration holds the private key.
+impl std::fmt::Debug for ListenerCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenerCertificate")
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
+            .finish()
+    }
 }

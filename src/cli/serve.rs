@@ -15,8 +15,42 @@ pub async fn serve(config: Config) -> Result<(), CliError> {
     let gateway = Gateway::start(&config).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
+    tokio::spawn(reload_on_hangup(config.clone()));
     gateway.serve(&config, listeners, Clock::System, shutdown).await;
     Ok(())
+}
+
+/// Reloads the listeners' TLS certificates on SIGHUP (after a renewal). Without a handler,
+/// SIGHUP would end the process.
+async fn reload_on_hangup(config: Config) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangup) = signal(SignalKind::hangup()) else { return };
+        while hangup.recv().await.is_some() {
+            reload_certificates(&config);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = config;
+}
+
+/// Each listener's certificate is read again; on any error the previous one stays in use.
+fn reload_certificates(config: &Config) {
+    let listeners = [("proxy", &config.proxy.tls), ("admin", &config.admin.tls)];
+    if listeners.iter().all(|(_, tls)| tls.is_none()) {
+        tracing::info!("SIGHUP: no listener uses TLS; nothing to reload");
+    }
+    for (listener, tls) in listeners {
+        let Some(certificate) = tls else { continue };
+        let cert_file = certificate.cert_file.display().to_string();
+        match certificate.reload() {
+            Ok(()) => tracing::info!(listener, cert_file, "TLS certificate reloaded"),
+            Err(error) => {
+                tracing::error!(listener, %error, "TLS certificate not reloaded; the previous one stays in use")
+            }
+        }
+    }
 }
 
 /// Cancels `shutdown` on SIGINT or SIGTERM.

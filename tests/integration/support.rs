@@ -282,6 +282,27 @@ impl GatewayProcess {
         format!("http://{}{path}", self.proxy)
     }
 
+    /// Waits (at most 10 s) for a log line whose message is `message`; returns its fields.
+    pub fn wait_for_log(&self, message: &str) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let line = self
+                .log
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("the gateway never logged {message:?}"));
+            let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+            if entry["fields"]["message"] == message {
+                return entry["fields"].clone();
+            }
+        }
+    }
+
+    /// Sends the process a signal (`HUP`, `TERM`, ...) by name.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status().unwrap();
+        assert!(status.success(), "kill -{name} failed");
+    }
+
     /// Resident memory now and at its peak, in KiB, from /proc.
     pub fn memory_kib(&self) -> (u64, u64) {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();

@@ -13,7 +13,7 @@ use tempfile::TempDir;
 use tokengate::clock::Clock;
 use tokengate::config::Config;
 
-use crate::support::{TestGateway, client};
+use crate::support::{GatewayProcess, TestGateway, Upstream, client, config_text};
 
 const ANN: &str = "ann@example.com";
 
@@ -176,4 +176,58 @@ async fn tls_settings_are_checked_when_the_config_is_loaded() {
     let key_text = std::fs::read_to_string(&pki.key).unwrap();
     let body = key_text.lines().nth(1).unwrap();
     assert!(!error.contains(body));
+}
+
+/// A client that trusts `pki`'s CA only, with no pooled connection (each request handshakes).
+fn trusting(pki: &Pki) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_listener_certificate_and_keeps_the_old_one_when_the_new_is_broken() {
+    let (first, second) = (pki(), pki());
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let install = |pki: &Pki| {
+        std::fs::copy(&pki.cert, &cert).unwrap();
+        std::fs::copy(&pki.key, &key).unwrap();
+    };
+    install(&first);
+    let upstream = Upstream::start().await;
+    let config = dir.path().join("tokengate.toml");
+    std::fs::write(&config, config_text(dir.path(), upstream.addr, "")).unwrap();
+    let env = [
+        ("TOKENGATE_PROXY__TLS_CERT_FILE", cert.to_str().unwrap()),
+        ("TOKENGATE_PROXY__TLS_KEY_FILE", key.to_str().unwrap()),
+    ];
+    let gw = GatewayProcess::start_with_env(&config, &env);
+    let url = format!("https://127.0.0.1:{}/things", gw.proxy.port());
+    // Any answer (401: no credentials) means the handshake was trusted.
+    let answers = |pki: &Pki| {
+        let request = trusting(pki).get(&url).send();
+        async move { request.await.map(|r| r.status()).ok() }
+    };
+    assert_eq!(answers(&first).await, Some(StatusCode::UNAUTHORIZED));
+    assert_eq!(answers(&second).await, None);
+
+    // A renewal: new files, then SIGHUP. New connections get the new certificate.
+    install(&second);
+    gw.signal("HUP");
+    assert_eq!(gw.wait_for_log("TLS certificate reloaded")["listener"], "proxy");
+    assert_eq!(answers(&second).await, Some(StatusCode::UNAUTHORIZED));
+    assert_eq!(answers(&first).await, None);
+
+    // A broken renewal is refused and the working certificate stays.
+    std::fs::write(&cert, "not a certificate").unwrap();
+    gw.signal("HUP");
+    gw.wait_for_log("TLS certificate not reloaded; the previous one stays in use");
+    assert_eq!(answers(&second).await, Some(StatusCode::UNAUTHORIZED));
+    // Off the runtime, so the clients' connections can still answer the drain's HTTP/2 ping.
+    let (code, lines) = tokio::task::spawn_blocking(move || gw.terminate()).await.unwrap();
+    assert_eq!(code, Some(0), "SIGHUP did not end the process; SIGTERM did, cleanly");
+    assert!(!lines.iter().any(|line| line.contains("still open after the drain timeout")), "{lines:?}");
 }
