@@ -19,7 +19,8 @@
 //! On Debian: `apt-get install -y nginx-light wrk`. With `taskset` and two or more CPUs, the proxy
 //! under test gets the last CPU to itself and the load generator and echo upstream share the
 //! others (`PROXY_LOAD_NO_PIN=1` turns that off). `PROXY_LOAD_SECS` (default 10) sets the length
-//! of each measured run, after a 2 s warm-up.
+//! of each measured run, after a 2 s warm-up. `PROXY_LOAD_BASELINE=/path/to/tokengate` also
+//! measures another build (say, of the commit before a change) in the same run.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
 
@@ -65,7 +66,11 @@ fn main() {
     let secret = create_token_and_config(dir.path(), echo_addr);
     let authorization = format!("Basic {}", STANDARD.encode(format!("{EMAIL}:{secret}")));
 
-    let tokengate = start_tokengate(&dir.path().join("tokengate.toml"), &pinning);
+    let config = dir.path().join("tokengate.toml");
+    let tokengate = start_tokengate(Path::new(env!("CARGO_BIN_EXE_tokengate")), &config, &pinning);
+    // Another build of tokengate (say, of the commit before a change) measured in the same run.
+    let baseline =
+        std::env::var_os("PROXY_LOAD_BASELINE").map(|binary| start_tokengate(Path::new(&binary), &config, &pinning));
     let nginx = nginx_binary().map(|binary| start_nginx(&binary, dir.path(), echo_addr, &pinning));
     let load = Load::choose(&authorization);
 
@@ -85,6 +90,9 @@ fn main() {
         None => println!("  nginx: SKIPPED, no /usr/sbin/nginx and no nginx on PATH (apt-get install -y nginx-light)"),
     }
     targets.push(("tokengate", tokengate.addr, Some(tokengate.process.pid())));
+    if let Some(baseline) = &baseline {
+        targets.push(("tokengate (baseline)", baseline.addr, Some(baseline.process.pid())));
+    }
 
     // One request each first: a 200 with the echo's body, and a 401 from tokengate without credentials,
     // so the run below measures authenticated proxying and not refusals.
@@ -116,13 +124,13 @@ fn main() {
 
     println!();
     println!(
-        "  {:<14} {:>10} {:>9} {:>9} {:>13} {:>12} {:>9} {:>9} {:>8} {:>7}",
+        "  {:<20} {:>10} {:>9} {:>9} {:>13} {:>12} {:>9} {:>9} {:>8} {:>7}",
         "target", "req/s", "p50", "p99", "proxy µs/req", "echo µs/req", "host CPU", "body B", "non-2xx", "errors"
     );
     for row in &rows {
         let r = &row.result;
         println!(
-            "  {:<14} {:>10.0} {:>9} {:>9} {:>13} {:>12.1} {:>8.0}% {:>9} {:>8} {:>7}",
+            "  {:<20} {:>10.0} {:>9} {:>9} {:>13} {:>12.1} {:>8.0}% {:>9} {:>8} {:>7}",
             row.name,
             r.requests as f64 / r.seconds,
             format_latency(r.p50),
@@ -141,6 +149,12 @@ fn main() {
             println!("  tokengate / nginx CPU per request: {:.2}x ({tokengate:.1} vs {nginx:.1} µs)", tokengate / nginx)
         }
         _ => println!("  tokengate / nginx CPU per request: - (no nginx run)"),
+    }
+    if let (Some(tokengate), Some(baseline)) = (cpu_of("tokengate"), cpu_of("tokengate (baseline)")) {
+        println!(
+            "  tokengate / baseline CPU per request: {:.2}x ({tokengate:.1} vs {baseline:.1} µs)",
+            tokengate / baseline
+        );
     }
     println!(
         "  (\"host CPU\": share of all {} CPUs busy during the run, load generator and echo included; \
@@ -383,9 +397,9 @@ upstream = "http://{echo}"
     })
 }
 
-fn start_tokengate(config: &Path, pinning: &Pinning) -> Server {
+fn start_tokengate(binary: &Path, config: &Path, pinning: &Pinning) -> Server {
     let mut child = pinning
-        .command(Path::new(env!("CARGO_BIN_EXE_tokengate")))
+        .command(binary)
         .args(["--config", config.to_str().unwrap(), "serve"])
         .env("TOKENGATE_LOG_FORMAT", "json")
         .env("TOKENGATE_LOG", "warn,tokengate::gateway=info")

@@ -265,6 +265,8 @@ pub struct Upstream {
     pub authority: http::uri::Authority,
     /// Without a trailing slash; empty when the upstream URL has no path.
     pub base_path: String,
+    /// The `Host` header upstream requests carry (the authority), built once.
+    pub host: http::HeaderValue,
 }
 
 impl fmt::Display for Upstream {
@@ -762,6 +764,8 @@ fn validate_route(raw: RawRoute, known_scopes: &[String]) -> Result<RouteConfig,
         return Err(at("upstream must not have a query string".into()));
     }
     let base_path = uri.path().trim_end_matches('/').to_owned();
+    let host = http::HeaderValue::from_str(authority.as_str())
+        .map_err(|_| at("upstream host is not a valid Host header".into()))?;
 
     let mut require = RequiredScopes::default();
     for (method, scope) in &raw.require {
@@ -781,7 +785,7 @@ fn validate_route(raw: RawRoute, known_scopes: &[String]) -> Result<RouteConfig,
     }
     Ok(RouteConfig {
         prefix: raw.prefix,
-        upstream: Upstream { scheme, authority, base_path },
+        upstream: Upstream { host, scheme, authority, base_path },
         public: raw.public,
         require,
         keep_authorization: raw.keep_authorization,

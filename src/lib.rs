@@ -11,7 +11,7 @@
 //! | checksum, SHA-256, index lookup, owner / revoked / expired / blocked checks | [`proxy::authenticate`], [`token`], [`index`] |
 //! | scope per method → 403 | [`proxy`] |
 //! | last use recorded in memory | [`usage`] |
-//! | header rewrite, pooled upstream client (http or verified https), streaming, 502 / 504 | [`proxy::forward`] |
+//! | header rewrite, the connection's pinned upstream connection (http or verified https), streaming, 502 / 504 | [`proxy::forward`], [`proxy::pinned`] |
 //! | the gateway's own responses (uniform 401, ...) | [`proxy::reject`] |
 //!
 //! # The control path (tokens and accounts change)

@@ -8,6 +8,7 @@ pub mod authenticate;
 pub mod client_ip;
 pub mod credentials;
 pub mod forward;
+pub mod pinned;
 pub mod progress;
 pub mod reject;
 pub mod route;
@@ -30,7 +31,8 @@ use crate::metrics::{KindLabels, Metrics, ReasonLabels};
 use crate::ratelimit::{LimitHeaders, RateLimits, TokenVerdict};
 use crate::usage::{Refusal, UsageRecorder};
 use authenticate::{Identity, authenticate};
-use forward::{Caller, ForwardError, UpstreamClient, X_AUTH_TOKEN_EXPIRES};
+use forward::{Caller, ForwardError, X_AUTH_TOKEN_EXPIRES};
+use pinned::{Pinned, Upstreams};
 use route::{Router, canonical_path};
 
 /// Paths in log lines are cut to this many bytes: they are chosen by the client.
@@ -54,7 +56,7 @@ pub struct Proxy {
     index: Arc<TokenIndex>,
     usage: Arc<UsageRecorder>,
     clock: Clock,
-    client: UpstreamClient,
+    upstreams: Arc<Upstreams>,
     limits: Arc<RateLimits>,
     metrics: Arc<Metrics>,
     /// The route label of requests that matched none.
@@ -80,7 +82,7 @@ impl Proxy {
             index,
             usage,
             clock,
-            client: forward::upstream_client(config.proxy.connect_timeout, (*config.proxy.upstream_tls).clone()),
+            upstreams: Arc::new(Upstreams::new(config.proxy.connect_timeout, (*config.proxy.upstream_tls).clone())),
             over_tls: config.proxy.tls.is_some(),
             limits,
             metrics,
@@ -91,10 +93,17 @@ impl Proxy {
         }
     }
 
+    /// The upstream connection slot of a new client connection.
+    pub fn pin(&self) -> Pinned {
+        Pinned::new(Arc::clone(&self.upstreams))
+    }
+
     /// Handles one request from `peer`.
-    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+    /// Handles one request from `peer`, forwarding on its connection's `pinned` upstream
+    /// connection.
+    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr, pinned: &Pinned) -> Response<ProxyBody> {
         let started = std::time::Instant::now();
-        let (response, route, outcome) = self.serve(request, peer).await;
+        let (response, route, outcome) = self.serve(request, peer, pinned).await;
         let route = route.unwrap_or_else(|| Arc::clone(&self.no_route_label));
         self.metrics.observe_request(route, response.status().as_u16(), outcome, started.elapsed());
         response
@@ -105,6 +114,7 @@ impl Proxy {
         &self,
         request: Request<Incoming>,
         peer: SocketAddr,
+        pinned: &Pinned,
     ) -> (Response<ProxyBody>, Option<Arc<str>>, &'static str) {
         // Routed, recorded and forwarded in one canonical form, so the router and the upstream
         // never disagree about which resource is meant.
@@ -196,12 +206,13 @@ impl Proxy {
             over_tls: self.over_tls,
             identity: identity.as_ref(),
         };
+        let client_version = request.version();
         let Some(upstream_request) = forward::upstream_request(request, path, &route, &caller) else {
             return (reject::bad_path(), label, "rejected");
         };
         let outcome = if identity.is_some() { "authorised" } else { "public" };
         let upstream_started = std::time::Instant::now();
-        let sent = forward::send(&self.client, upstream_request, self.upstream_timeout).await;
+        let sent = forward::send(pinned, &route, upstream_request, client_version, self.upstream_timeout).await;
         self.metrics.upstream_duration.observe(upstream_started.elapsed().as_secs_f64());
         match sent {
             Ok(response) => (respond(response, identity.as_ref(), limit_headers.as_ref()), label, outcome),

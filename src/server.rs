@@ -150,9 +150,11 @@ where
 pub async fn serve_proxy(listener: TcpListener, proxy: Arc<Proxy>, options: ServeOptions, shutdown: CancellationToken) {
     let service_for = |peer: SocketAddr| {
         let proxy = Arc::clone(&proxy);
+        // Dropped with the connection's service, which hands its upstream connection back.
+        let pinned = Arc::new(proxy.pin());
         service_fn(move |request| {
-            let proxy = Arc::clone(&proxy);
-            async move { Ok::<_, std::convert::Infallible>(proxy.handle(request, peer).await) }
+            let (proxy, pinned) = (Arc::clone(&proxy), Arc::clone(&pinned));
+            async move { Ok::<_, std::convert::Infallible>(proxy.handle(request, peer, &pinned).await) }
         })
     };
     serve(listener, service_for, options, shutdown).await;

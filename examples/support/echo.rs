@@ -10,7 +10,8 @@
 //! - `/status/N`: answers status N with the echo JSON;
 //! - `GET /stream?bytes=N`: streams N bytes (byte i = i % 251) in 64 KiB chunks.
 //!
-//! Every response carries `x-echo: 1`.
+//! Every response carries `x-echo: 1`, and `x-echo-connection: N`, the number of the connection
+//! it came on (counted from 1 in this process), so tests can see connections being reused.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -34,6 +35,8 @@ use tokio::net::TcpListener;
 type EchoBody = BoxBody<Bytes, Infallible>;
 
 const CHUNK: u64 = 64 * 1024;
+/// Connections served so far by this process.
+static CONNECTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Accepts connections on `listener` until `shutdown` completes; each connection is
 /// served (HTTP/1.1 or HTTP/2 prior knowledge) in its own task.
@@ -60,8 +63,17 @@ pub async fn serve_connection<I>(io: I)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let connection = HeaderValue::from(CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1);
+    let service = service_fn(move |req| {
+        let connection = connection.clone();
+        async move {
+            let mut response = handle(req).await?;
+            response.headers_mut().insert("x-echo-connection", connection);
+            Ok::<_, hyper::Error>(response)
+        }
+    });
     let builder = Builder::new(TokioExecutor::new());
-    if let Err(err) = builder.serve_connection(TokioIo::new(io), service_fn(handle)).await {
+    if let Err(err) = builder.serve_connection(TokioIo::new(io), service).await {
         eprintln!("echo: connection error: {err}");
     }
 }

@@ -1,6 +1,7 @@
 //! Forwarding: rewrite the request for the upstream (hop-by-hop headers out, `X-Forwarded-*`
-//! and identity headers in), send it on the pooled client with a timeout, and clean the
-//! response. Bodies are streamed both ways, never buffered.
+//! and identity headers in), send it on the client connection's pinned upstream connection
+//! (`pinned.rs`) with a timeout, and clean the response. Bodies are streamed both ways, never
+//! buffered.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -11,13 +12,10 @@ use http::header::{
 };
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
 use super::authenticate::Identity;
 use super::client_ip::X_FORWARDED_FOR;
+use super::pinned::{Pinned, UpstreamError};
 use super::progress::ProgressBody;
 use super::route::Route;
 
@@ -79,24 +77,6 @@ fn strip_client_controlled(headers: &mut HeaderMap) {
     }
 }
 
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, ProgressBody>;
-
-/// The pooled keep-alive client every route shares: plain TCP for `http://` upstreams, TLS
-/// (verified against `tls`'s roots, SNI from the upstream's host) for `https://` ones. It
-/// speaks HTTP/1.1 to upstreams either way.
-pub fn upstream_client(connect_timeout: Duration, tls: rustls::ClientConfig) -> UpstreamClient {
-    let mut tcp = HttpConnector::new();
-    tcp.set_connect_timeout(Some(connect_timeout));
-    tcp.set_nodelay(true);
-    tcp.enforce_http(false);
-    let connector =
-        HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(tcp);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(256)
-        .build(connector)
-}
-
 /// Removes the headers that describe one hop, including those the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
@@ -149,12 +129,8 @@ pub fn upstream_request(
         Some(query) => format!("{path}?{query}"),
         None => path.into_owned(),
     };
-    let uri = Uri::builder()
-        .scheme(route.upstream.scheme.clone())
-        .authority(route.upstream.authority.clone())
-        .path_and_query(path_and_query)
-        .build()
-        .ok()?;
+    // Origin-form: the pinned connection already leads to the upstream.
+    let uri = Uri::builder().path_and_query(path_and_query).build().ok()?;
     let original_host = request
         .headers()
         .get(HOST)
@@ -165,7 +141,7 @@ pub fn upstream_request(
 
     let headers = request.headers_mut();
     strip_hop_by_hop(headers);
-    headers.remove(HOST);
+    headers.insert(HOST, route.upstream.host.clone());
     strip_client_controlled(headers);
     if !route.keep_authorization {
         headers.remove(AUTHORIZATION);
@@ -209,7 +185,7 @@ fn set_forwarded(headers: &mut HeaderMap, caller: &Caller<'_>, original_host: Op
 #[derive(Debug)]
 pub enum ForwardError {
     /// Connecting failed or the connection broke: 502.
-    Unreachable(hyper_util::client::legacy::Error),
+    Unreachable(UpstreamError),
     /// No response head within `proxy.upstream_timeout`: 504.
     TimedOut,
 }
@@ -218,13 +194,16 @@ pub enum ForwardError {
 /// nothing has moved for `timeout`: no part of the body was sent and no head arrived. So the
 /// timeout measures the upstream's silence, not the length of the client's upload.
 pub async fn send(
-    client: &UpstreamClient,
+    pinned: &Pinned,
+    route: &Route,
     request: Request<Incoming>,
+    client_version: Version,
     timeout: Duration,
 ) -> Result<Response<Incoming>, ForwardError> {
     let (parts, body) = request.into_parts();
     let (body, progress) = ProgressBody::new(body);
-    let response = client.request(Request::from_parts(parts, body));
+    let upstream = &route.upstream;
+    let response = pinned.send(&upstream.scheme, &upstream.authority, Request::from_parts(parts, body), client_version);
     tokio::select! {
         result = response => match result {
             Ok(mut response) => {

@@ -13,6 +13,7 @@ mod admin;
 mod cli;
 mod cluster;
 mod credentials;
+mod forwarding;
 mod lifecycle;
 mod notify;
 mod postgres;
