@@ -69,11 +69,28 @@ impl Upstreams {
         None
     }
 
-    /// Keeps a connection for later, if it can take another request.
-    fn keep_idle(&self, connection: Connection) {
-        if !connection.sender.is_ready() {
+    /// Keeps a connection for later, once it can take another request: one still streaming a
+    /// response body (an HTTP/2 client's extra connection) is handed back by a small task when
+    /// the body is done, so concurrent clients do not open a new upstream connection per request.
+    fn keep_idle(self: &Arc<Self>, mut connection: Connection) {
+        if connection.sender.is_closed() {
             return;
         }
+        if !connection.sender.is_ready() {
+            // No runtime (a drop during shutdown): the connection just closes.
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+            let upstreams = Arc::clone(self);
+            runtime.spawn(async move {
+                if connection.sender.ready().await.is_ok() {
+                    upstreams.keep_ready(connection);
+                }
+            });
+            return;
+        }
+        self.keep_ready(connection);
+    }
+
+    fn keep_ready(&self, connection: Connection) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let kept = idle.entry(connection.key.clone()).or_default();
         kept.retain(|(c, since)| since.elapsed() < IDLE_TIMEOUT && !c.sender.is_closed());

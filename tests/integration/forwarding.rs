@@ -16,7 +16,8 @@ use crate::support::TestGateway;
 const ANN: &str = "ann@example.com";
 
 async fn gateway_with_token(extra: &str) -> (TestGateway, String) {
-    let gw = TestGateway::spawn_with(extra, &[], Clock::System).await;
+    // A test's gateway, upstream and client share one thread: big bodies make heads slow.
+    let gw = TestGateway::spawn_with(extra, &[("TOKENGATE_PROXY__UPSTREAM_TIMEOUT", "10s")], Clock::System).await;
     gw.account(ANN).await;
     let (_, secret) = gw.token(ANN, "laptop", &[]).await;
     (gw, secret)
@@ -24,9 +25,12 @@ async fn gateway_with_token(extra: &str) -> (TestGateway, String) {
 
 /// The echo upstream's number for the connection a response came on.
 async fn upstream_connection(client: &reqwest::Client, gw: &TestGateway, secret: &str, path: &str) -> String {
+    let started = std::time::Instant::now();
     let response = client.get(gw.url(path)).basic_auth(ANN, Some(secret)).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    response.headers()["x-echo-connection"].to_str().unwrap().to_owned()
+    assert_eq!(response.status(), StatusCode::OK, "{path} after {:?}", started.elapsed());
+    let connection = response.headers()["x-echo-connection"].to_str().unwrap().to_owned();
+    response.bytes().await.unwrap();
+    connection
 }
 
 #[tokio::test]
@@ -49,12 +53,20 @@ async fn a_client_connection_keeps_its_upstream_connection_and_hands_it_on() {
 async fn an_http2_clients_concurrent_requests_do_not_wait_for_one_upstream_connection() {
     let (gw, secret) = gateway_with_token("").await;
     let h2 = reqwest::Client::builder().no_proxy().http2_prior_knowledge().build().unwrap();
-    let requests = (0..8).map(|_| upstream_connection(&h2, &gw, &secret, "/slow?ms=300"));
+    // Bodies large enough to be still streaming when each response head is forwarded.
+    let requests = (0..8).map(|_| upstream_connection(&h2, &gw, &secret, "/stream?bytes=2000000"));
     let connections = futures_util::future::join_all(requests).await;
     let mut distinct = connections.clone();
     distinct.sort();
     distinct.dedup();
     assert!(distinct.len() > 1, "concurrent requests shared one upstream connection: {connections:?}");
+    // Those connections went to the idle pool when their responses ended: a second round
+    // reuses them instead of opening new ones.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let requests = (0..4).map(|_| upstream_connection(&h2, &gw, &secret, "/slow?ms=100"));
+    for connection in futures_util::future::join_all(requests).await {
+        assert!(distinct.contains(&connection), "{connection} is new; the first round used {distinct:?}");
+    }
 }
 
 #[tokio::test]
