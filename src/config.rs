@@ -764,8 +764,14 @@ fn validate_route(raw: RawRoute, known_scopes: &[String]) -> Result<RouteConfig,
         return Err(at("upstream must not have a query string".into()));
     }
     let base_path = uri.path().trim_end_matches('/').to_owned();
-    let host = http::HeaderValue::from_str(authority.as_str())
-        .map_err(|_| at("upstream host is not a valid Host header".into()))?;
+    // As clients write it: without the scheme's default port.
+    let default_port = if scheme == http::uri::Scheme::HTTPS { 443 } else { 80 };
+    let host_text = match authority.port_u16() {
+        Some(port) if port == default_port => authority.host(),
+        _ => authority.as_str(),
+    };
+    let host =
+        http::HeaderValue::from_str(host_text).map_err(|_| at("upstream host is not a valid Host header".into()))?;
 
     let mut require = RequiredScopes::default();
     for (method, scope) in &raw.require {

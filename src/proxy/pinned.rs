@@ -38,6 +38,15 @@ struct UpstreamKey {
 struct Connection {
     key: UpstreamKey,
     sender: SendRequest<ProgressBody>,
+    /// When it was last held or pooled after a request: one idle for [`IDLE_TIMEOUT`] is not
+    /// reused (its upstream may close it at any moment, and a request lost that way is a 502).
+    last_used: Instant,
+}
+
+impl Connection {
+    fn expired(&self) -> bool {
+        self.last_used.elapsed() >= IDLE_TIMEOUT || self.sender.is_closed()
+    }
 }
 
 /// Why no response came from the upstream.
@@ -47,7 +56,7 @@ pub type UpstreamError = Box<dyn std::error::Error + Send + Sync>;
 pub struct Upstreams {
     connect_timeout: Duration,
     tls: TlsConnector,
-    idle: Mutex<HashMap<UpstreamKey, Vec<(Connection, Instant)>>>,
+    idle: Mutex<HashMap<UpstreamKey, Vec<Connection>>>,
 }
 
 impl Upstreams {
@@ -61,8 +70,8 @@ impl Upstreams {
     fn take_idle(&self, key: &UpstreamKey) -> Option<Connection> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let kept = idle.get_mut(key)?;
-        while let Some((connection, since)) = kept.pop() {
-            if since.elapsed() < IDLE_TIMEOUT && connection.sender.is_ready() {
+        while let Some(connection) = kept.pop() {
+            if !connection.expired() && connection.sender.is_ready() {
                 return Some(connection);
             }
         }
@@ -90,12 +99,13 @@ impl Upstreams {
         self.keep_ready(connection);
     }
 
-    fn keep_ready(&self, connection: Connection) {
+    fn keep_ready(&self, mut connection: Connection) {
+        connection.last_used = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let kept = idle.entry(connection.key.clone()).or_default();
-        kept.retain(|(c, since)| since.elapsed() < IDLE_TIMEOUT && !c.sender.is_closed());
+        kept.retain(|c| !c.expired());
         if kept.len() < MAX_IDLE_PER_UPSTREAM {
-            kept.push((connection, Instant::now()));
+            kept.push(connection);
         }
     }
 
@@ -106,7 +116,7 @@ impl Upstreams {
         let default_port = if key.scheme == Scheme::HTTPS { 443 } else { 80 };
         let port = key.authority.port_u16().unwrap_or(default_port);
         let connecting = async {
-            let tcp = TcpStream::connect((host.as_str(), port)).await?;
+            let tcp = self.connect_tcp(&host, port).await?;
             tcp.set_nodelay(true)?;
             if key.scheme == Scheme::HTTPS {
                 let name = ServerName::try_from(host.clone())?;
@@ -119,7 +129,23 @@ impl Upstreams {
         let sender = tokio::time::timeout(self.connect_timeout, connecting)
             .await
             .map_err(|_| format!("connecting to {} timed out", key.authority))??;
-        Ok(Connection { key: key.clone(), sender })
+        Ok(Connection { key: key.clone(), sender, last_used: Instant::now() })
+    }
+
+    /// Each address the host resolves to in turn, each with an equal share of the connect
+    /// timeout, so one address that drops packets does not use up the whole of it.
+    async fn connect_tcp(&self, host: &str, port: u16) -> Result<TcpStream, UpstreamError> {
+        let addresses: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
+        let share = self.connect_timeout / u32::try_from(addresses.len().max(1)).unwrap_or(u32::MAX);
+        let mut last_error = format!("{host} resolves to no address");
+        for address in addresses {
+            match tokio::time::timeout(share, TcpStream::connect(address)).await {
+                Ok(Ok(tcp)) => return Ok(tcp),
+                Ok(Err(error)) => last_error = format!("connecting to {address}: {error}"),
+                Err(_) => last_error = format!("connecting to {address} timed out"),
+            }
+        }
+        Err(last_error.into())
     }
 }
 
@@ -185,11 +211,13 @@ impl Pinned {
     async fn reuse(&self, key: &UpstreamKey, client_version: Version) -> Option<Connection> {
         let held = self.held.lock().unwrap_or_else(PoisonError::into_inner).take();
         match held {
+            // Closed by the upstream, or idle too long: a new one is taken below.
+            Some(connection) if connection.expired() => drop(connection),
             Some(mut connection) if connection.key == *key => {
                 if connection.sender.is_ready() {
                     return Some(connection);
                 }
-                if client_version < Version::HTTP_2 && !connection.sender.is_closed() {
+                if client_version < Version::HTTP_2 {
                     if connection.sender.ready().await.is_ok() {
                         return Some(connection);
                     }
@@ -205,14 +233,16 @@ impl Pinned {
 
     /// Keeps `connection` for this client connection's next request; one held already (an
     /// HTTP/2 client's concurrent requests) sends this one to the idle pool.
-    fn hold(&self, connection: Connection) {
+    fn hold(&self, mut connection: Connection) {
+        connection.last_used = Instant::now();
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         match held.as_ref() {
-            None => *held = Some(connection),
-            Some(_) => {
+            // A held connection the upstream has closed makes room.
+            Some(current) if !current.sender.is_closed() => {
                 drop(held);
                 self.upstreams.keep_idle(connection);
             }
+            _ => *held = Some(connection),
         }
     }
 }
