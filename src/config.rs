@@ -258,6 +258,11 @@ pub struct RouteConfig {
     pub strip_prefix: bool,
 }
 
+/// The port a URL of `scheme` means when it names none.
+pub fn default_port(scheme: &http::uri::Scheme) -> u16 {
+    if *scheme == http::uri::Scheme::HTTPS { 443 } else { 80 }
+}
+
 /// Where a route forwards: `scheme://authority` plus an optional base path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Upstream {
@@ -765,9 +770,8 @@ fn validate_route(raw: RawRoute, known_scopes: &[String]) -> Result<RouteConfig,
     }
     let base_path = uri.path().trim_end_matches('/').to_owned();
     // As clients write it: without the scheme's default port.
-    let default_port = if scheme == http::uri::Scheme::HTTPS { 443 } else { 80 };
     let host_text = match authority.port_u16() {
-        Some(port) if port == default_port => authority.host(),
+        Some(port) if port == default_port(&scheme) => authority.host(),
         _ => authority.as_str(),
     };
     let host =

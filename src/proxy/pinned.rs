@@ -113,8 +113,7 @@ impl Upstreams {
     /// timeout. Its driver runs in a task of its own until either side closes it.
     async fn connect(&self, key: &UpstreamKey) -> Result<Connection, UpstreamError> {
         let host = key.authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
-        let default_port = if key.scheme == Scheme::HTTPS { 443 } else { 80 };
-        let port = key.authority.port_u16().unwrap_or(default_port);
+        let port = key.authority.port_u16().unwrap_or_else(|| crate::config::default_port(&key.scheme));
         let connecting = async {
             let tcp = self.connect_tcp(&host, port).await?;
             tcp.set_nodelay(true)?;

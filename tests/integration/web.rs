@@ -4,14 +4,12 @@
 //! confirmation dialog and see the proxy refuse it, rotate, filter in the Token Manager, and
 //! change accounts. Screenshots of each tab are saved under `target/test-artifacts/`.
 
-use std::time::{Duration, Instant};
-
 use reqwest::StatusCode;
 use tokengate::service::{Actor, CreateAccount};
 use tokengate::store::EventFilter;
 
 use crate::support::{TestGateway, client};
-use crate::webdriver::Browser;
+use crate::webdriver::{Browser, eventually};
 
 const ROOT: &str = "root@example.com";
 const ANN: &str = "ann@example.com";
@@ -167,18 +165,34 @@ async fn take_secret(browser: &Browser, screenshot: Option<&str>) -> String {
 /// Waits until a token table shows exactly the tokens named `expected` (in any order): a
 /// table is refilled after each change, so a single read could see the one before.
 async fn expect_names(browser: &Browser, table: &str, expected: &[&str]) {
-    let mut expected: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+    let mut expected = expected.to_vec();
     expected.sort();
-    let started = Instant::now();
-    loop {
-        let mut names = browser.texts(&format!("{table} tbody td.name .token-name")).await;
-        names.sort();
-        if names == expected {
-            return;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "{table} shows {names:?}, never {expected:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let expected = &expected;
+    eventually(|| async move {
+        let names = sorted_names(browser, table).await;
+        if names == *expected { Ok(()) } else { Err(format!("{table} shows {names:?}, never {expected:?}")) }
+    })
+    .await
+}
+
+/// The token names a table shows once it has settled, sorted.
+async fn sorted_names(browser: &Browser, table: &str) -> Vec<String> {
+    let mut names = browser.texts(&format!("{table} tbody td.name .token-name")).await;
+    names.sort();
+    names
+}
+
+/// Sets a date input to the browser's local date `days_from_today` from today (`None`: empty),
+/// as a person would pick it.
+async fn set_date(browser: &Browser, input: &str, days_from_today: Option<i64>) {
+    let script = match days_from_today {
+        Some(days) => format!(
+            "const d = new Date(); d.setDate(d.getDate() + {days}); document.getElementById('{input}').value = \
+             `${{d.getFullYear()}}-${{String(d.getMonth() + 1).padStart(2, '0')}}-${{String(d.getDate()).padStart(2, '0')}}`;"
+        ),
+        None => format!("document.getElementById('{input}').value = '';"),
+    };
+    browser.script(&script).await;
 }
 
 #[tokio::test]
@@ -241,16 +255,16 @@ async fn an_account_creates_uses_rotates_and_revokes_its_tokens_in_the_browser()
     assert_eq!(proxied_get(&gw, ANN, &secret).await, StatusCode::OK);
     assert_eq!(proxied(&gw, reqwest::Method::POST, ANN, &secret).await, StatusCode::FORBIDDEN);
     // ... and the page shows that last use (method and path) once it is flushed.
-    let started = Instant::now();
-    loop {
+    eventually(|| async {
         browser.click("#tab-tokens").await;
         let row = browser.text("#tokens-table tr[data-token-name='ci deploy']").await;
         if row.contains("GET /things") && row.contains("127.0.0.1") {
-            break;
+            Ok(())
+        } else {
+            Err(format!("last use never shown: {row}"))
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "last use never shown: {row}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
 
     // A second token of the same name is refused, and the dialog says why.
     browser.click("#create-token").await;
@@ -358,11 +372,12 @@ async fn a_superuser_filters_creates_for_others_revokes_and_manages_accounts_in_
     expect_names(&browser, "#manager-table", &["ci deploy", "deploy-prod", "laptop", "old-script"]).await;
 
     // Dates: nothing was created from tomorrow on; everything up to today.
-    browser.script("document.getElementById('filter-created-from').value = (() => { const d = new Date(); d.setDate(d.getDate() + 1); return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`; })()").await;
+    set_date(&browser, "filter-created-from", Some(1)).await;
     browser.click("#filter-apply").await;
     browser.text_containing("#manager-count", "0 tokens").await;
     browser.visible("#manager-empty").await;
-    browser.script("const f = document.getElementById('filter-created-from'); document.getElementById('filter-created-to').value = (() => { const d = new Date(); return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`; })(); f.value = '';").await;
+    set_date(&browser, "filter-created-from", None).await;
+    set_date(&browser, "filter-created-to", Some(0)).await;
     browser.click("#filter-apply").await;
     browser.text_containing("#manager-count", "4 tokens").await;
 
@@ -371,17 +386,12 @@ async fn a_superuser_filters_creates_for_others_revokes_and_manages_accounts_in_
     browser.click("#filter-reset").await;
     browser.fill("#filter-users", BOB).await;
     browser.click("#filter-never-used").await;
-    let started = Instant::now();
-    loop {
+    eventually(|| async {
         browser.click("#filter-apply").await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let mut names = browser.texts("#manager-table tbody td.name .token-name").await;
-        names.sort();
-        if names == ["old-script"] {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "deploy-prod's use never counted: {names:?}");
-    }
+        let names = sorted_names(&browser, "#manager-table").await;
+        if names == ["old-script"] { Ok(()) } else { Err(format!("deploy-prod's use never counted: {names:?}")) }
+    })
+    .await;
 
     // Create a token for another account; it works as that account, and the manager made it.
     browser.click("#manager-create").await;

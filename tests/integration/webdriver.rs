@@ -133,32 +133,26 @@ impl Browser {
 
     /// Waits until `css` matches an element that is displayed, and returns it.
     pub async fn visible(&self, css: &str) -> fantoccini::elements::Element {
-        let started = Instant::now();
-        loop {
-            if let Ok(element) = self.client.find(Locator::Css(css)).await
-                && element.is_displayed().await.unwrap_or(false)
-            {
-                return element;
+        eventually(|| async move {
+            match self.client.find(Locator::Css(css)).await {
+                Ok(element) if element.is_displayed().await.unwrap_or(false) => Ok(element),
+                _ => Err(format!("{css} did not show")),
             }
-            assert!(started.elapsed() < PATIENCE, "{css} did not show within {PATIENCE:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 
     /// Waits until nothing displayed matches `css`.
     pub async fn gone(&self, css: &str) {
-        let started = Instant::now();
-        loop {
-            let mut shown = false;
+        eventually(|| async move {
             for element in self.client.find_all(Locator::Css(css)).await.unwrap() {
-                shown |= element.is_displayed().await.unwrap_or(false);
+                if element.is_displayed().await.unwrap_or(false) {
+                    return Err(format!("{css} still shows"));
+                }
             }
-            if !shown {
-                return;
-            }
-            assert!(started.elapsed() < PATIENCE, "{css} still shows after {PATIENCE:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            Ok(())
+        })
+        .await
     }
 
     pub async fn click(&self, css: &str) {
@@ -184,15 +178,11 @@ impl Browser {
 
     /// Waits until `css`'s text contains `needle`, and returns the text.
     pub async fn text_containing(&self, css: &str, needle: &str) -> String {
-        let started = Instant::now();
-        loop {
+        eventually(|| async move {
             let text = self.text(css).await;
-            if text.contains(needle) {
-                return text;
-            }
-            assert!(started.elapsed() < PATIENCE, "{css} shows {text:?}, never {needle:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            if text.contains(needle) { Ok(text) } else { Err(format!("{css} shows {text:?}, never {needle:?}")) }
+        })
+        .await
     }
 
     /// The texts of the elements matching `css`, once they have settled (two equal reads).
@@ -263,6 +253,23 @@ fn wait_for_driver(port: u16) {
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(started.elapsed() < Duration::from_secs(10), "chromedriver did not listen on port {port}");
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Retries `attempt` every 50 ms until it gives `Ok`, for at most [`PATIENCE`]; then fails
+/// with its last `Err`, which says what the page showed instead.
+pub async fn eventually<T, F, Fut>(mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let started = Instant::now();
+    loop {
+        match attempt().await {
+            Ok(value) => return value,
+            Err(why) => assert!(started.elapsed() < PATIENCE, "{why} (after {PATIENCE:?})"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
