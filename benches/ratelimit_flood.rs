@@ -46,7 +46,7 @@ async fn main() {
     let flood = |offset: u32| {
         for i in offset..offset + FLOOD {
             let ip = IpAddr::V4(Ipv4Addr::from(0x0A00_0000 + i));
-            limits.record_failed_auth(ip);
+            limits.failed_auth(ip);
             limits.check_token(i64::from(i), None);
         }
     };

@@ -74,7 +74,8 @@ async fn run() -> Result<(), String> {
             name: "quickstart".into(),
             description: Some("created by the quick start".into()),
             expiry: Default::default(),
-            scopes: Vec::new(),
+            // `admin` too, so that the same token signs in to the web page.
+            scopes: vec!["read".into(), "write".into(), "admin".into()],
             rate_limit: None,
         };
         let created = service.create_token(request, &actor).await.map_err(|e| e.to_string())?;

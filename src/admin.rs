@@ -12,7 +12,7 @@ use axum::Json;
 use axum::Router;
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use tower::Service;
 
 use crate::server::ServeOptions;
@@ -119,8 +119,9 @@ struct MetricsState {
 /// Prometheus text; the gauges of state held elsewhere are read now.
 async fn metrics(State(state): State<Arc<MetricsState>>, request: Request) -> Response {
     if state.require_auth {
-        let (mut parts, _) = request.into_parts();
-        if let Err(refused) = api::Caller::from_request_parts(&mut parts, &state.api).await {
+        // Any valid token may scrape (a monitoring account's, say): metrics are not the admin API.
+        let (parts, _) = request.into_parts();
+        if let Err(refused) = api::admit(&parts, &state.api, None).await {
             return refused.into_response();
         }
     }

@@ -68,6 +68,9 @@ pub struct ProxyConfig {
     pub upstream_tls: Arc<rustls::ClientConfig>,
     /// Set: the proxy listener terminates TLS itself (shared, so `SIGHUP` can reload it).
     pub tls: Option<Arc<ListenerCertificate>>,
+    /// Request headers dropped before a request goes upstream, besides the built-in identity
+    /// and client-address headers (lower-case).
+    pub strip_request_headers: Vec<http::HeaderName>,
 }
 
 #[derive(Clone, Debug)]
@@ -288,8 +291,14 @@ pub struct RequiredScopes {
 }
 
 impl RequiredScopes {
+    /// The scope `method` needs. Methods compare without case: an upstream that upper-cases
+    /// `delete` must not escape the scope set for `DELETE`.
     pub fn for_method(&self, method: &Method) -> Option<&str> {
-        self.by_method.iter().find(|(m, _)| m == method).map(|(_, scope)| scope.as_str()).or(self.otherwise.as_deref())
+        self.by_method
+            .iter()
+            .find(|(m, _)| m.as_str().eq_ignore_ascii_case(method.as_str()))
+            .map(|(_, scope)| scope.as_str())
+            .or(self.otherwise.as_deref())
     }
 
     fn scopes(&self) -> impl Iterator<Item = &str> {
@@ -342,6 +351,8 @@ impl Config {
             format_duration(p.upstream_timeout),
             p.max_connections
         );
+        let stripped: Vec<String> = p.strip_request_headers.iter().map(|n| format!("\"{n}\"")).collect();
+        out += &format!("strip_request_headers = [{}]\n", stripped.join(", "));
         if let Some(ca) = &p.upstream_ca_file {
             out += &format!("upstream_ca_file = {:?}\n", ca.display().to_string());
         }
@@ -502,6 +513,15 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             Arc::new(crate::tls::upstream_client_config(&roots).map_err(|e| invalid("proxy.upstream_ca_file", e))?)
         },
         tls: listener_tls("proxy", &raw.proxy.tls_cert_file, &raw.proxy.tls_key_file)?,
+        strip_request_headers: raw
+            .proxy
+            .strip_request_headers
+            .iter()
+            .map(|name| {
+                http::HeaderName::from_bytes(name.trim().as_bytes())
+                    .map_err(|_| invalid("proxy.strip_request_headers", format!("{name:?} is not a header name")))
+            })
+            .collect::<Result<_, _>>()?,
     };
     if proxy.realm.is_empty() || proxy.realm.chars().any(|c| c == '"' || c.is_control()) {
         return Err(invalid("proxy.realm", "must be non-empty, without quotes or control characters".into()));
@@ -556,8 +576,23 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             return Err(invalid("tokens.scopes", format!("{scope:?} is not a valid scope name")));
         }
     }
+    for scope in &tokens.scopes {
+        if crate::scope::is_reserved(scope) {
+            return Err(invalid(
+                "tokens.scopes",
+                format!("{scope:?} is reserved and always valid: leave it out of tokens.scopes"),
+            ));
+        }
+    }
     for scope in &tokens.default_scopes {
-        if scope != "*" && !tokens.scopes.contains(scope) {
+        if crate::scope::is_reserved(scope) || scope == crate::scope::ALL {
+            // A token minted for a script must not administer anything unless someone asked.
+            return Err(invalid(
+                "tokens.default_scopes",
+                format!("{scope:?} would give the admin scopes by default, which they never are; list the scopes"),
+            ));
+        }
+        if !tokens.scopes.contains(scope) {
             return Err(invalid("tokens.default_scopes", format!("{scope:?} is not in tokens.scopes")));
         }
     }
@@ -779,7 +814,7 @@ fn validate_route(raw: RawRoute, known_scopes: &[String]) -> Result<RouteConfig,
 
     let mut require = RequiredScopes::default();
     for (method, scope) in &raw.require {
-        if !known_scopes.contains(scope) {
+        if !known_scopes.contains(scope) && !crate::scope::is_reserved(scope) {
             return Err(at(format!("require names scope {scope:?}, which is not in tokens.scopes")));
         }
         if method == "*" {
@@ -874,7 +909,15 @@ mod tests {
         let twice = "[[routes]]\nprefix = \"/api\"\nupstream = \"http://h:1\"\n[[routes]]\nprefix = \"/api/\"\nupstream = \"http://h:2\"\n";
         assert!(load_text(twice).unwrap_err().to_string().contains("twice"));
         assert!(load_text("[proxy]\nupstream_timeout = \"0s\"\n").is_err());
-        assert!(load_text(&format!("{base}upstream = \"http://h:1\"\nrequire = {{ GET = \"admin\" }}\n")).is_err());
+        assert!(load_text(&format!("{base}upstream = \"http://h:1\"\nrequire = {{ GET = \"deploy\" }}\n")).is_err());
+        let reserved = format!("{base}upstream = \"http://h:1\"\nrequire = {{ GET = \"admin:read\" }}\n");
+        assert!(load_text(&reserved).is_ok(), "reserved scopes need no entry in tokens.scopes");
+        let listed = load_text("[tokens]\nscopes = [\"read\", \"admin\"]\ndefault_scopes = [\"read\"]\n");
+        assert!(listed.unwrap_err().to_string().contains("reserved"));
+        for default in ["admin", "admin:read", "*"] {
+            let text = format!("[tokens]\ndefault_scopes = [\"read\", \"{default}\"]\n");
+            assert!(load_text(&text).unwrap_err().to_string().contains("tokens.default_scopes"), "{default}");
+        }
         let config = load_text(&format!(
             "{base}upstream = \"http://h:1/base/\"\nrequire = {{ GET = \"read\", \"*\" = \"write\" }}\n"
         ))
@@ -883,6 +926,8 @@ mod tests {
         assert_eq!(route.upstream.base_path, "/base");
         assert_eq!(route.require.for_method(&Method::GET), Some("read"));
         assert_eq!(route.require.for_method(&Method::DELETE), Some("write"));
+        let lower = Method::from_bytes(b"get").unwrap();
+        assert_eq!(route.require.for_method(&lower), Some("read"), "methods compare without case");
     }
 
     #[test]

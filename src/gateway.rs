@@ -11,6 +11,7 @@ use crate::admin::api::ApiState;
 use crate::admin::{Health, serve_admin};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::gate::Gate;
 use crate::index::TokenIndex;
 use crate::maintenance;
 use crate::metrics::Metrics;
@@ -65,14 +66,16 @@ impl Gateway {
     pub async fn serve(self, config: &Config, listeners: Listeners, clock: Clock, shutdown: CancellationToken) {
         let limits = Arc::clone(&self.limits);
         let metrics = Arc::new(Metrics::new());
-        let proxy = Arc::new(Proxy::new(
-            config,
+        // One gate for the proxy and the admin API: the same authentication, throttle and use.
+        let gate = Arc::new(Gate::new(
             Arc::clone(self.sync.index()),
             Arc::clone(&self.usage),
             Arc::clone(&limits),
             Arc::clone(&metrics),
+            self.store.clone(),
             clock.clone(),
         ));
+        let proxy = Arc::new(Proxy::new(config, Arc::clone(&gate), Arc::clone(&limits), Arc::clone(&metrics)));
         let background = CancellationToken::new();
         let follower =
             tokio::spawn(Arc::clone(&self.sync).follow(config.sync.interval, background.clone().cancelled_owned()));
@@ -88,12 +91,15 @@ impl Gateway {
             tokio::spawn(async move { limits.connect_shared(&config).await })
         };
         // One lifecycle service for the admin API and the periodic work.
-        let lifecycle = Arc::new(LifecycleService::new(
-            self.store.clone(),
-            config.tokens.clone(),
-            clock.clone(),
-            Some(Arc::clone(&self.sync)),
-        ));
+        let lifecycle = Arc::new(
+            LifecycleService::new(
+                self.store.clone(),
+                config.tokens.clone(),
+                clock.clone(),
+                Some(Arc::clone(&self.sync)),
+            )
+            .with_default_rate(config.rate_limit.default),
+        );
         let maintenance = tokio::spawn(maintenance::run(
             Arc::clone(&lifecycle),
             config.notify.expiry_reminders.clone(),
@@ -121,9 +127,7 @@ impl Gateway {
         let admin_shutdown = CancellationToken::new();
         let api = Arc::new(ApiState {
             service: lifecycle,
-            index: Arc::clone(self.sync.index()),
-            limits: Arc::clone(&self.limits),
-            clock: clock.clone(),
+            gate,
             trusted_proxies: config.proxy.trusted_proxies.clone(),
             challenge: crate::proxy::reject::challenge(&config.proxy.realm),
         });

@@ -49,9 +49,9 @@ fn header_value(text: &str) -> HeaderValue {
 }
 
 impl IndexedToken {
-    /// Whether the token carries `scope`; `*` carries every scope.
+    /// Whether the token carries `scope` (see [`crate::scope::grants`]).
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.scopes.iter().any(|s| &**s == scope || &**s == "*")
+        crate::scope::carries(&self.scopes, scope)
     }
 
     pub fn is_expired(&self, now: UnixTime) -> bool {

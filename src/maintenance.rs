@@ -9,7 +9,7 @@ use crate::service::{Actor, LifecycleService};
 
 /// Who the audit log names for automatic actions.
 pub fn system_actor() -> Actor {
-    Actor { label: "system:inactivity".into(), ip: None, user_agent: None }
+    Actor::system("system:inactivity")
 }
 
 /// Runs the periodic work until `shutdown`: once at start, then every `interval`.

@@ -18,34 +18,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::USER_AGENT;
 use http::{HeaderValue, Request, Response};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use ipnet::IpNet;
 
-use crate::clock::Clock;
 use crate::config::Config;
-use crate::index::TokenIndex;
-use crate::metrics::{KindLabels, Metrics, ReasonLabels};
+use crate::gate::{Attempt, Gate, Refusal, loggable};
+use crate::metrics::{KindLabels, Metrics};
 use crate::ratelimit::{LimitHeaders, RateLimits, TokenVerdict};
-use crate::usage::{Refusal, UsageRecorder};
-use authenticate::{Identity, authenticate};
-use forward::{Caller, ForwardError, X_AUTH_TOKEN_EXPIRES};
+use authenticate::Identity;
+use forward::{Caller, ForwardError, RequestHeaderPolicy, X_AUTH_TOKEN_EXPIRES};
 use pinned::{Pinned, Upstreams};
 use route::{Router, canonical_path};
-
-/// Paths in log lines are cut to this many bytes: they are chosen by the client.
-const LOGGED_PATH_MAX: usize = 200;
-
-/// The first [`LOGGED_PATH_MAX`] bytes of a path, cut at a character boundary.
-fn loggable(path: &str) -> &str {
-    let mut end = path.len().min(LOGGED_PATH_MAX);
-    while !path.is_char_boundary(end) {
-        end -= 1;
-    }
-    &path[..end]
-}
 
 /// A response body: the upstream's, streamed, or one of the gateway's own.
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
@@ -53,9 +38,7 @@ pub type ProxyBody = Either<Incoming, Full<Bytes>>;
 /// Everything the data path reads, built once at start.
 pub struct Proxy {
     router: Router,
-    index: Arc<TokenIndex>,
-    usage: Arc<UsageRecorder>,
-    clock: Clock,
+    gate: Arc<Gate>,
     upstreams: Arc<Upstreams>,
     limits: Arc<RateLimits>,
     metrics: Arc<Metrics>,
@@ -64,24 +47,17 @@ pub struct Proxy {
     challenge: HeaderValue,
     trusted_proxies: Vec<IpNet>,
     upstream_timeout: Duration,
+    /// Which client headers never reach an upstream.
+    header_policy: RequestHeaderPolicy,
     /// The proxy listener terminates TLS.
     over_tls: bool,
 }
 
 impl Proxy {
-    pub fn new(
-        config: &Config,
-        index: Arc<TokenIndex>,
-        usage: Arc<UsageRecorder>,
-        limits: Arc<RateLimits>,
-        metrics: Arc<Metrics>,
-        clock: Clock,
-    ) -> Self {
+    pub fn new(config: &Config, gate: Arc<Gate>, limits: Arc<RateLimits>, metrics: Arc<Metrics>) -> Self {
         Proxy {
             router: Router::new(&config.routes),
-            index,
-            usage,
-            clock,
+            gate,
             upstreams: Arc::new(Upstreams::new(config.proxy.connect_timeout, (*config.proxy.upstream_tls).clone())),
             over_tls: config.proxy.tls.is_some(),
             limits,
@@ -90,6 +66,7 @@ impl Proxy {
             challenge: reject::challenge(&config.proxy.realm),
             trusted_proxies: config.proxy.trusted_proxies.clone(),
             upstream_timeout: config.proxy.upstream_timeout,
+            header_policy: RequestHeaderPolicy::new(&config.proxy.strip_request_headers),
         }
     }
 
@@ -98,7 +75,6 @@ impl Proxy {
         Pinned::new(Arc::clone(&self.upstreams))
     }
 
-    /// Handles one request from `peer`.
     /// Handles one request from `peer`, forwarding on its connection's `pinned` upstream
     /// connection.
     pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr, pinned: &Pinned) -> Response<ProxyBody> {
@@ -116,6 +92,12 @@ impl Proxy {
         peer: SocketAddr,
         pinned: &Pinned,
     ) -> (Response<ProxyBody>, Option<Arc<str>>, &'static str) {
+        // A method the upstream might read differently from us (`delete` executed as DELETE by
+        // frameworks that upper-case it) never reaches it: scopes are decided per method.
+        if !route::is_standard_spelling(request.method()) {
+            tracing::info!(method = %request.method(), "request refused: method not in upper case");
+            return (reject::bad_method(), None, "rejected");
+        }
         // Routed, recorded and forwarded in one canonical form, so the router and the upstream
         // never disagree about which resource is meant.
         // A handle on the request's own path bytes (a reference-counted clone, no copy), so the
@@ -131,52 +113,32 @@ impl Proxy {
             }
         };
         let path = &*path;
-        let Some(route) = self.router.route(path).cloned() else {
-            return (reject::no_route(), None, "rejected");
+        let route = match self.router.route(path) {
+            Ok(Some(route)) => Arc::clone(route),
+            Ok(None) => return (reject::no_route(), None, "rejected"),
+            Err(error) => {
+                tracing::info!(?error, path = loggable(path), "request refused: ambiguous path");
+                return (reject::bad_path(), None, "rejected");
+            }
         };
         let label = Some(Arc::clone(&route.label));
         let client_ip = client_ip::client_ip(peer.ip(), request.headers(), &self.trusted_proxies);
         let peer_trusted = client_ip::is_trusted(peer.ip().to_canonical(), &self.trusted_proxies);
 
+        let mut limit_headers = None;
         let identity = if route.public {
             None
         } else {
-            // An address that failed too often waits, whatever it presents now.
-            if let Some(retry_after) = self.limits.address_blocked(client_ip) {
-                tracing::info!(client = %client_ip, retry_after, "request refused: too many failed authentications");
-                self.metrics.rate_limited.get_or_create(&KindLabels { kind: "failed_auth" }).inc();
-                return (reject::too_many_requests(retry_after, None), label, "rate_limited");
-            }
-            let now = self.clock.now();
-            match authenticate(&self.index, request.headers(), now) {
-                Ok(identity) => Some(identity),
-                Err(failure) => {
-                    tracing::info!(reason = failure.reason(), client = %client_ip, method = %request.method(),
-                        path = loggable(path), "request refused: unauthenticated");
-                    if let Some(token_id) = failure.dead_token() {
-                        self.usage.record_refusal(Refusal {
-                            token_id,
-                            at: now,
-                            reason: failure.reason(),
-                            method: request.method(),
-                            path,
-                            ip: client_ip,
-                            user_agent: request.headers().get(USER_AGENT).and_then(|v| v.to_str().ok()),
-                        });
-                    }
-                    self.metrics.auth_failures.get_or_create(&ReasonLabels { reason: failure.reason() }).inc();
-                    if let Some(retry_after) = self.limits.record_failed_auth(client_ip) {
-                        tracing::warn!(client = %client_ip, retry_after, "too many failed authentications; address blocked");
-                        self.metrics.rate_limited.get_or_create(&KindLabels { kind: "failed_auth" }).inc();
-                        return (reject::too_many_requests(retry_after, None), label, "rate_limited");
-                    }
+            let attempt = Attempt { headers: request.headers(), method: request.method(), path, client_ip };
+            let identity = match self.gate.admit(&attempt, "proxy") {
+                Ok(identity) => identity,
+                Err(Refusal::Unauthenticated) => {
                     return (reject::unauthorized(&self.challenge), label, "unauthenticated");
                 }
-            }
-        };
-
-        let mut limit_headers = None;
-        if let Some(identity) = &identity {
+                Err(Refusal::Throttled { retry_after }) => {
+                    return (reject::too_many_requests(retry_after, None), label, "rate_limited");
+                }
+            };
             if let Some(scope) = route.require.for_method(request.method())
                 && !identity.token.has_scope(scope)
             {
@@ -192,12 +154,9 @@ impl Proxy {
                 TokenVerdict::Allowed(headers) => limit_headers = Some(headers),
                 TokenVerdict::Unlimited => {}
             }
-            let now = self.clock.now();
-            self.usage.record(identity.token.id, now, request.method(), path, client_ip);
-            if let Some(predecessor) = identity.token.handover_from {
-                self.hand_over(identity.token.id, predecessor, now);
-            }
-        }
+            self.gate.record_use(&identity, &attempt).await;
+            Some(identity)
+        };
 
         let caller = Caller {
             client_ip,
@@ -207,7 +166,8 @@ impl Proxy {
             identity: identity.as_ref(),
         };
         let client_version = request.version();
-        let Some(upstream_request) = forward::upstream_request(request, path, &route, &caller) else {
+        let Some(upstream_request) = forward::upstream_request(request, path, &route, &caller, &self.header_policy)
+        else {
             return (reject::bad_path(), label, "rejected");
         };
         let outcome = if identity.is_some() { "authorised" } else { "public" };
@@ -226,17 +186,6 @@ impl Proxy {
                 (reject::gateway_timeout(), label, "upstream_error")
             }
         }
-    }
-}
-
-impl Proxy {
-    /// A rotation successor's first use: its predecessor stops working here at once, and the
-    /// flusher records the revocation so every other gateway follows.
-    fn hand_over(&self, successor: i64, predecessor: i64, now: crate::clock::UnixTime) {
-        self.index.update_locally(predecessor, |token| token.revoked_at = Some(now));
-        self.index.update_locally(successor, |token| token.handover_from = None);
-        self.usage.record_handover(successor, predecessor, now);
-        tracing::info!(successor, predecessor, "rotation successor used; predecessor revoked");
     }
 }
 

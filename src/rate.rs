@@ -18,6 +18,14 @@ impl Rate {
         self.burst.unwrap_or(self.count)
     }
 
+    /// Whether this rate allows more than `other`: a faster sustained rate, or a larger burst.
+    pub fn exceeds(&self, other: &Rate) -> bool {
+        // count / period compared without division: a/p > b/q  ⇔  a·q > b·p.
+        let faster =
+            u128::from(self.count) * other.period.as_nanos() > u128::from(other.count) * self.period.as_nanos();
+        faster || self.burst_size() > other.burst_size()
+    }
+
     fn period_name(&self) -> &'static str {
         match self.period.as_secs() {
             1 => "s",
@@ -86,6 +94,16 @@ mod tests {
             let rate: Rate = input.parse().unwrap_or_else(|e| unreachable!("{e}"));
             assert_eq!(rate.to_string(), canonical);
         }
+    }
+
+    #[test]
+    fn compares_sustained_rate_and_burst() {
+        let rate = |text: &str| text.parse::<Rate>().unwrap_or_else(|e| unreachable!("{e}"));
+        assert!(rate("11/s").exceeds(&rate("600/min")));
+        assert!(!rate("10/s").exceeds(&rate("600/min")), "the same rate, the same burst");
+        assert!(!rate("100/min").exceeds(&rate("600/min")));
+        assert!(rate("100/min burst 700").exceeds(&rate("600/min")), "a larger burst");
+        assert!(!rate("1/d").exceeds(&rate("1/h")));
     }
 
     #[test]

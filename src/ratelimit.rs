@@ -3,8 +3,10 @@
 //!
 //! A token's bucket is created on its first request and replaced when its rate changes (the
 //! index carries the rate, so `token set-limit` applies on the next request). An address that
-//! exceeds `rate_limit.failed_auth` gets 429 for everything — even valid credentials — until
-//! its bucket has room again, which makes guessing slow. Idle state is dropped by
+//! exceeds `rate_limit.failed_auth` is throttled until its bucket has room again: its failing
+//! requests get 429 instead of 401, which makes guessing slow, while its requests with valid
+//! credentials are served as usual — behind a NAT one forgotten script must not lock out every
+//! user, and guessing a 256-bit secret gains nothing from being told 401 rather than 429. Idle state is dropped by
 //! [`RateLimits::forget_idle`], so a flood of distinct tokens or addresses leaves bounded memory.
 
 use std::net::IpAddr;
@@ -84,10 +86,26 @@ pub struct RateLimits {
     shared: Option<SharedLimiter>,
     tokens: DashMap<i64, Arc<TokenBucket>>,
     failed_auth: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    /// Addresses past their failed-authentication limit, and until when.
-    blocked: DashMap<IpAddr, QuantaInstant>,
+    /// Addresses past their failed-authentication limit.
+    blocked: DashMap<IpAddr, Block>,
     clock: DefaultClock,
     started: Instant,
+}
+
+/// An address past its failed-authentication limit.
+struct Block {
+    until: QuantaInstant,
+    /// A refusal during this block was already reported (one log line per block, not per request).
+    reported: bool,
+}
+
+/// A failed authentication from an address past its limit: 429 instead of 401.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Throttled {
+    /// Whole seconds until the address may fail again.
+    pub retry_after: u64,
+    /// The first refusal of this block: the one worth a log line.
+    pub first: bool,
 }
 
 /// `RateLimit-Policy: "token";q=LIMIT;w=WINDOW_S`
@@ -190,31 +208,31 @@ impl RateLimits {
         }
     }
 
-    /// When the address is past its failed-authentication limit: the seconds until it may try
-    /// again.
-    pub fn address_blocked(&self, ip: IpAddr) -> Option<u64> {
-        let until = *self.blocked.get(&ip)?;
-        let now = self.clock.now();
-        if until > now {
-            Some(seconds_up(until.duration_since(now).into()).max(1))
-        } else {
-            self.blocked.remove_if(&ip, |_, until| *until <= now);
-            None
-        }
-    }
-
-    /// Counts a failed authentication from `ip`. Returns the seconds to wait when this one
-    /// crossed the limit (the address is then blocked until its bucket has room).
-    pub fn record_failed_auth(&self, ip: IpAddr) -> Option<u64> {
+    /// Counts a failed authentication from `ip`. `Some` when the address is past its limit
+    /// (already, or with this attempt): the caller answers 429 instead of 401. Attempts during a
+    /// block are not counted again, so the block ends when the bucket has room.
+    pub fn failed_auth(&self, ip: IpAddr) -> Option<Throttled> {
         let limiter = self.failed_auth.as_ref()?;
+        let now = self.clock.now();
+        if let Some(mut block) = self.blocked.get_mut(&ip)
+            && block.until > now
+        {
+            let first = !std::mem::replace(&mut block.reported, true);
+            return Some(Throttled { retry_after: seconds_up(block.until.duration_since(now).into()).max(1), first });
+        }
+        self.blocked.remove_if(&ip, |_, block| block.until <= now);
         match limiter.check_key(&ip) {
             Ok(()) => None,
             Err(not_until) => {
-                let until = not_until.earliest_possible();
-                self.blocked.insert(ip, until);
-                Some(seconds_up(not_until.wait_time_from(self.clock.now())).max(1))
+                self.blocked.insert(ip, Block { until: not_until.earliest_possible(), reported: true });
+                Some(Throttled { retry_after: seconds_up(not_until.wait_time_from(now)).max(1), first: true })
             }
         }
+    }
+
+    /// Whether `ip` is past its failed-authentication limit now.
+    pub fn is_throttled(&self, ip: IpAddr) -> bool {
+        self.blocked.get(&ip).is_some_and(|block| block.until > self.clock.now())
     }
 
     /// Drops state nobody has used for `idle` (buckets refill completely well within that,
@@ -231,7 +249,7 @@ impl RateLimits {
             limiter.shrink_to_fit();
         }
         let now = self.clock.now();
-        self.blocked.retain(|_, until| *until > now);
+        self.blocked.retain(|_, block| block.until > now);
         self.blocked.shrink_to_fit();
     }
 
@@ -290,14 +308,17 @@ mod tests {
     }
 
     #[test]
-    fn failed_authentications_block_the_address() {
+    fn failed_authentications_throttle_the_address_and_say_so_once() {
         let limits = limits(None, Some("2/min"));
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        assert_eq!(limits.record_failed_auth(ip), None);
-        assert_eq!(limits.record_failed_auth(ip), None);
-        assert!(limits.address_blocked(ip).is_none());
-        assert!(limits.record_failed_auth(ip).is_some());
-        assert!(limits.address_blocked(ip).is_some());
-        assert!(limits.address_blocked("192.0.2.2".parse().unwrap()).is_none());
+        assert_eq!(limits.failed_auth(ip), None);
+        assert_eq!(limits.failed_auth(ip), None);
+        assert!(!limits.is_throttled(ip));
+        let crossed = limits.failed_auth(ip).unwrap();
+        assert!(crossed.first && crossed.retry_after >= 1);
+        assert!(limits.is_throttled(ip));
+        let again = limits.failed_auth(ip).unwrap();
+        assert!(!again.first, "one report per block");
+        assert!(!limits.is_throttled("192.0.2.2".parse().unwrap()), "other addresses are unaffected");
     }
 }

@@ -37,6 +37,9 @@ pub enum ServiceError {
     /// The account may not do or hold this.
     #[error("{0}")]
     Forbidden(String),
+    /// The caller's token lacks a scope this needs (the scope is named).
+    #[error("this token lacks the scope {0:?} that this request requires")]
+    InsufficientScope(String),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -52,24 +55,135 @@ impl From<StoreError> for ServiceError {
     }
 }
 
-/// Who performs an action, as the audit log records it.
+/// Who performs an action, as the audit log records it, and with which powers.
 #[derive(Debug, Clone)]
 pub struct Actor {
     /// An email, or `cli:<os user>`.
     pub label: String,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    pub authority: Authority,
+}
+
+/// With whose powers an action is taken: every permission rule of the control path reads this.
+#[derive(Debug, Clone)]
+pub enum Authority {
+    /// The host: the CLI (whoever runs it can open the database anyway) and the gateway's own
+    /// periodic work. Not limited by roles or scopes.
+    Host,
+    /// An account, through one of its tokens (the admin API and the web page).
+    Token(Principal),
+}
+
+/// An account acting through one of its tokens: the account's roles bound what it may do to
+/// whom, the token's scopes bound what it may pass on.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub account: AccountRecord,
+    pub token_id: i64,
+    pub scopes: Vec<String>,
+}
+
+impl Principal {
+    /// A superuser or a token manager: may act on every account's tokens.
+    pub fn is_manager(&self) -> bool {
+        self.account.superuser || self.account.token_manager
+    }
+
+    /// Whether this caller may see and act on `email`'s tokens.
+    pub fn may_manage(&self, email: &str) -> bool {
+        self.is_manager() || self.account.email.eq_ignore_ascii_case(email)
+    }
 }
 
 impl Actor {
     /// The person at the terminal running the CLI.
     pub fn cli() -> Actor {
-        Actor { label: format!("cli:{}", os_user()), ip: None, user_agent: Some("cli".to_owned()) }
+        Actor {
+            label: format!("cli:{}", os_user()),
+            ip: None,
+            user_agent: Some("cli".to_owned()),
+            authority: Authority::Host,
+        }
+    }
+
+    /// The gateway's own periodic work (`system:inactivity`, ...).
+    pub fn system(label: &str) -> Actor {
+        Actor { label: label.to_owned(), ip: None, user_agent: None, authority: Authority::Host }
+    }
+
+    /// The account behind the action when it comes through a token; `None` for the host.
+    fn principal(&self) -> Option<&Principal> {
+        match &self.authority {
+            Authority::Host => None,
+            Authority::Token(principal) => Some(principal),
+        }
+    }
+
+    /// Only a superuser manages accounts.
+    fn require_superuser(&self) -> Result<(), ServiceError> {
+        match self.principal() {
+            Some(p) if !p.account.superuser => {
+                Err(ServiceError::Forbidden("only a superuser may manage accounts".into()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the actor may see `email`'s tokens (the host sees everything).
+    fn may_manage(&self, email: &str) -> bool {
+        self.principal().is_none_or(|p| p.may_manage(email))
+    }
+
+    /// The accounts a listing is confined to: `None` for managers and the host, else the
+    /// caller's own (asking for another account's is refused).
+    fn confine_to_own(&self, asked: &[String], what: &str) -> Result<Option<String>, ServiceError> {
+        match self.principal() {
+            Some(p) if !p.is_manager() => {
+                if asked.iter().any(|email| !p.may_manage(email)) {
+                    return Err(ServiceError::Forbidden(format!("you may {what} your own account only")));
+                }
+                Ok(Some(p.account.email.clone()))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Only a superuser mints or rotates tokens of a superuser: anyone else could use such a
+    /// token to act as that superuser.
+    fn require_may_mint_for(&self, owner: &AccountRecord) -> Result<(), ServiceError> {
+        match self.principal() {
+            Some(p) if owner.superuser && !p.account.superuser => Err(ServiceError::Forbidden(format!(
+                "only a superuser may create or rotate tokens of {}, a superuser",
+                owner.email
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// A token passes on only scopes it carries itself (`*` only from `*`).
+    fn require_carries(&self, scopes: &[String]) -> Result<(), ServiceError> {
+        match self.principal().and_then(|p| crate::scope::first_missing(&p.scopes, scopes)) {
+            Some(missing) => Err(ServiceError::InsufficientScope(missing.to_owned())),
+            None => Ok(()),
+        }
+    }
+
+    /// A plain account may not give its tokens more than the default rate limit (when there
+    /// is one): it would be raising its own budget.
+    fn require_limit_within(&self, rate: Option<&Rate>, default: Option<&Rate>) -> Result<(), ServiceError> {
+        let plain = self.principal().is_some_and(|p| !p.is_manager());
+        match (rate, default) {
+            (Some(rate), Some(default)) if plain && rate.exceeds(default) => Err(ServiceError::Forbidden(format!(
+                "a rate limit of {rate} exceeds the default of {default} (rate_limit.default); ask a token manager"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// An audit event by this actor. Creations, revocations and rotations are also notified to
     /// the token's owner.
-    fn event(&self, kind: &'static str, detail: serde_json::Value) -> NewEvent {
+    pub(crate) fn event(&self, kind: &'static str, detail: serde_json::Value) -> NewEvent {
         let notify = matches!(kind, "token.created" | "token.revoked" | "token.rotated");
         NewEvent {
             kind,
@@ -158,11 +272,19 @@ pub struct LifecycleService {
     clock: Clock,
     /// Present in a process that serves traffic: mutations reach its index before returning.
     sync: Option<Arc<IndexSync>>,
+    /// `rate_limit.default`: the most a plain account may give its own tokens.
+    default_rate: Option<Rate>,
 }
 
 impl LifecycleService {
     pub fn new(store: Store, policy: TokenPolicy, clock: Clock, sync: Option<Arc<IndexSync>>) -> Self {
-        LifecycleService { store, policy, clock, sync }
+        LifecycleService { store, policy, clock, sync, default_rate: None }
+    }
+
+    /// Bounds the limits plain accounts give their own tokens by `rate_limit.default`.
+    pub fn with_default_rate(mut self, default_rate: Option<Rate>) -> Self {
+        self.default_rate = default_rate;
+        self
     }
 
     /// The token policy: the bounds the create dialogs and the API validate against.
@@ -191,6 +313,7 @@ impl LifecycleService {
     // ---- accounts ----
 
     pub async fn create_account(&self, request: CreateAccount, actor: &Actor) -> Result<AccountRecord, ServiceError> {
+        actor.require_superuser()?;
         let email = validate_email(&request.email)?;
         let name = request.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
         let event = actor.event(
@@ -220,7 +343,8 @@ impl LifecycleService {
             .ok_or_else(|| ServiceError::NotFound(format!("no account with email {email}")))
     }
 
-    pub async fn list_accounts(&self) -> Result<Vec<AccountSummary>, ServiceError> {
+    pub async fn list_accounts(&self, actor: &Actor) -> Result<Vec<AccountSummary>, ServiceError> {
+        actor.require_superuser()?;
         Ok(self.store.list_accounts(self.now()).await?)
     }
 
@@ -232,6 +356,7 @@ impl LifecycleService {
         changes: AccountChanges,
         actor: &Actor,
     ) -> Result<AccountRecord, ServiceError> {
+        actor.require_superuser()?;
         let account = self.account(email).await?;
         let mut detail = serde_json::Map::new();
         for (field, value) in [
@@ -260,11 +385,17 @@ impl LifecycleService {
     /// lifetime within bounds, known scopes.
     pub async fn create_token(&self, request: CreateToken, actor: &Actor) -> Result<CreatedToken, ServiceError> {
         let name = validate_token_name(&request.name)?;
+        if !actor.may_manage(&request.owner_email) {
+            return Err(ServiceError::Forbidden("you may create tokens for your own account only".into()));
+        }
         let owner = self.account(&request.owner_email).await?;
+        actor.require_may_mint_for(&owner)?;
         ensure_may_hold_tokens(&owner)?;
         let now = self.now();
         let expires_at = self.expiry(request.expiry, now)?;
         let scopes = self.scopes(&request.scopes)?;
+        actor.require_carries(&scopes)?;
+        actor.require_limit_within(request.rate_limit.as_ref(), self.default_rate.as_ref())?;
         let (new, secret) = mint(
             &owner,
             name,
@@ -292,7 +423,7 @@ impl LifecycleService {
         until_first_use: bool,
         actor: &Actor,
     ) -> Result<Rotated, ServiceError> {
-        let predecessor = self.token(id).await?;
+        let predecessor = self.visible_token(id, actor).await?;
         let now = self.now();
         match predecessor.status(now) {
             TokenStatus::Revoked => {
@@ -309,6 +440,9 @@ impl LifecycleService {
             )));
         }
         let owner = self.account(&predecessor.user_email).await?;
+        actor.require_may_mint_for(&owner)?;
+        // The caller receives the successor's secret: it must carry what the successor will.
+        actor.require_carries(&predecessor.scope_list())?;
         ensure_may_hold_tokens(&owner)?;
         let lifetime =
             predecessor.expires_at.map(|at| Duration::from_secs((at - predecessor.created_at).max(1) as u64));
@@ -401,10 +535,14 @@ impl LifecycleService {
         let mut scopes: Vec<String> = Vec::new();
         for scope in requested {
             let scope = scope.trim();
-            if scope != "*" && !self.policy.scopes.iter().any(|s| s == scope) {
+            let known = scope == crate::scope::ALL
+                || crate::scope::is_reserved(scope)
+                || self.policy.scopes.iter().any(|s| s == scope);
+            if !known {
                 return Err(ServiceError::Invalid(format!(
-                    "unknown scope {scope:?}: known scopes are {} (or * for all)",
-                    self.policy.scopes.join(", ")
+                    "unknown scope {scope:?}: known scopes are {}, {} (or * for all)",
+                    self.policy.scopes.join(", "),
+                    crate::scope::RESERVED.join(", ")
                 )));
             }
             if !scopes.iter().any(|s| s == scope) {
@@ -415,10 +553,21 @@ impl LifecycleService {
     }
 
     pub async fn token(&self, id: i64) -> Result<TokenRecord, ServiceError> {
-        self.store.token_by_id(id).await?.ok_or_else(|| ServiceError::NotFound(format!("no token with id {id}")))
+        self.store.token_by_id(id).await?.ok_or_else(|| no_token(id))
     }
 
-    pub async fn list_tokens(&self, query: TokenQuery) -> Result<Vec<TokenRecord>, ServiceError> {
+    /// A token the actor may see. Another account's token answers exactly like a missing one,
+    /// so token ids cannot be probed.
+    pub async fn visible_token(&self, id: i64, actor: &Actor) -> Result<TokenRecord, ServiceError> {
+        let token = self.token(id).await?;
+        if actor.may_manage(&token.user_email) { Ok(token) } else { Err(no_token(id)) }
+    }
+
+    /// The filtered listing; an account that is not a manager sees its own tokens only.
+    pub async fn list_tokens(&self, mut query: TokenQuery, actor: &Actor) -> Result<Vec<TokenRecord>, ServiceError> {
+        if let Some(own) = actor.confine_to_own(&query.users, "list the tokens of")? {
+            query.users = vec![own];
+        }
         let mut filter = query.filter;
         for email in &query.users {
             filter.account_ids.push(self.account(email).await?.id);
@@ -433,7 +582,7 @@ impl LifecycleService {
     /// Revokes a token; from the next request on, the gateway refuses it. Revoking a revoked
     /// token changes nothing and says so.
     pub async fn revoke_token(&self, id: i64, actor: &Actor) -> Result<Revoked, ServiceError> {
-        let current = self.token(id).await?;
+        let current = self.visible_token(id, actor).await?;
         let event = actor.event(
             "token.revoked",
             json!({"name": current.name, "prefix": current.prefix, "reason": RevokeReason::Manual.as_str()}),
@@ -442,7 +591,7 @@ impl LifecycleService {
             .store
             .revoke_token(id, &actor.label, RevokeReason::Manual, self.now(), &event)
             .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("no token with id {id}")))?;
+            .ok_or_else(|| no_token(id))?;
         self.apply_locally().await;
         Ok(Revoked { token, already: !changed })
     }
@@ -455,7 +604,8 @@ impl LifecycleService {
         rate: Option<Rate>,
         actor: &Actor,
     ) -> Result<TokenRecord, ServiceError> {
-        let current = self.token(id).await?;
+        let current = self.visible_token(id, actor).await?;
+        actor.require_limit_within(rate.as_ref(), self.default_rate.as_ref())?;
         let rate_limit = rate.map(|r| r.to_string());
         let event = actor.event(
             "token.limit_changed",
@@ -465,13 +615,16 @@ impl LifecycleService {
             .store
             .set_rate_limit(id, rate_limit.as_deref(), self.now(), &event)
             .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("no token with id {id}")))?;
+            .ok_or_else(|| no_token(id))?;
         self.apply_locally().await;
         Ok(token)
     }
 
     /// Revokes every live token of an account; returns how many.
     pub async fn revoke_all_tokens(&self, email: &str, actor: &Actor) -> Result<usize, ServiceError> {
+        if !actor.may_manage(email) {
+            return Err(ServiceError::Forbidden("you may revoke your own tokens only".into()));
+        }
         let account = self.account(email).await?;
         let event = actor.event("token.revoked", json!({"reason": RevokeReason::RevokeAll.as_str()}));
         let ids = self.store.revoke_all_tokens(account.id, &account.email, &actor.label, self.now(), &event).await?;
@@ -494,7 +647,7 @@ impl LifecycleService {
             filter: TokenFilter { sort: "last_used".parse().unwrap_or_default(), ..TokenFilter::default() },
             ..TokenQuery::default()
         };
-        let candidates = self.list_tokens(query).await?;
+        let candidates = self.list_tokens(query, actor).await?;
         if dry_run {
             return Ok(candidates);
         }
@@ -581,17 +734,26 @@ impl LifecycleService {
         limit: i64,
     ) -> Result<Vec<EventRecord>, ServiceError> {
         let filter = EventFilter { token_id, limit, ..EventFilter::default() };
-        self.find_events(EventQuery { user: user.map(str::to_owned), filter }).await
+        self.find_events(EventQuery { user: user.map(str::to_owned), filter }, &Actor::cli()).await
     }
 
-    /// The audit log, filtered, newest first.
-    pub async fn find_events(&self, query: EventQuery) -> Result<Vec<EventRecord>, ServiceError> {
+    /// The audit log, filtered, newest first; an account that is not a manager reads its own.
+    pub async fn find_events(&self, mut query: EventQuery, actor: &Actor) -> Result<Vec<EventRecord>, ServiceError> {
+        let asked: Vec<String> = query.user.iter().cloned().collect();
+        if let Some(own) = actor.confine_to_own(&asked, "read the events of")? {
+            query.user = Some(own);
+        }
         let mut filter = query.filter;
         if let Some(email) = &query.user {
             filter.account_id = Some(self.account(email).await?.id);
         }
         Ok(self.store.list_events(&filter).await?)
     }
+}
+
+/// The one answer for a token that is missing or not the caller's.
+fn no_token(id: i64) -> ServiceError {
+    ServiceError::NotFound(format!("no token with id {id}"))
 }
 
 /// An account must be enabled and hold the token permission to be given a token.

@@ -131,9 +131,17 @@ impl UsageRecorder {
         }
     }
 
-    /// Notes a rotation successor's first use: its predecessor is to be revoked as of `at`.
-    pub fn record_handover(&self, successor_id: i64, predecessor_id: i64, at: UnixTime) {
-        self.handovers.entry(successor_id).or_insert((predecessor_id, at));
+    /// A rotation successor's first use: its predecessor is revoked as of `at`, written to the
+    /// database now (once per rotation, so this costs nothing per request) so that a crash
+    /// right after cannot bring the old token back. If the database cannot take it now, the
+    /// hand-over waits for the next flush like any other record.
+    pub async fn hand_over(&self, store: &Store, successor_id: i64, predecessor_id: i64, at: UnixTime) {
+        let handover = HandoverRecord { successor_id, predecessor_id, at };
+        let batch = ActivityBatch { handovers: vec![handover], ..ActivityBatch::default() };
+        if let Err(error) = store.record_activity(&batch).await {
+            tracing::warn!(%error, successor_id, predecessor_id, "cannot write a rotation hand-over now; it waits for the next flush");
+            self.handovers.entry(successor_id).or_insert((predecessor_id, at));
+        }
     }
 
     /// How many tokens have something not yet written.

@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::clock::{UnixTime, to_rfc3339};
 use crate::config::TokenPolicy;
 use crate::duration::format_duration;
+use crate::index::IndexedToken;
 use crate::store::{AccountRecord, AccountSummary, EventRecord, TokenRecord};
 
 /// A token as the API and `--json` show it (never the secret, except `token` at creation).
@@ -112,6 +113,36 @@ impl AccountView {
     }
 }
 
+/// `GET /api/v1/me`: the caller's account and the token it called with, so that a client (the
+/// web page) knows what this token may do before it tries.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MeView {
+    #[serde(flatten)]
+    pub account: AccountView,
+    pub token: CallerTokenView,
+}
+
+/// The token a caller authenticated with.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CallerTokenView {
+    pub id: i64,
+    pub name: String,
+    pub scopes: Vec<String>,
+}
+
+impl MeView {
+    pub fn new(account: &AccountRecord, token: &IndexedToken) -> Self {
+        MeView {
+            account: AccountView::new(account),
+            token: CallerTokenView {
+                id: token.id,
+                name: token.name.to_string(),
+                scopes: token.scopes.iter().map(|s| s.to_string()).collect(),
+            },
+        }
+    }
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventView {
     pub id: i64,
@@ -157,6 +188,17 @@ pub struct PolicyView {
     pub scopes: Vec<String>,
     /// The scopes of a token created without any.
     pub default_scopes: Vec<String>,
+    /// Scopes that are always valid and never given by default: `admin` calls every admin API
+    /// endpoint (the web page signs in only with it), `admin:read` only its `GET` endpoints.
+    /// `*` includes both.
+    pub reserved_scopes: Vec<ReservedScopeView>,
+}
+
+/// A reserved scope and what it allows.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ReservedScopeView {
+    pub name: &'static str,
+    pub allows: &'static str,
 }
 
 impl PolicyView {
@@ -169,6 +211,10 @@ impl PolicyView {
             allow_never_expires: policy.allow_never_expires,
             scopes: policy.scopes.clone(),
             default_scopes: policy.default_scopes.clone(),
+            reserved_scopes: crate::scope::RESERVED_MEANING
+                .iter()
+                .map(|&(name, allows)| ReservedScopeView { name, allows })
+                .collect(),
         }
     }
 }

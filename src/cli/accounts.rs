@@ -71,7 +71,7 @@ pub async fn run(command: UserCommand, service: &LifecycleService) -> Result<(),
             }
         }
         UserCommand::List { json } => {
-            let accounts = service.list_accounts().await?;
+            let accounts = service.list_accounts(&actor).await?;
             let views: Vec<AccountView> = accounts.iter().map(AccountView::summary).collect();
             if json {
                 print_json(&views)?;

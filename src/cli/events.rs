@@ -4,7 +4,7 @@ use clap::Args;
 
 use super::CliError;
 use super::output::{or_dash, print_json, print_table};
-use crate::service::{EventQuery, LifecycleService};
+use crate::service::{Actor, EventQuery, LifecycleService};
 use crate::store::EventFilter;
 use crate::view::EventView;
 
@@ -42,7 +42,7 @@ pub async fn run(args: EventsArgs, service: &LifecycleService) -> Result<(), Cli
         ..EventFilter::default()
     };
     let query = EventQuery { user: args.user, filter };
-    let events = service.find_events(query).await?;
+    let events = service.find_events(query, &Actor::cli()).await?;
     let views: Vec<EventView> = events.iter().map(EventView::new).collect();
     if args.json {
         return print_json(&views);

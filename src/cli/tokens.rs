@@ -104,6 +104,8 @@ pub struct CreateArgs {
     #[arg(long)]
     never_expires: bool,
     /// A scope the token carries (repeatable; `*` for all; default: tokens.default_scopes).
+    /// Besides tokens.scopes, `admin` (the admin API and web page) and `admin:read` (the admin
+    /// API's GET endpoints) are always valid and never given by default.
     #[arg(long = "scope", value_name = "SCOPE")]
     scopes: Vec<String>,
     /// The token's own rate limit, such as 100/min or 20/s burst 40.
@@ -276,7 +278,7 @@ async fn list(args: ListArgs, service: &LifecycleService) -> Result<(), CliError
             ..TokenFilter::default()
         },
     };
-    let tokens = service.list_tokens(query).await?;
+    let tokens = service.list_tokens(query, &Actor::cli()).await?;
     let now = service.now();
     let views: Vec<TokenView> = tokens.iter().map(|t: &TokenRecord| TokenView::new(t, now)).collect();
     if args.json {

@@ -32,6 +32,7 @@ pub struct RawProxy {
     pub upstream_ca_file: Option<String>,
     pub tls_cert_file: Option<String>,
     pub tls_key_file: Option<String>,
+    pub strip_request_headers: Vec<String>,
 }
 
 impl Default for RawProxy {
@@ -46,6 +47,7 @@ impl Default for RawProxy {
             upstream_ca_file: None,
             tls_cert_file: None,
             tls_key_file: None,
+            strip_request_headers: Vec::new(),
         }
     }
 }

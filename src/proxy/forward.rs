@@ -32,48 +32,75 @@ static HTTP: HeaderValue = HeaderValue::from_static("http");
 static HTTPS: HeaderValue = HeaderValue::from_static("https");
 
 /// Headers a client may not set, compared with `_` read as `-` (CGI-style servers map both
-/// `X-Auth-User` and `X_Auth_User` to `HTTP_X_AUTH_USER`): the gateway's identity headers, and
-/// headers through which upstreams learn a client address, host or URL other than the one the
-/// gateway checked, or a method other than the one whose scope it checked.
-const CLIENT_CONTROLLED: [&str; 17] = [
-    "x-auth-user",
-    "x-auth-token-id",
-    "x-auth-token-name",
-    "x-auth-scopes",
-    "x-auth-token-expires",
+/// `X-Auth-User` and `X_Auth_User` to `HTTP_X_AUTH_USER`), besides the whole `X-Auth-*` family
+/// (the gateway's identity headers and the names auth proxies use for theirs) and every
+/// `X-Forwarded-*` header but the three the gateway sets: headers through which upstreams learn
+/// a user, client address, host or URL other than the one the gateway checked, or a method
+/// other than the one whose scope it checked.
+const CLIENT_CONTROLLED: [&str; 22] = [
     "forwarded",
+    "remote-user",
+    "remote-addr",
+    "x-remote-user",
+    "x-remote-addr",
+    "x-remote-ip",
+    "x-user",
+    "x-user-id",
+    "x-user-email",
+    "x-email",
     "x-real-ip",
     "x-client-ip",
-    "x-forwarded-port",
-    "x-forwarded-prefix",
-    "x-forwarded-server",
+    "x-cluster-client-ip",
+    "x-originating-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
     "x-original-url",
     "x-original-uri",
     "x-rewrite-url",
     "x-http-method-override",
     "x-http-method",
-    "x-method-override",
 ];
+/// More method overrides, kept apart so the list above stays about identity and addresses.
+const METHOD_OVERRIDES: [&str; 1] = ["x-method-override"];
 /// The `X-Forwarded-*` headers the gateway rewrites itself; only their underscore spellings are
 /// dropped here.
 const MANAGED_FORWARDING: [&str; 3] = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"];
 
-fn is_client_controlled(name: &str) -> bool {
-    if !(name.starts_with("x-") || name.starts_with("x_") || name == "forwarded") {
-        return false;
-    }
-    if name.contains('_') {
-        let dashed = name.replace('_', "-");
-        return CLIENT_CONTROLLED.contains(&dashed.as_str()) || MANAGED_FORWARDING.contains(&dashed.as_str());
-    }
-    CLIENT_CONTROLLED.contains(&name)
+/// Which client headers never reach an upstream: the built-in list and
+/// `proxy.strip_request_headers`.
+#[derive(Debug, Default)]
+pub struct RequestHeaderPolicy {
+    /// The operator's additions, lower-case with `_` read as `-`.
+    extra: Vec<String>,
 }
 
-/// Drops every header a client may not choose (see [`CLIENT_CONTROLLED`]).
-fn strip_client_controlled(headers: &mut HeaderMap) {
-    let doomed: Vec<HeaderName> = headers.keys().filter(|name| is_client_controlled(name.as_str())).cloned().collect();
-    for name in doomed {
-        headers.remove(name);
+impl RequestHeaderPolicy {
+    pub fn new(extra: &[HeaderName]) -> Self {
+        RequestHeaderPolicy { extra: extra.iter().map(|name| name.as_str().replace('_', "-")).collect() }
+    }
+
+    /// Whether a client-sent header with this (lower-case) name is dropped.
+    fn strips(&self, name: &str) -> bool {
+        let dashed: std::borrow::Cow<'_, str> =
+            if name.contains('_') { name.replace('_', "-").into() } else { name.into() };
+        let dashed = &*dashed;
+        if dashed.starts_with("x-auth-") || CLIENT_CONTROLLED.contains(&dashed) || METHOD_OVERRIDES.contains(&dashed) {
+            return true;
+        }
+        if dashed.starts_with("x-forwarded-") {
+            // The managed three are rewritten in `set_forwarded`; only their `_` spellings go.
+            return !MANAGED_FORWARDING.contains(&dashed) || name.contains('_');
+        }
+        self.extra.iter().any(|extra| extra == dashed)
+    }
+
+    /// Drops every header a client may not choose.
+    fn strip(&self, headers: &mut HeaderMap) {
+        let doomed: Vec<HeaderName> = headers.keys().filter(|name| self.strips(name.as_str())).cloned().collect();
+        for name in doomed {
+            headers.remove(name);
+        }
     }
 }
 
@@ -123,6 +150,7 @@ pub fn upstream_request(
     canonical_path: &str,
     route: &Route,
     caller: &Caller<'_>,
+    header_policy: &RequestHeaderPolicy,
 ) -> Option<Request<Incoming>> {
     let path = route.upstream_path(canonical_path);
     let path_and_query = match request.uri().query() {
@@ -142,7 +170,7 @@ pub fn upstream_request(
     let headers = request.headers_mut();
     strip_hop_by_hop(headers);
     headers.insert(HOST, route.upstream.host.clone());
-    strip_client_controlled(headers);
+    header_policy.strip(headers);
     if !route.keep_authorization {
         headers.remove(AUTHORIZATION);
     }
@@ -213,5 +241,38 @@ pub async fn send(
             Err(error) => Err(ForwardError::Unreachable(error)),
         },
         _ = progress.idle_for(timeout) => Err(ForwardError::TimedOut),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_and_address_headers_are_stripped_in_any_spelling() {
+        let policy = RequestHeaderPolicy::new(&[HeaderName::from_static("x-tenant")]);
+        for name in [
+            "x-auth-user",
+            "x-auth-email",
+            "x_auth_roles",
+            "x-auth-request-user",
+            "remote-user",
+            "x-remote-user",
+            "x-forwarded-user",
+            "x_forwarded_for",
+            "true-client-ip",
+            "x-real-ip",
+            "forwarded",
+            "x-http-method-override",
+            "x-tenant",
+            "x_tenant",
+        ] {
+            assert!(policy.strips(name), "{name}");
+        }
+        for name in
+            ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "accept", "x-request-id", "authorization"]
+        {
+            assert!(!policy.strips(name), "{name}");
+        }
     }
 }

@@ -59,7 +59,15 @@ pub fn too_many_requests(retry_after: u64, limit: Option<&LimitHeaders>) -> Resp
 pub fn bad_path() -> Response<ProxyBody> {
     json_error(
         StatusCode::BAD_REQUEST,
-        r#"{"error":{"code":"bad_request","message":"the request path contains dot segments or backslashes"}}"#,
+        r#"{"error":{"code":"bad_request","message":"the request path has a form that servers read differently (dot segments, trailing dots or spaces, encoded or doubled separators, backslashes, or a route prefix in other case)"}}"#,
+    )
+}
+
+/// 400: a method not spelled in upper case.
+pub fn bad_method() -> Response<ProxyBody> {
+    json_error(
+        StatusCode::BAD_REQUEST,
+        r#"{"error":{"code":"bad_request","message":"the request method must be written in upper case"}}"#,
     )
 }
 

@@ -25,6 +25,15 @@ impl Route {
             || path.strip_prefix(&self.prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     }
 
+    /// Whether the path would match if case were ignored, as case-insensitive upstreams (IIS,
+    /// some frameworks) read it.
+    fn matches_ignoring_case(&self, path: &str) -> bool {
+        let n = self.prefix.len();
+        path.len() >= n
+            && path.as_bytes()[..n].eq_ignore_ascii_case(self.prefix.as_bytes())
+            && (path.len() == n || path.as_bytes()[n] == b'/')
+    }
+
     /// The path to send upstream: the base path, then the request path (without the route's
     /// prefix when `strip_prefix` is set).
     pub fn upstream_path<'a>(&self, path: &'a str) -> std::borrow::Cow<'a, str> {
@@ -63,9 +72,27 @@ impl Router {
         Router { routes }
     }
 
-    pub fn route(&self, path: &str) -> Option<&Arc<Route>> {
-        self.routes.iter().find(|r| r.matches(path))
+    /// The route of a canonical path: the longest prefix that matches. A path that would
+    /// match a longer prefix if case were ignored is refused (`/ADM/x` while `/adm` needs more
+    /// than `/`): an upstream that ignores case would serve it as that route's resource.
+    pub fn route(&self, path: &str) -> Result<Option<&Arc<Route>>, PathError> {
+        for route in &self.routes {
+            if route.matches(path) {
+                return Ok(Some(route));
+            }
+            if route.matches_ignoring_case(path) {
+                return Err(PathError::CaseFolded);
+            }
+        }
+        Ok(None)
     }
+}
+
+/// Whether a method is spelled as the standard spells methods: without lower-case letters.
+/// Frameworks that upper-case methods would run `delete` as DELETE, past the scope the
+/// gateway checked for `delete`.
+pub fn is_standard_spelling(method: &http::Method) -> bool {
+    !method.as_str().bytes().any(|b| b.is_ascii_lowercase())
 }
 
 /// Why a request path is refused (400) before routing.
@@ -87,6 +114,12 @@ pub enum PathError {
     EmptySegment,
     /// An encoded control character.
     ControlCharacter,
+    /// A segment ending in `.` or a space, which Windows servers strip (`/admin./x`).
+    TrailingDotOrSpace,
+    /// `%252e`, `%252f`, `%255c`: a dot or separator that an upstream decoding twice would see.
+    DoubleEncoded,
+    /// The path matches a longer route prefix only when case is ignored.
+    CaseFolded,
 }
 
 fn is_unreserved(byte: u8) -> bool {
@@ -108,7 +141,12 @@ pub fn canonical_path(path: &str) -> Result<Cow<'_, str>, PathError> {
     }
     let bytes = path.as_bytes();
     // Fast path: nothing to decode, nothing to refuse; the path is already canonical.
-    if !bytes.iter().any(|b| matches!(b, b'%' | b';' | b'\\')) && !path.contains("//") && !path.contains("/.") {
+    if !bytes.iter().any(|b| matches!(b, b'%' | b';' | b'\\'))
+        && !path.contains("//")
+        && !path.contains("/.")
+        && !path.contains("./")
+        && !path.ends_with('.')
+    {
         return Ok(Cow::Borrowed(path));
     }
     let mut canonical = String::with_capacity(path.len());
@@ -151,8 +189,22 @@ pub fn canonical_path(path: &str) -> Result<Cow<'_, str>, PathError> {
         if segment.is_empty() && n + 1 < segments.len() {
             return Err(PathError::EmptySegment);
         }
+        if segment.ends_with('.') || segment.ends_with("%20") {
+            return Err(PathError::TrailingDotOrSpace);
+        }
+    }
+    if is_double_encoded(&canonical) {
+        return Err(PathError::DoubleEncoded);
     }
     Ok(Cow::Owned(canonical))
+}
+
+/// Whether a canonical path holds `%25` followed by the escape of a dot or a separator.
+fn is_double_encoded(canonical: &str) -> bool {
+    canonical.match_indices("%25").any(|(at, _)| {
+        let next = canonical.as_bytes().get(at + 3..at + 5).unwrap_or_default();
+        [b"2E", b"2F", b"5C"].iter().any(|escape| next.eq_ignore_ascii_case(*escape))
+    })
 }
 
 #[cfg(test)]
@@ -173,11 +225,36 @@ mod tests {
             "[[routes]]\nprefix = \"/\"\nupstream = \"http://a:1\"\n\
              [[routes]]\nprefix = \"/api/\"\nupstream = \"http://b:1/v2\"\nstrip_prefix = true\n",
         );
-        assert_eq!(r.route("/api/x").unwrap().upstream.authority.as_str(), "b:1");
-        assert_eq!(r.route("/api").unwrap().upstream.authority.as_str(), "b:1");
-        assert_eq!(r.route("/apix").unwrap().upstream.authority.as_str(), "a:1");
-        assert_eq!(r.route("/api/x").unwrap().upstream_path("/api/x"), "/v2/x");
-        assert_eq!(r.route("/other").unwrap().upstream_path("/other"), "/other");
+        let route = |path: &str| r.route(path).unwrap().unwrap();
+        assert_eq!(route("/api/x").upstream.authority.as_str(), "b:1");
+        assert_eq!(route("/api").upstream.authority.as_str(), "b:1");
+        assert_eq!(route("/apix").upstream.authority.as_str(), "a:1");
+        assert_eq!(route("/api/x").upstream_path("/api/x"), "/v2/x");
+        assert_eq!(route("/other").upstream_path("/other"), "/other");
+    }
+
+    #[test]
+    fn a_path_that_matches_a_longer_prefix_only_without_case_is_refused() {
+        let r = router(
+            "[[routes]]\nprefix = \"/\"\nupstream = \"http://a:1\"\n\
+             [[routes]]\nprefix = \"/adm\"\nupstream = \"http://b:1\"\n",
+        );
+        for folded in ["/ADM/x", "/Adm", "/aDm/users"] {
+            assert_eq!(r.route(folded).err(), Some(PathError::CaseFolded), "{folded}");
+        }
+        assert_eq!(r.route("/adm/x").unwrap().unwrap().upstream.authority.as_str(), "b:1");
+        assert_eq!(r.route("/ADMIN/x").unwrap().unwrap().upstream.authority.as_str(), "a:1", "not the /adm prefix");
+        assert_eq!(r.route("/Other").unwrap().unwrap().upstream.authority.as_str(), "a:1");
+    }
+
+    #[test]
+    fn only_upper_case_methods_pass() {
+        for good in ["GET", "DELETE", "PROPFIND", "M-SEARCH"] {
+            assert!(is_standard_spelling(&http::Method::from_bytes(good.as_bytes()).unwrap()), "{good}");
+        }
+        for bad in ["delete", "Get", "pOST"] {
+            assert!(!is_standard_spelling(&http::Method::from_bytes(bad.as_bytes()).unwrap()), "{bad}");
+        }
     }
 
     #[test]
@@ -204,6 +281,13 @@ mod tests {
             ("/a%zz", PathError::BadEscape),
             ("/a%2", PathError::BadEscape),
             ("/a%00", PathError::ControlCharacter),
+            ("/adm./x", PathError::TrailingDotOrSpace),
+            ("/adm%20/x", PathError::TrailingDotOrSpace),
+            ("/x/file.", PathError::TrailingDotOrSpace),
+            ("/a%252e%252e/x", PathError::DoubleEncoded),
+            ("/a%252Fb", PathError::DoubleEncoded),
+            ("/a%25%32%65", PathError::DoubleEncoded),
+            ("/a%255c", PathError::DoubleEncoded),
         ] {
             assert_eq!(canonical_path(bad), Err(why), "{bad}");
         }

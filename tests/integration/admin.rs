@@ -39,8 +39,9 @@ impl Fixture {
         }
         let root = gw.token(ROOT, "admin", &["*"]).await.1;
         let manager = gw.token(MANAGER, "admin", &["*"]).await.1;
-        let ann = gw.token(ANN, "laptop", &[]).await.1;
-        let bob = gw.token(BOB, "laptop", &[]).await.1;
+        // The admin API needs the `admin` scope; the proxy routes need read and write.
+        let ann = gw.token(ANN, "laptop", &["read", "write", "admin"]).await.1;
+        let bob = gw.token(BOB, "laptop", &["read", "write", "admin"]).await.1;
         Fixture { gw, root, manager, ann, bob }
     }
 
@@ -127,13 +128,16 @@ async fn owners_manage_their_own_tokens_only() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     let bobs =
         f.gw.service
-            .list_tokens(tokengate::service::TokenQuery { users: vec![BOB.into()], ..Default::default() })
+            .list_tokens(
+                tokengate::service::TokenQuery { users: vec![BOB.into()], ..Default::default() },
+                &tokengate::service::Actor::cli(),
+            )
             .await
             .unwrap();
     for (method, path) in
         [("GET", format!("/api/v1/tokens/{}", bobs[0].id)), ("DELETE", format!("/api/v1/tokens/{}", bobs[0].id))]
     {
-        assert_eq!(f.call(method, &path, me, None).await.0, StatusCode::FORBIDDEN, "{method} {path}");
+        assert_eq!(f.call(method, &path, me, None).await.0, StatusCode::NOT_FOUND, "{method} {path}: as if missing");
     }
     assert_eq!(
         f.call("POST", "/api/v1/users/bob@example.com/tokens/revoke-all", me, None).await.0,
@@ -228,7 +232,7 @@ async fn bad_input_gets_a_clear_4xx_never_a_5xx() {
         (Method::POST, "/api/v1/tokens", r#"{"name": "x", "expires_in": "2y"}"#, StatusCode::UNPROCESSABLE_ENTITY),
         (Method::POST, "/api/v1/tokens", r#"{"name": "x", "expires_in": "soon"}"#, StatusCode::UNPROCESSABLE_ENTITY),
         (Method::POST, "/api/v1/tokens", r#"{"name": "x", "rate_limit": "lots"}"#, StatusCode::UNPROCESSABLE_ENTITY),
-        (Method::POST, "/api/v1/tokens", r#"{"name": "x", "scopes": ["admin"]}"#, StatusCode::BAD_REQUEST),
+        (Method::POST, "/api/v1/tokens", r#"{"name": "x", "scopes": ["deploy"]}"#, StatusCode::BAD_REQUEST),
         (Method::POST, "/api/v1/tokens", r#"{"name": "laptop"}"#, StatusCode::CONFLICT),
         (
             Method::POST,

@@ -374,9 +374,10 @@ fn token_create_errors_name_the_problem() {
     assert!(line.contains("max"), "{line}");
     assert!(line.contains("365d") || line.contains("1y"), "the maximum is not named: {line}");
 
-    let unknown_scope = setup.run(&["token", "create", "--user", "ann@example.com", "--name", "x", "--scope", "admin"]);
+    let unknown_scope =
+        setup.run(&["token", "create", "--user", "ann@example.com", "--name", "x", "--scope", "deploy"]);
     let line = unknown_scope.error(2);
-    assert!(line.contains("admin"), "{line}");
+    assert!(line.contains("deploy") && line.contains("admin:read"), "names the scope and the valid ones: {line}");
 
     // A name freed by revocation can be used again.
     let listed = setup.token_list(&["--user", "ann@example.com"]);
@@ -386,6 +387,11 @@ fn token_create_errors_name_the_problem() {
     // Nothing of the failed attempts was stored.
     let all = setup.token_list(&["--status", "all"]);
     assert_eq!(all.len(), 2, "{all:?}");
+
+    // The reserved admin scope needs no entry in tokens.scopes.
+    let admin =
+        setup.run(&["token", "create", "--user", "ann@example.com", "--name", "ops", "--scope", "admin", "--json"]);
+    assert_eq!(admin.json()["scopes"], serde_json::json!(["admin"]));
 }
 
 #[test]

@@ -38,6 +38,7 @@ fn admin() -> Actor {
         label: "admin@example.com".into(),
         ip: Some("203.0.113.9".into()),
         user_agent: Some("Mozilla/5.0 (tokengate test)".into()),
+        authority: tokengate::service::Authority::Host,
     }
 }
 

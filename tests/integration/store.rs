@@ -81,9 +81,10 @@ async fn exercise(url: &str) {
     token(&svc, "ann@example.com", "ci", ExpiryRequest::Default).await.unwrap();
 
     // Listings: statuses, owners, text, sorting.
+    let host = tokengate::service::Actor::cli();
     let list = |filter: TokenFilter, users: Vec<&str>| {
         let query = TokenQuery { users: users.into_iter().map(str::to_owned).collect(), unused_for: None, filter };
-        svc.list_tokens(query)
+        svc.list_tokens(query, &host)
     };
     let live = list(TokenFilter::default(), vec!["ann@example.com"]).await.unwrap();
     assert_eq!(live.len(), 3, "{:?}", names(&live));
@@ -155,14 +156,14 @@ async fn exercise(url: &str) {
         unused_for: Some(Duration::from_secs(600)),
         filter: TokenFilter::default(),
     };
-    let unused = ids(svc.list_tokens(unused).await.unwrap());
+    let unused = ids(svc.list_tokens(unused, &tokengate::service::Actor::cli()).await.unwrap());
     assert!(unused.contains(&short_again), "last used 620 s ago: {unused:?}");
     let recently = TokenQuery {
         users: vec!["ann@example.com".into()],
         unused_for: Some(Duration::from_secs(700)),
         filter: TokenFilter::default(),
     };
-    assert!(!ids(svc.list_tokens(recently).await.unwrap()).contains(&short_again));
+    assert!(!ids(svc.list_tokens(recently, &tokengate::service::Actor::cli()).await.unwrap()).contains(&short_again));
 
     // Revoke-all, audit events and the change log.
     assert_eq!(svc.revoke_all_tokens("ann@example.com", &actor).await.unwrap(), 3);

@@ -107,7 +107,7 @@ async fn the_proxy_and_admin_listeners_terminate_tls() {
     ];
     let gw = TestGateway::spawn_with("", &env, Clock::System).await;
     gw.account(ANN).await;
-    let (_, secret) = gw.token(ANN, "laptop", &[]).await;
+    let (_, secret) = gw.token(ANN, "laptop", &["read", "write", "admin"]).await;
     let trusting = trusting(&pki);
 
     let response = trusting

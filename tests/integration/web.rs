@@ -100,7 +100,7 @@ async fn script_callers_get_no_basic_challenge() {
 async fn requests_from_another_sites_page_cannot_change_anything() {
     let gw = TestGateway::spawn().await;
     gw.account(ANN).await;
-    let (_, secret) = gw.token(ANN, "laptop", &[]).await;
+    let (_, secret) = gw.token(ANN, "laptop", &["read", "write", "admin"]).await;
     let create = |name: &str| {
         client()
             .post(admin_url(&gw, "/api/v1/tokens"))
@@ -113,7 +113,11 @@ async fn requests_from_another_sites_page_cannot_change_anything() {
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
     let forged = create("forged").header("sec-fetch-site", "cross-site").send().await.unwrap();
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
-    let list = gw.service.list_tokens(tokengate::service::TokenQuery::default()).await.unwrap();
+    let list = gw
+        .service
+        .list_tokens(tokengate::service::TokenQuery::default(), &tokengate::service::Actor::cli())
+        .await
+        .unwrap();
     assert_eq!(list.len(), 1, "nothing was created");
     // The page itself (same origin), and tools that send no origin, go through.
     let page = create("from-page").header("origin", format!("http://{}", gw.admin)).send().await.unwrap();
@@ -199,7 +203,7 @@ async fn set_date(browser: &Browser, input: &str, days_from_today: Option<i64>) 
 async fn an_account_creates_uses_rotates_and_revokes_its_tokens_in_the_browser() {
     let gw = TestGateway::spawn().await;
     gw.account(ANN).await;
-    let (_, laptop) = gw.token(ANN, "laptop", &[]).await;
+    let (_, laptop) = gw.token(ANN, "laptop", &["read", "write", "admin"]).await;
     let Some(browser) = Browser::start().await else { return };
 
     // A wrong token is refused with the page's own message.
@@ -209,6 +213,16 @@ async fn an_account_creates_uses_rotates_and_revokes_its_tokens_in_the_browser()
     browser.click("#sign-in-submit").await;
     browser.text_containing("#sign-in-error", "Sign-in failed").await;
     browser.screenshot("sign-in").await;
+    // The form says which tokens may sign in, and valid tokens without `admin` cannot.
+    assert!(browser.text("#sign-in-view").await.contains("admin"));
+    gw.account(BOB).await;
+    for scopes in [&["read", "write"][..], &["admin:read"][..]] {
+        let (_, without_admin) = gw.token(BOB, &format!("no-admin {scopes:?}"), scopes).await;
+        browser.fill("#sign-in-email", BOB).await;
+        browser.fill("#sign-in-token", &without_admin).await;
+        browser.click("#sign-in-submit").await;
+        browser.text_containing("#sign-in-error", "lacks the admin scope").await;
+    }
 
     sign_in(&browser, &gw, ANN, &laptop).await;
     // An ordinary account sees its own tokens only: no Token Manager, no Accounts.
@@ -227,6 +241,13 @@ async fn an_account_creates_uses_rotates_and_revokes_its_tokens_in_the_browser()
     // Create: read scope only, then read the secret from the dialog.
     browser.click("#create-token").await;
     browser.visible("#create-dialog").await;
+    // The reserved admin scopes are offered, never ticked by default.
+    let admin_boxes = browser
+        .script(
+            "return ['create-scope-admin', 'create-scope-admin_read'].map(id => document.getElementById(id)?.checked)",
+        )
+        .await;
+    assert_eq!(admin_boxes, serde_json::json!([false, false]));
     browser.fill("#create-name", "ci deploy").await;
     let expiry = browser.value("#create-expiry").await;
     assert_eq!(expiry, format!("{}s", gw.config.tokens.default_lifetime.as_secs()), "the policy's default is chosen");
@@ -325,7 +346,7 @@ async fn an_account_creates_uses_rotates_and_revokes_its_tokens_in_the_browser()
     // A session whose token is revoked elsewhere ends on its next request, with a reason.
     sign_in(&browser, &gw, ANN, &successor).await;
     let query = tokengate::service::TokenQuery { users: vec![ANN.into()], ..Default::default() };
-    let tokens = gw.service.list_tokens(query).await.unwrap();
+    let tokens = gw.service.list_tokens(query, &tokengate::service::Actor::cli()).await.unwrap();
     let successor_id = tokens.iter().find(|t| t.name == "laptop").unwrap().id;
     gw.service.revoke_token(successor_id, &Actor::cli()).await.unwrap();
     browser.click("#tab-tokens").await;
@@ -343,7 +364,7 @@ async fn a_superuser_filters_creates_for_others_revokes_and_manages_accounts_in_
     create_account(&gw, MANAGER, false).await;
     let (_, root) = gw.token(ROOT, "admin", &["*"]).await;
     let (_, manager) = gw.token(MANAGER, HOSTILE_TOKEN, &["*"]).await;
-    let (_, ann_laptop) = gw.token(ANN, "laptop", &[]).await;
+    let (_, ann_laptop) = gw.token(ANN, "laptop", &["read", "write", "admin"]).await;
     gw.token(ANN, "ci deploy", &[]).await;
     let (_, deploy) = gw.token(BOB, "deploy-prod", &[]).await;
     let (_, old_script) = gw.token(BOB, "old-script", &[]).await;
@@ -401,8 +422,8 @@ async fn a_superuser_filters_creates_for_others_revokes_and_manages_accounts_in_
     browser.click("#create-submit").await;
     let secret = take_secret(&browser, None).await;
     assert_eq!(proxied_get(&gw, BOB, &secret).await, StatusCode::OK);
-    let made = gw.service.list_tokens(tokengate::service::TokenQuery { users: vec![BOB.into()], ..Default::default() });
-    let made = made.await.unwrap();
+    let query = tokengate::service::TokenQuery { users: vec![BOB.into()], ..Default::default() };
+    let made = gw.service.list_tokens(query, &tokengate::service::Actor::cli()).await.unwrap();
     let made = made.iter().find(|t| t.name == "from-manager").unwrap();
     assert_eq!(made.created_by, ROOT);
 

@@ -517,11 +517,16 @@
   function fillScopeChoices() {
     const policy = state.policy;
     const fieldset = $('create-scopes');
-    const boxes = policy.scopes.map((scope) => {
+    // The operator's scopes, then the reserved admin ones (never ticked by default).
+    const reserved = policy.reserved_scopes || [];
+    const choices = [...policy.scopes.map((name) => ({ name, allows: '' })), ...reserved];
+    const boxes = choices.map(({ name: scope, allows }) => {
       const id = `create-scope-${scope.replace(/[^A-Za-z0-9_-]/g, '_')}`;
       const box = el('input', { type: 'checkbox', id, name: 'scope', value: scope });
       box.checked = policy.default_scopes.includes(scope);
-      return el('div', { class: 'field checkbox' }, box, el('label', { for: id }, scope));
+      const label = el('label', { for: id }, scope);
+      if (allows) label.append(' ', el('span', { class: 'sub' }, `— ${allows}`));
+      return el('div', { class: 'field checkbox' }, box, label);
     });
     fieldset.replaceChildren(el('legend', {}, 'Scopes'), ...boxes);
     fieldset.hidden = boxes.length === 0;
@@ -749,10 +754,21 @@
     for (const [key, tab] of Object.entries(TABS)) $(tab.tab).hidden = !allowedTabs().includes(key);
   }
 
+  const NEEDS_ADMIN =
+    'Sign-in refused: this token lacks the admin scope. The page signs in only with a token that has admin (for example: tokengate token create --scope admin ...).';
+
   /** Checks a credential against the API; on success the page opens on the API Tokens tab. */
   async function enter(credential) {
     // One after the other: a wrong token then costs one failed authentication, not two.
-    const me = await api('GET', '/api/v1/me', undefined, credential);
+    let me;
+    try {
+      me = await api('GET', '/api/v1/me', undefined, credential);
+    } catch (error) {
+      if (error.status === 403) throw new Error(NEEDS_ADMIN);
+      throw error;
+    }
+    // The page changes things: it signs in only with a token that may (admin, or *).
+    if (!me.token.scopes.some((scope) => scope === 'admin' || scope === '*')) throw new Error(NEEDS_ADMIN);
     const policy = await api('GET', '/api/v1/policy', undefined, credential);
     state.credential = credential;
     state.me = me;

@@ -1,0 +1,128 @@
+//! The gate every credential passes, on the proxy and on the admin API alike: authenticate,
+//! throttle addresses that fail too often, note refused uses of dead tokens, and record an
+//! admitted request as the token's use (handing a rotation over on the successor's first use).
+//! One gate, so that a token's powers and its traces are the same whichever door it used.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::header::USER_AGENT;
+use http::{HeaderMap, Method};
+
+use crate::clock::Clock;
+use crate::index::TokenIndex;
+use crate::metrics::{KindLabels, Metrics, ReasonLabels};
+use crate::proxy::authenticate::{Identity, authenticate};
+use crate::ratelimit::RateLimits;
+use crate::store::Store;
+use crate::usage::{Refusal as RefusedUse, UsageRecorder};
+
+/// A request presenting credentials: what the gate needs to decide and to record.
+pub struct Attempt<'a> {
+    pub headers: &'a HeaderMap,
+    pub method: &'a Method,
+    /// The canonical path (without query), as recorded for last use.
+    pub path: &'a str,
+    pub client_ip: IpAddr,
+}
+
+/// Why the gate refused: the same answer whatever was wrong with the credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// 401.
+    Unauthenticated,
+    /// 429: the address failed too often and failed again; it may retry after this many seconds.
+    Throttled { retry_after: u64 },
+}
+
+pub struct Gate {
+    index: Arc<TokenIndex>,
+    usage: Arc<UsageRecorder>,
+    limits: Arc<RateLimits>,
+    metrics: Arc<Metrics>,
+    /// Written once per rotation: the hand-over at the successor's first use.
+    store: Store,
+    clock: Clock,
+}
+
+/// Paths in log lines are cut to this many bytes: they are chosen by the client.
+const LOGGED_PATH_MAX: usize = 200;
+
+/// The first [`LOGGED_PATH_MAX`] bytes of a path, cut at a character boundary.
+pub fn loggable(path: &str) -> &str {
+    let mut end = path.len().min(LOGGED_PATH_MAX);
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    &path[..end]
+}
+
+impl Gate {
+    pub fn new(
+        index: Arc<TokenIndex>,
+        usage: Arc<UsageRecorder>,
+        limits: Arc<RateLimits>,
+        metrics: Arc<Metrics>,
+        store: Store,
+        clock: Clock,
+    ) -> Self {
+        Gate { index, usage, limits, metrics, store, clock }
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Authenticates the attempt. Valid credentials are admitted even from an address that is
+    /// throttled; failing ones count against the address and, past its limit, get 429.
+    pub fn admit(&self, attempt: &Attempt<'_>, door: &'static str) -> Result<Identity, Refusal> {
+        let now = self.clock.now();
+        let failure = match authenticate(&self.index, attempt.headers, now) {
+            Ok(identity) => return Ok(identity),
+            Err(failure) => failure,
+        };
+        if let Some(token_id) = failure.dead_token() {
+            self.usage.record_refusal(RefusedUse {
+                token_id,
+                at: now,
+                reason: failure.reason(),
+                method: attempt.method,
+                path: attempt.path,
+                ip: attempt.client_ip,
+                user_agent: attempt.headers.get(USER_AGENT).and_then(|v| v.to_str().ok()),
+            });
+        }
+        self.metrics.auth_failures.get_or_create(&ReasonLabels { reason: failure.reason() }).inc();
+        match self.limits.failed_auth(attempt.client_ip) {
+            Some(throttled) => {
+                if throttled.first {
+                    tracing::warn!(client = %attempt.client_ip, retry_after = throttled.retry_after, door,
+                        "too many failed authentications; this address's failing requests get 429 until it recovers");
+                }
+                self.metrics.rate_limited.get_or_create(&KindLabels { kind: "failed_auth" }).inc();
+                Err(Refusal::Throttled { retry_after: throttled.retry_after })
+            }
+            None => {
+                tracing::info!(reason = failure.reason(), client = %attempt.client_ip, method = %attempt.method,
+                    path = loggable(attempt.path), door, "request refused: unauthenticated");
+                Err(Refusal::Unauthenticated)
+            }
+        }
+    }
+
+    /// Records an admitted request as the token's use (in memory; written in batches). The
+    /// first use of a rotation's successor retires its predecessor, written to the database
+    /// before this returns, so that a crash cannot bring the old token back.
+    pub async fn record_use(&self, identity: &Identity, attempt: &Attempt<'_>) {
+        let now = self.clock.now();
+        let token = &identity.token;
+        self.usage.record(token.id, now, attempt.method, attempt.path, attempt.client_ip);
+        if let Some(predecessor) = token.handover_from {
+            self.usage.hand_over(&self.store, token.id, predecessor, now).await;
+            self.index
+                .update_locally(predecessor, |old| old.revoked_at = Some(old.revoked_at.map_or(now, |at| at.min(now))));
+            self.index.update_locally(token.id, |successor| successor.handover_from = None);
+            tracing::info!(successor = token.id, predecessor, "rotation successor used; predecessor revoked");
+        }
+    }
+}
