@@ -25,5 +25,6 @@ mod smtp;
 mod store;
 mod support;
 mod tls;
+mod trust;
 mod web;
 mod webdriver;

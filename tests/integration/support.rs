@@ -231,6 +231,7 @@ pub fn run_cli_env(config: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, 
 pub struct GatewayProcess {
     pub child: Child,
     pub proxy: SocketAddr,
+    pub admin: SocketAddr,
     log: std::sync::mpsc::Receiver<String>,
 }
 
@@ -262,7 +263,8 @@ impl GatewayProcess {
             }
         });
         // Owned from here on, so a failure below still kills and reaps the child (see Drop).
-        let mut process = GatewayProcess { child, proxy: SocketAddr::from(([0, 0, 0, 0], 0)), log };
+        let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
+        let mut process = GatewayProcess { child, proxy: unknown, admin: unknown, log };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let line = process
@@ -273,6 +275,7 @@ impl GatewayProcess {
             let fields = &entry["fields"];
             if fields["message"] == "tokengate listening" {
                 process.proxy = fields["proxy"].as_str().unwrap().parse().unwrap();
+                process.admin = fields["admin"].as_str().unwrap().parse().unwrap();
                 return process;
             }
         }
@@ -280,6 +283,17 @@ impl GatewayProcess {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.proxy)
+    }
+
+    /// A URL on the admin listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    /// Kills the process at once (SIGKILL): no drain, no final flush.
+    pub fn kill_now(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Waits (at most 10 s) for a log line whose message is `message`; returns its fields.
