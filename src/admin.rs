@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::NotifyChannel;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimits;
 use crate::store::Store;
@@ -41,6 +42,8 @@ pub struct Health {
     max_lag: Duration,
     /// Cleared when draining at shutdown.
     serving: AtomicBool,
+    /// The channels this gateway delivers notifications to (none: it leaves them queued).
+    notify_channels: Vec<NotifyChannel>,
 }
 
 impl Health {
@@ -50,8 +53,9 @@ impl Health {
         metrics: Arc<Metrics>,
         store: Store,
         max_lag: Duration,
+        notify_channels: Vec<NotifyChannel>,
     ) -> Self {
-        Health { sync, limits, metrics, store, max_lag, serving: AtomicBool::new(true) }
+        Health { sync, limits, metrics, store, max_lag, serving: AtomicBool::new(true), notify_channels }
     }
 
     pub fn set_draining(&self) {
@@ -76,6 +80,8 @@ impl Health {
                 Some(true) => "redis",
                 Some(false) => "local (redis unavailable)",
             },
+            // Not part of readiness: a gateway without a channel serves requests all the same.
+            "notify_channels": self.notify_channels.iter().map(|c| c.name()).collect::<Vec<_>>(),
         });
         (serving && fresh, report)
     }

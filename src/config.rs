@@ -220,7 +220,32 @@ pub struct WebhookConfig {
     pub secret: Option<SecretString>,
 }
 
-/// Where notifications go: SMTP, a webhook, or (neither configured) the log.
+/// A way notifications leave a gateway. Its name is stored with each delivery, so a channel's
+/// progress survives restarts and is shared by every gateway that has the same channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NotifyChannel {
+    Smtp,
+    Webhook,
+}
+
+impl NotifyChannel {
+    /// The name in the database, `/readyz` and `check-config`.
+    pub fn name(self) -> &'static str {
+        match self {
+            NotifyChannel::Smtp => "smtp",
+            NotifyChannel::Webhook => "webhook",
+        }
+    }
+}
+
+impl fmt::Display for NotifyChannel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where notifications go: every configured channel (SMTP, a webhook, or both). With none, this
+/// gateway delivers nothing and leaves the outbox to a gateway that has a channel.
 #[derive(Clone, Debug)]
 pub struct NotifyConfig {
     pub smtp: Option<SmtpConfig>,
@@ -231,6 +256,27 @@ pub struct NotifyConfig {
     pub retry_base: Duration,
     /// Attempts before a notification is given up (and audited as failed).
     pub max_attempts: u32,
+}
+
+impl NotifyConfig {
+    /// The configured channels, in a fixed order; each delivers every notification.
+    pub fn channels(&self) -> Vec<NotifyChannel> {
+        let smtp = self.smtp.as_ref().map(|_| NotifyChannel::Smtp);
+        let webhook = self.webhook.as_ref().map(|_| NotifyChannel::Webhook);
+        smtp.into_iter().chain(webhook).collect()
+    }
+
+    /// One line on who delivers notifications, as `check-config` prints it.
+    pub fn delivery_summary(&self) -> String {
+        let channels = self.channels();
+        if channels.is_empty() {
+            return "notifications: no channel configured: this gateway delivers none \
+                    (they wait in the outbox for a gateway that has one)"
+                .to_owned();
+        }
+        let names: Vec<&str> = channels.iter().map(|c| c.name()).collect();
+        format!("notifications: delivered by {}", names.join(", "))
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -408,7 +454,7 @@ impl Config {
             );
         }
         if n.smtp.is_none() && n.webhook.is_none() {
-            out += "# no smtp_host or webhook_url: notifications are logged\n";
+            out += "# no smtp_host or webhook_url: this gateway delivers no notifications\n";
         }
         let reminders: Vec<String> =
             n.expiry_reminders.iter().map(|d| format!("\"{}\"", format_duration(*d))).collect();

@@ -5,12 +5,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::api::ApiState;
 use crate::admin::{Health, serve_admin};
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, NotifyChannel, NotifyConfig};
 use crate::gate::Gate;
 use crate::index::TokenIndex;
 use crate::maintenance;
@@ -106,13 +107,8 @@ impl Gateway {
             config.tokens.sweep_interval,
             background.clone().cancelled_owned(),
         ));
-        let notifier = match Notifier::new(&config.notify, self.store.clone(), clock.clone()) {
-            Ok(notifier) => Some(tokio::spawn(notifier.run(background.clone().cancelled_owned()))),
-            Err(error) => {
-                tracing::error!(%error, "notifications cannot be sent; they stay queued");
-                None
-            }
-        };
+        let (notifier, notify_channels) =
+            start_notifier(&config.notify, self.store.clone(), clock.clone(), background.clone());
         if let Ok((proxy_addr, admin_addr)) = listeners.addresses() {
             tracing::info!(proxy = %proxy_addr, admin = %admin_addr, routes = config.routes.len(), "tokengate listening");
         }
@@ -122,6 +118,7 @@ impl Gateway {
             Arc::clone(&metrics),
             self.store.clone(),
             config.sync.max_lag,
+            notify_channels,
         ));
         // The admin listener outlives the drain, so `/readyz` can say "draining" meanwhile.
         let admin_shutdown = CancellationToken::new();
@@ -159,5 +156,33 @@ impl Gateway {
         let _ = admin.await;
         self.store.close().await;
         tracing::info!("tokengate stopped");
+    }
+}
+
+/// Starts the notification sender when this gateway has a channel; returns its task and the
+/// channels that deliver. Without one nothing here claims from the outbox: a gateway that would
+/// only log notices must not take them from one that can send them.
+fn start_notifier(
+    config: &NotifyConfig,
+    store: Store,
+    clock: Clock,
+    shutdown: CancellationToken,
+) -> (Option<JoinHandle<()>>, Vec<NotifyChannel>) {
+    match Notifier::new(config, store, clock) {
+        Ok(Some(notifier)) => {
+            let channels = notifier.channels().to_vec();
+            (Some(tokio::spawn(notifier.run(shutdown))), channels)
+        }
+        Ok(None) => {
+            tracing::warn!(
+                "no notification channel configured (notify.smtp_host, notify.webhook_url): this gateway \
+                 delivers no notifications; they wait in the outbox for a gateway that has a channel"
+            );
+            (None, Vec::new())
+        }
+        Err(error) => {
+            tracing::error!(%error, "this gateway cannot deliver notifications; they stay queued");
+            (None, Vec::new())
+        }
     }
 }

@@ -1,8 +1,10 @@
-//! Notifications to token owners: the outbox's messages rendered as text and delivered by SMTP,
-//! a signed JSON webhook, or (neither configured) the log. An action never waits on delivery:
-//! it only writes the outbox row in its own transaction. The sender claims due messages,
-//! retries failures with a doubling backoff, and gives up after `notify.max_attempts`, each
-//! failure audited as `notification.failed`.
+//! Notifications to token owners: the outbox's messages rendered as text and delivered to every
+//! configured channel — SMTP, a signed JSON webhook, or both. An action never waits on delivery:
+//! it only writes the outbox row in its own transaction. Each channel claims due messages for
+//! itself, retries its failures with a doubling backoff and gives up after
+//! `notify.max_attempts`, each failure audited as `notification.failed` with the channel named.
+//! A gateway with no channel runs no sender and never touches the outbox, so the notices wait
+//! for a gateway that can deliver them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,17 +16,36 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, UnixTime, to_rfc3339};
-use crate::config::{NotifyConfig, SecretString, SmtpTls};
-use crate::store::{OutboxMessage, Store};
+use crate::config::{NotifyChannel, NotifyConfig, SecretString, SmtpConfig, SmtpTls, WebhookConfig};
+use crate::store::{Delivery, DeliveryOutcome, OutboxMessage, Store, StoreError};
 
-/// Messages claimed per round.
-const BATCH: i64 = 20;
+/// The longest one send may take, by SMTP or webhook.
+const SEND_TIMEOUT: Duration = Duration::from_secs(15);
+/// Messages one channel claims per round: few enough that the round's sends, each timing out,
+/// still end within [`CLAIM_LEASE`] — else another gateway would claim and send them again.
+const BATCH: i64 = 5;
+/// How long a claim is reserved for its sender; past it another sender may try the message
+/// (a sender that died mid-send).
+const CLAIM_LEASE: Duration = Duration::from_secs(120);
 /// How often the outbox is read when nothing wakes the sender.
 const POLL: Duration = Duration::from_secs(1);
 /// The longest pause between two attempts at one message.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// Why the configured channels cannot be set up (the config is valid, the values unusable).
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("notify.smtp_host {host}: {message}")]
+    SmtpHost { host: String, message: String },
+    #[error("notify.from {from:?}: {message}")]
+    From { from: String, message: String },
+    #[error("cannot build the webhook client: {0}")]
+    WebhookClient(String),
+}
 
 /// A message as a person reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,119 +96,53 @@ pub fn render(message: &OutboxMessage) -> Rendered {
     Rendered { subject, text: lines.join("\n") + "\n" }
 }
 
-/// Where messages go.
-enum Channel {
+/// One channel's way out.
+enum Transport {
     Smtp { transport: AsyncSmtpTransport<Tokio1Executor>, from: Mailbox },
     Webhook { client: reqwest::Client, url: String, secret: Option<SecretString> },
-    Log,
 }
 
-/// Delivers the outbox.
-pub struct Notifier {
-    store: Store,
-    clock: Clock,
-    channel: Channel,
-    retry_base: Duration,
-    max_attempts: u32,
-    wake: Arc<Notify>,
-}
-
-impl Notifier {
-    pub fn new(config: &NotifyConfig, store: Store, clock: Clock) -> Result<Notifier, String> {
-        let channel = if let Some(smtp) = &config.smtp {
-            let builder = match smtp.tls {
-                SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host),
-                SmtpTls::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)
-                    .map_err(|e| format!("notify.smtp_host {}: {e}", smtp.host))?,
-                SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host)
-                    .map_err(|e| format!("notify.smtp_host {}: {e}", smtp.host))?,
-            };
-            let mut builder = builder.port(smtp.port).timeout(Some(Duration::from_secs(15)));
-            if let (Some(user), Some(password)) = (&smtp.username, &smtp.password) {
-                builder = builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
-            }
-            let from: Mailbox = smtp.from.parse().map_err(|e| format!("notify.from {:?}: {e}", smtp.from))?;
-            Channel::Smtp { transport: builder.build(), from }
-        } else if let Some(webhook) = &config.webhook {
-            let client = reqwest::Client::builder()
-                .timeout(Duration::from_secs(15))
-                .build()
-                .map_err(|e| format!("cannot build the webhook client: {e}"))?;
-            Channel::Webhook { client, url: webhook.url.clone(), secret: webhook.secret.clone() }
-        } else {
-            Channel::Log
+impl Transport {
+    fn smtp(smtp: &SmtpConfig) -> Result<Transport, NotifyError> {
+        let host_error = |e: lettre::transport::smtp::Error| NotifyError::SmtpHost {
+            host: smtp.host.clone(),
+            message: e.to_string(),
         };
-        Ok(Notifier {
-            store,
-            clock,
-            channel,
-            retry_base: config.retry_base,
-            max_attempts: config.max_attempts,
-            wake: Arc::new(Notify::new()),
-        })
+        let builder = match smtp.tls {
+            SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host),
+            SmtpTls::StartTls => {
+                AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host).map_err(host_error)?
+            }
+            SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host).map_err(host_error)?,
+        };
+        let mut builder = builder.port(smtp.port).timeout(Some(SEND_TIMEOUT));
+        if let (Some(user), Some(password)) = (&smtp.username, &smtp.password) {
+            builder = builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
+        }
+        let from: Mailbox =
+            smtp.from.parse().map_err(|e| NotifyError::From { from: smtp.from.clone(), message: format!("{e}") })?;
+        Ok(Transport::Smtp { transport: builder.build(), from })
     }
 
-    /// Wakes the sender at once (a message was just queued in this process).
-    pub fn waker(&self) -> Arc<Notify> {
-        Arc::clone(&self.wake)
+    fn webhook(webhook: &WebhookConfig) -> Result<Transport, NotifyError> {
+        let client = reqwest::Client::builder()
+            .timeout(SEND_TIMEOUT)
+            .build()
+            .map_err(|e| NotifyError::WebhookClient(e.to_string()))?;
+        Ok(Transport::Webhook { client, url: webhook.url.clone(), secret: webhook.secret.clone() })
     }
 
-    /// Delivers due messages every second (or when woken) until `shutdown`.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        loop {
-            if let Err(error) = self.deliver_due().await {
-                tracing::warn!(%error, "cannot read the notification outbox; will retry");
-            }
-            tokio::select! {
-                _ = &mut shutdown => return,
-                _ = tokio::time::sleep(POLL) => {}
-                _ = self.wake.notified() => {}
-            }
+    fn channel(&self) -> NotifyChannel {
+        match self {
+            Transport::Smtp { .. } => NotifyChannel::Smtp,
+            Transport::Webhook { .. } => NotifyChannel::Webhook,
         }
     }
 
-    /// Claims and delivers what is due; returns how many were delivered.
-    pub async fn deliver_due(&self) -> Result<usize, crate::store::StoreError> {
-        let mut delivered = 0;
-        loop {
-            let due = self.store.claim_notifications(self.clock.now(), BATCH).await?;
-            if due.is_empty() {
-                return Ok(delivered);
-            }
-            for message in &due {
-                let outcome = self.deliver(message).await;
-                let now = self.clock.now();
-                match outcome {
-                    Ok(()) => {
-                        self.store.mark_sent(message.id, now).await?;
-                        delivered += 1;
-                    }
-                    Err(error) => {
-                        let retry_at = self.retry_at(message.attempts, now);
-                        tracing::warn!(id = message.id, kind = %message.kind, attempt = message.attempts,
-                            gave_up = retry_at.is_none(), %error, "notification not delivered");
-                        self.store.mark_failed(message, &error, retry_at, now).await?;
-                    }
-                }
-            }
-        }
-    }
-
-    /// When to try again after `attempts` failures, or `None` to give up.
-    fn retry_at(&self, attempts: i64, now: UnixTime) -> Option<UnixTime> {
-        if attempts >= i64::from(self.max_attempts) {
-            return None;
-        }
-        let factor = 2u32.saturating_pow(attempts.saturating_sub(1).clamp(0, 20) as u32);
-        let pause = self.retry_base.saturating_mul(factor).min(MAX_BACKOFF);
-        Some(now + pause.as_secs().max(1) as i64)
-    }
-
-    async fn deliver(&self, message: &OutboxMessage) -> Result<(), String> {
+    async fn send(&self, message: &OutboxMessage) -> Result<(), String> {
         let rendered = render(message);
-        match &self.channel {
-            Channel::Smtp { transport, from } => {
+        match self {
+            Transport::Smtp { transport, from } => {
                 let to: Mailbox =
                     message.recipient.parse().map_err(|e| format!("bad recipient {:?}: {e}", message.recipient))?;
                 let email = Message::builder()
@@ -198,7 +153,7 @@ impl Notifier {
                     .map_err(|e| format!("cannot build the message: {e}"))?;
                 transport.send(email).await.map(drop).map_err(|e| format!("SMTP: {e}"))
             }
-            Channel::Webhook { client, url, secret } => {
+            Transport::Webhook { client, url, secret } => {
                 let payload: Value = serde_json::from_str(&message.payload).unwrap_or(Value::Null);
                 let body = json!({
                     "id": message.id,
@@ -217,18 +172,134 @@ impl Notifier {
                 if let Some(secret) = secret {
                     request = request.header("x-tokengate-signature", format!("sha256={}", sign(secret, &body)));
                 }
-                let response = request.body(body).send().await.map_err(|e| format!("webhook: {e}"))?;
+                // Without the URL: a webhook URL often carries a credential of its own, and this
+                // text goes to the log and the audit log.
+                let response = request.body(body).send().await.map_err(|e| format!("webhook: {}", e.without_url()))?;
                 if response.status().is_success() {
                     Ok(())
                 } else {
                     Err(format!("webhook answered {}", response.status()))
                 }
             }
-            Channel::Log => {
-                tracing::info!(to = %message.recipient, subject = %rendered.subject, "notification (no SMTP or webhook configured)");
-                Ok(())
+        }
+    }
+}
+
+/// Delivers the outbox to every configured channel, each on its own.
+pub struct Notifier {
+    store: Store,
+    clock: Clock,
+    transports: Vec<Transport>,
+    /// The channels of `transports`: an outbox row is finished once each is done with it.
+    channels: Vec<NotifyChannel>,
+    retry_base: Duration,
+    max_attempts: u32,
+    wake: Arc<Notify>,
+}
+
+impl Notifier {
+    /// A sender for every configured channel, or `None` when there is none: a gateway that
+    /// cannot deliver must leave the outbox alone for one that can.
+    pub fn new(config: &NotifyConfig, store: Store, clock: Clock) -> Result<Option<Notifier>, NotifyError> {
+        let mut transports = Vec::new();
+        if let Some(smtp) = &config.smtp {
+            transports.push(Transport::smtp(smtp)?);
+        }
+        if let Some(webhook) = &config.webhook {
+            transports.push(Transport::webhook(webhook)?);
+        }
+        if transports.is_empty() {
+            return Ok(None);
+        }
+        let channels = transports.iter().map(Transport::channel).collect();
+        Ok(Some(Notifier {
+            store,
+            clock,
+            transports,
+            channels,
+            retry_base: config.retry_base,
+            max_attempts: config.max_attempts,
+            wake: Arc::new(Notify::new()),
+        }))
+    }
+
+    /// The channels this sender delivers to.
+    pub fn channels(&self) -> &[NotifyChannel] {
+        &self.channels
+    }
+
+    /// Wakes the senders at once (a message was just queued in this process); there is one per
+    /// channel, so call `notify_waiters`.
+    pub fn waker(&self) -> Arc<Notify> {
+        Arc::clone(&self.wake)
+    }
+
+    /// Delivers due messages every second (or when woken) until `shutdown`, one loop per
+    /// channel, so a channel that is slow or down never holds up another.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let notifier = Arc::new(self);
+        let mut loops = JoinSet::new();
+        for transport in 0..notifier.transports.len() {
+            loops.spawn(Arc::clone(&notifier).run_channel(transport, shutdown.clone()));
+        }
+        while loops.join_next().await.is_some() {}
+    }
+
+    async fn run_channel(self: Arc<Self>, transport: usize, shutdown: CancellationToken) {
+        loop {
+            match self.deliver_batch(transport).await {
+                // A full batch: more may be due at once.
+                Ok(claimed) if claimed as i64 >= BATCH && !shutdown.is_cancelled() => continue,
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "cannot read the notification outbox; will retry"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(POLL) => {}
+                _ = self.wake.notified() => {}
             }
         }
+    }
+
+    /// Claims one batch of due messages for one channel and delivers them; returns how many
+    /// were claimed.
+    async fn deliver_batch(&self, transport: usize) -> Result<usize, StoreError> {
+        let Some(transport) = self.transports.get(transport) else { return Ok(0) };
+        let lease = CLAIM_LEASE.as_secs() as i64;
+        let due = self.store.claim_deliveries(transport.channel(), self.clock.now(), BATCH, lease).await?;
+        for delivery in &due {
+            let outcome = self.attempt(transport, delivery).await;
+            self.store.record_delivery(delivery, &outcome, &self.channels, self.clock.now()).await?;
+        }
+        Ok(due.len())
+    }
+
+    /// One attempt: sent, or failed with when to try again.
+    async fn attempt(&self, transport: &Transport, delivery: &Delivery) -> DeliveryOutcome {
+        let message = &delivery.message;
+        // The transports time out each step; this bounds the whole send, which the lease needs.
+        let sent = tokio::time::timeout(SEND_TIMEOUT, transport.send(message))
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {} s", SEND_TIMEOUT.as_secs())));
+        match sent {
+            Ok(()) => DeliveryOutcome::Sent,
+            Err(error) => {
+                let retry_at = self.retry_at(message.attempts, self.clock.now());
+                tracing::warn!(id = message.id, kind = %message.kind, channel = %delivery.channel,
+                    attempt = message.attempts, gave_up = retry_at.is_none(), %error, "notification not delivered");
+                DeliveryOutcome::Failed { error, retry_at }
+            }
+        }
+    }
+
+    /// When to try again after `attempts` failures, or `None` to give up.
+    fn retry_at(&self, attempts: i64, now: UnixTime) -> Option<UnixTime> {
+        if attempts >= i64::from(self.max_attempts) {
+            return None;
+        }
+        let factor = 2u32.saturating_pow(attempts.saturating_sub(1).clamp(0, 20) as u32);
+        let pause = self.retry_base.saturating_mul(factor).min(MAX_BACKOFF);
+        Some(now + pause.as_secs().max(1) as i64)
     }
 }
 
@@ -237,4 +308,16 @@ pub fn sign(secret: &SecretString, body: &str) -> String {
     let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()) else { return String::new() };
     mac.update(body.as_bytes());
     mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch whose every send times out still ends inside its claim, so no other gateway
+    /// takes its messages while they are being sent.
+    #[test]
+    fn a_batch_of_timed_out_sends_fits_in_the_claim_lease() {
+        assert!(SEND_TIMEOUT.saturating_mul(BATCH as u32) < CLAIM_LEASE);
+    }
 }

@@ -27,7 +27,7 @@ use crate::config::DatabaseUrl;
 
 pub use changes::ChangeListener;
 pub use copy::TableCounts;
-pub use outbox::{KeyedNotification, OutboxMessage};
+pub use outbox::{Delivery, DeliveryOutcome, KeyedNotification, OutboxMessage};
 pub use records::*;
 pub use tokens::{SortField, StatusFilter, TokenFilter, TokenSort};
 

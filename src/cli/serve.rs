@@ -84,6 +84,7 @@ pub async fn check_config(config: Config) -> Result<(), CliError> {
         None => eprintln!("no configuration file; built-in defaults are valid"),
     }
     print!("{}", config.describe());
+    eprintln!("{}", config.notify.delivery_summary());
     let url = &config.database.url;
     if let Some(file) = sqlite_file(url.expose())
         && !file.exists()

@@ -15,6 +15,7 @@ pub struct TableCounts {
     pub events: i64,
     pub changes: i64,
     pub outbox: i64,
+    pub outbox_deliveries: i64,
 }
 
 #[derive(sqlx::FromRow)]
@@ -81,6 +82,17 @@ struct OutboxRow {
 }
 
 #[derive(sqlx::FromRow)]
+struct DeliveryRow {
+    outbox_id: i64,
+    channel: String,
+    attempts: i64,
+    next_attempt_at: UnixTime,
+    claimed_until: Option<UnixTime>,
+    sent_at: Option<UnixTime>,
+    last_error: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
 struct EventRow {
     id: i64,
     at: UnixTime,
@@ -111,6 +123,10 @@ const TOKENS: &str = "SELECT id, account_id, name, live_name, description, diges
      ORDER BY id LIMIT $2";
 const OUTBOX: &str = "SELECT id, created_at, kind, account_id, recipient, token_id, payload, dedupe_key, attempts, \
      next_attempt_at, claimed_until, sent_at, last_error FROM outbox WHERE id > $1 ORDER BY id LIMIT $2";
+/// The deliveries of the outbox rows with ids in `($1, $2]`: copied with their batch of rows, so
+/// a channel that already delivered a message does not send it again from the new database.
+const DELIVERIES: &str = "SELECT outbox_id, channel, attempts, next_attempt_at, claimed_until, sent_at, last_error \
+     FROM outbox_deliveries WHERE outbox_id > $1 AND outbox_id <= $2 ORDER BY outbox_id, channel";
 const EVENTS: &str = "SELECT id, at, kind, actor, account_id, account, token_id, ip, user_agent, detail \
      FROM events WHERE id > $1 ORDER BY id LIMIT $2";
 const CHANGES: &str = "SELECT seq, at, account_id, token_id FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2";
@@ -127,19 +143,20 @@ macro_rules! next_batch {
 impl Store {
     /// How many rows each table holds.
     pub async fn table_counts(&self) -> Result<TableCounts, StoreError> {
-        let mut counts = [0i64; 5];
+        let mut counts = [0i64; 6];
         let queries = [
             "SELECT COUNT(*) FROM accounts",
             "SELECT COUNT(*) FROM tokens",
             "SELECT COUNT(*) FROM events",
             "SELECT COUNT(*) FROM changes",
             "SELECT COUNT(*) FROM outbox",
+            "SELECT COUNT(*) FROM outbox_deliveries",
         ];
         for (count, sql) in counts.iter_mut().zip(queries) {
             *count = with_pool!(self, pool => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await?);
         }
-        let [accounts, tokens, events, changes, outbox] = counts;
-        Ok(TableCounts { accounts, tokens, events, changes, outbox })
+        let [accounts, tokens, events, changes, outbox, outbox_deliveries] = counts;
+        Ok(TableCounts { accounts, tokens, events, changes, outbox, outbox_deliveries })
     }
 
     /// Copies every row of this store into `target`, which must be empty, in one transaction;
@@ -240,6 +257,19 @@ impl Store {
                     .bind(r.id).bind(r.created_at).bind(r.kind).bind(r.account_id).bind(r.recipient)
                     .bind(r.token_id).bind(r.payload).bind(r.dedupe_key).bind(r.attempts)
                     .bind(r.next_attempt_at).bind(r.claimed_until).bind(r.sent_at).bind(r.last_error)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let deliveries: Vec<DeliveryRow> = with_pool!(self, source => {
+                    sqlx::query_as(DELIVERIES).bind(after).bind(last).fetch_all(source).await?
+                });
+                for r in deliveries {
+                    sqlx::query(
+                        "INSERT INTO outbox_deliveries (outbox_id, channel, attempts, next_attempt_at, \
+                         claimed_until, sent_at, last_error) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(r.outbox_id).bind(r.channel).bind(r.attempts).bind(r.next_attempt_at)
+                    .bind(r.claimed_until).bind(r.sent_at).bind(r.last_error)
                     .execute(&mut *tx)
                     .await?;
                 }

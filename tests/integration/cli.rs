@@ -585,6 +585,13 @@ fn check_config_prints_the_effective_settings_and_env_overrides() {
         assert!(run.stdout.contains(expected), "check-config does not print {expected:?}: {run:?}");
     }
     assert!(run.stdout.contains(&setup.db().display().to_string()), "{run:?}");
+    assert!(run.stderr.contains("notifications: no channel configured: this gateway delivers none"), "{run:?}");
+    let channels =
+        [("TOKENGATE_NOTIFY__SMTP_HOST", "127.0.0.1"), ("TOKENGATE_NOTIFY__WEBHOOK_URL", "http://127.0.0.1:9/hook")];
+    let run = setup.run_env(&["check-config"], &channels);
+    assert!(run.stderr.contains("notifications: delivered by smtp, webhook\n"), "{run:?}");
+    let run = setup.run_env(&["check-config"], &channels[1..]);
+    assert!(run.stderr.contains("notifications: delivered by webhook\n"), "{run:?}");
 
     // The environment outranks the file; a wrong variable is named.
     let run = setup.run_env(&["check-config"], &[("TOKENGATE_PROXY__LISTEN", "127.0.0.1:9999")]);

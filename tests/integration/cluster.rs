@@ -155,12 +155,20 @@ async fn gateways_recover_when_every_database_connection_is_cut() {
 #[tokio::test(flavor = "multi_thread")]
 async fn db_copy_moves_everything_and_every_token_keeps_working() {
     let Some(db) = TestDatabase::create().await else { return };
-    let sqlite = TestGateway::spawn().await;
+    // With a webhook, so each notice's delivery record is copied too.
+    let hook = crate::notify::WebhookReceiver::start().await;
+    let sqlite = TestGateway::spawn_with("", &[("TOKENGATE_NOTIFY__WEBHOOK_URL", &hook.url)], Clock::System).await;
     sqlite.account(ANN).await;
     let (live_id, live) = sqlite.token(ANN, "live", &[]).await;
     let (dead_id, dead) = sqlite.token(ANN, "dead", &[]).await;
     sqlite.service.revoke_token(dead_id, &Actor::cli()).await.unwrap();
     assert_eq!(status(&sqlite, &live).await, StatusCode::OK);
+    hook.wait_for("about the revocation", "token.revoked").await;
+    let started = Instant::now();
+    while sqlite.store().outbox_backlog().await.unwrap() > 0 {
+        assert!(started.elapsed() < Duration::from_secs(10), "notices not delivered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let sqlite_url = sqlite.config.database.url.expose().to_owned();
     let (_, dir) = sqlite.stop().await;
 
@@ -169,6 +177,7 @@ async fn db_copy_moves_everything_and_every_token_keeps_working() {
     assert_eq!(code, 0, "{stderr}");
     let counts: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!((counts["accounts"].as_i64(), counts["tokens"].as_i64()), (Some(1), Some(2)));
+    assert_eq!((counts["outbox"].as_i64(), counts["outbox_deliveries"].as_i64()), (Some(3), Some(3)), "{counts}");
     let (code, _, stderr) = run_cli(&config, &["db", "copy", "--from", &sqlite_url, "--to", &db.url]);
     assert_eq!(code, 1, "a second copy into a non-empty database is refused");
     assert!(stderr.contains("not empty"), "{stderr}");
