@@ -37,7 +37,7 @@ static HTTPS: HeaderValue = HeaderValue::from_static("https");
 /// `X-Forwarded-*` header but the three the gateway sets: headers through which upstreams learn
 /// a user, client address, host or URL other than the one the gateway checked, or a method
 /// other than the one whose scope it checked.
-const CLIENT_CONTROLLED: [&str; 22] = [
+const CLIENT_CONTROLLED: [&str; 23] = [
     "forwarded",
     "remote-user",
     "remote-addr",
@@ -60,9 +60,8 @@ const CLIENT_CONTROLLED: [&str; 22] = [
     "x-rewrite-url",
     "x-http-method-override",
     "x-http-method",
+    "x-method-override",
 ];
-/// More method overrides, kept apart so the list above stays about identity and addresses.
-const METHOD_OVERRIDES: [&str; 1] = ["x-method-override"];
 /// The `X-Forwarded-*` headers the gateway rewrites itself; only their underscore spellings are
 /// dropped here.
 const MANAGED_FORWARDING: [&str; 3] = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"];
@@ -85,7 +84,7 @@ impl RequestHeaderPolicy {
         let dashed: std::borrow::Cow<'_, str> =
             if name.contains('_') { name.replace('_', "-").into() } else { name.into() };
         let dashed = &*dashed;
-        if dashed.starts_with("x-auth-") || CLIENT_CONTROLLED.contains(&dashed) || METHOD_OVERRIDES.contains(&dashed) {
+        if dashed.starts_with("x-auth-") || CLIENT_CONTROLLED.contains(&dashed) {
             return true;
         }
         if dashed.starts_with("x-forwarded-") {
