@@ -3,8 +3,9 @@
 //!
 //! These tests drive only child processes, so they are plain `#[test]`s.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 use tempfile::TempDir;
@@ -726,4 +727,56 @@ fn token_sweep_needs_a_policy_and_lists_with_dry_run() {
     let env = [("TOKENGATE_TOKENS__REVOKE_UNUSED_AFTER", "30d")];
     let dry = run_with(Some(&setup.config), &["token", "sweep", "--dry-run", "--json"], &env);
     assert_eq!(dry.json().as_array().unwrap().len(), 0, "a token minted now is not inactive");
+}
+
+// ---- a closed stdout ----
+
+/// Runs `tokengate ARGS` with stdout a pipe that is closed after its first line (as
+/// `| head -n 1` does); returns that line, the exit status (`None`: killed by a signal) and
+/// stderr.
+fn run_reading_one_line(setup: &Setup, args: &[&str]) -> (String, Option<i32>, String) {
+    let mut child = Command::new(binary())
+        .arg("--config")
+        .arg(&setup.config)
+        .args(args)
+        .env_remove("TOKENGATE_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    stdout.read_line(&mut line).unwrap();
+    drop(stdout);
+    let output = child.wait_with_output().unwrap();
+    (line, output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// `tokengate token list | head -n 1` and the like: the command ends quietly, exit 0, no panic.
+/// The outputs are larger than a pipe holds (64 KiB), so the writes after the close fail
+/// for certain rather than fitting into the pipe before the reader goes.
+#[test]
+fn a_closed_stdout_ends_a_command_quietly() {
+    let setup = Setup::new();
+    setup.add_user("ann@example.com");
+    let description = "d".repeat(8 * 1024);
+    for n in 0..36 {
+        let name = format!("token-{n:02}-{}", "n".repeat(80));
+        setup.ok(&["token", "create", "--user", "ann@example.com", "--name", &name, "--description", &description]);
+    }
+    let huge = "h".repeat(100_000);
+    let id = setup
+        .ok(&["token", "create", "--user", "ann@example.com", "--name", "huge", "--description", &huge, "--json"])
+        .json()["id"]
+        .to_string();
+
+    for args in
+        [&["token", "list"][..], &["token", "list", "--json"], &["token", "show", &id], &["events"], &["check-config"]]
+    {
+        let (first, code, stderr) = run_reading_one_line(&setup, args);
+        assert!(!first.is_empty(), "{args:?}: no first line");
+        assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{args:?} panicked: {stderr}");
+        assert!(!stderr.contains("tokengate:"), "{args:?}: a closed pipe is no error: {stderr}");
+        assert_eq!(code, Some(0), "{args:?}: {stderr}");
+    }
 }
