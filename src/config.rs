@@ -210,11 +210,58 @@ pub struct SmtpConfig {
     pub from: String,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct WebhookConfig {
+    /// May carry a secret (a password, a `?token=`, a key in the path): shown only through
+    /// [`masked_webhook_url`].
     pub url: String,
     /// Signs each body: `X-Tokengate-Signature: sha256=<hex HMAC>`.
     pub secret: Option<SecretString>,
+}
+
+impl fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("url", &masked_webhook_url(&self.url))
+            .field("secret", &self.secret)
+            .finish()
+    }
+}
+
+/// Path segments at least this long are masked in a webhook URL: services such as Slack
+/// (`/services/T…/B…/<24 characters>`) and Discord (`/api/webhooks/<id>/<68 characters>`) put
+/// the secret in the path, while readable path names are rarely this long.
+const MASKED_SEGMENT_CHARS: usize = 16;
+
+/// A webhook URL fit to print: its host and short path segments stay, so the operator can see
+/// where notices go; the password, every query value, the fragment and long path segments
+/// become `****`. Parsed with the URL parser the webhook sender itself uses (reqwest's), so
+/// the parts masked are the parts that will be sent.
+pub fn masked_webhook_url(url: &str) -> String {
+    let Ok(mut parsed) = reqwest::Url::parse(url) else {
+        return "<unparseable URL>".into();
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("****"));
+    } else if !parsed.username().is_empty() {
+        // A user name alone is how some services take an API key (`https://KEY@host/`).
+        let _ = parsed.set_username("****");
+    }
+    if parsed.query().is_some() {
+        let names: Vec<String> = parsed.query_pairs().map(|(name, _)| name.into_owned()).collect();
+        parsed.query_pairs_mut().clear().extend_pairs(names.iter().map(|name| (name, "****")));
+    }
+    if parsed.fragment().is_some() {
+        parsed.set_fragment(Some("****"));
+    }
+    let path: Vec<&str> = parsed
+        .path()
+        .split('/')
+        .map(|segment| if segment.chars().count() >= MASKED_SEGMENT_CHARS { "****" } else { segment })
+        .collect();
+    let path = path.join("/");
+    parsed.set_path(&path);
+    parsed.to_string()
 }
 
 /// Where notifications go: SMTP, a webhook, or (neither configured) the log.
@@ -392,7 +439,7 @@ impl Config {
         if let Some(webhook) = &n.webhook {
             out += &format!(
                 "webhook_url = {:?}\nwebhook_secret = {}\n",
-                webhook.url,
+                masked_webhook_url(&webhook.url),
                 if webhook.secret.is_some() { "\"****\"" } else { "\"\"" }
             );
         }
@@ -889,5 +936,27 @@ mod tests {
     fn lifetimes_are_consistent() {
         let err = load_text("[tokens]\ndefault_lifetime = \"400d\"\n").unwrap_err().to_string();
         assert!(err.contains("max_lifetime"), "{err}");
+    }
+
+    #[test]
+    fn webhook_urls_are_masked() {
+        for (url, masked) in [
+            ("https://user:secret@hooks.example.com/x", "https://user:****@hooks.example.com/x"),
+            ("https://hooks.example.com/x?token=secret&v=2", "https://hooks.example.com/x?token=****&v=****"),
+            ("https://secret@hooks.example.com/x", "https://****@hooks.example.com/x"),
+            ("https://hooks.example.com/x#secret", "https://hooks.example.com/x#****"),
+            (
+                "https://hooks.slack.com/services/T0000/B0000/XXXXsecretXXXXXXXXXXXXX",
+                "https://hooks.slack.com/services/T0000/B0000/****",
+            ),
+            ("http://127.0.0.1:9000/tokengate", "http://127.0.0.1:9000/tokengate"),
+        ] {
+            assert_eq!(masked_webhook_url(url), masked, "{url}");
+        }
+        assert_eq!(masked_webhook_url("not a url secret"), "<unparseable URL>");
+        let config = load_text("[notify]\nwebhook_url = \"https://u:hunter2@h.example.com/x?key=hunter2\"\n").unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"), "{config:?}");
+        assert!(!config.describe().contains("hunter2"));
+        assert!(config.describe().contains("h.example.com"));
     }
 }

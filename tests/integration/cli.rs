@@ -780,3 +780,22 @@ fn a_closed_stdout_ends_a_command_quietly() {
         assert_eq!(code, Some(0), "{args:?}: {stderr}");
     }
 }
+
+// ---- secrets in the notification settings ----
+
+#[test]
+fn check_config_masks_the_webhook_url() {
+    let setup = Setup::with_extra(
+        "[notify]\nwebhook_url = \"https://hook-user:hunter2@hooks.example.com/x?token=hunter3&v=1\"\n",
+    );
+    let run = setup.ok(&["check-config"]);
+    assert!(run.stdout.contains("hooks.example.com") && run.stdout.contains("hook-user"), "{run:?}");
+    assert!(!run.stdout.contains("hunter") && !run.stderr.contains("hunter"), "a secret was printed: {run:?}");
+
+    // From the environment, with the key in the path as Slack puts it.
+    let url = "https://hooks.slack.com/services/T0000/B0000/hunter2hunter2hunter2xx";
+    let run = setup.run_env(&["check-config"], &[("TOKENGATE_NOTIFY__WEBHOOK_URL", url)]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("hooks.slack.com/services/T0000/B0000/"), "{run:?}");
+    assert!(!run.stdout.contains("hunter") && !run.stderr.contains("hunter"), "a secret was printed: {run:?}");
+}
