@@ -26,6 +26,8 @@ pub use overrides::apply_env_overrides;
 pub const DEFAULT_CONFIG_PATH: &str = "config/tokengate.toml";
 /// The embedded default database.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/tokengate.db";
+/// `tokens.default_lifetime` when the operator sets none (and `max_lifetime` allows it).
+pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(90 * 24 * 60 * 60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -572,9 +574,10 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         ));
     }
 
+    let max_lifetime = duration("tokens.max_lifetime", &raw.tokens.max_lifetime)?;
     let tokens = TokenPolicy {
-        default_lifetime: duration("tokens.default_lifetime", &raw.tokens.default_lifetime)?,
-        max_lifetime: duration("tokens.max_lifetime", &raw.tokens.max_lifetime)?,
+        default_lifetime: default_lifetime(raw.tokens.default_lifetime.as_deref(), max_lifetime)?,
+        max_lifetime,
         allow_never_expires: raw.tokens.allow_never_expires,
         scopes: raw.tokens.scopes.clone(),
         default_scopes: raw.tokens.default_scopes.clone(),
@@ -588,16 +591,6 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             "tokens.sweep_interval",
         )?,
     };
-    if tokens.default_lifetime > tokens.max_lifetime {
-        return Err(invalid(
-            "tokens.default_lifetime",
-            format!(
-                "{} exceeds tokens.max_lifetime ({})",
-                format_duration(tokens.default_lifetime),
-                format_duration(tokens.max_lifetime)
-            ),
-        ));
-    }
     for scope in &tokens.scopes {
         if scope.is_empty() || scope == "*" || !scope.chars().all(|c| c.is_ascii_graphic()) {
             return Err(invalid("tokens.scopes", format!("{scope:?} is not a valid scope name")));
@@ -742,6 +735,25 @@ fn validate_notify(raw: raw::RawNotify) -> Result<NotifyConfig, ConfigError> {
         return Err(invalid("retry_base", "retry_base and max_attempts must be greater than zero".into()));
     }
     Ok(NotifyConfig { smtp, webhook, expiry_reminders, retry_base, max_attempts: raw.max_attempts })
+}
+
+/// The lifetime of tokens created without one. Set by the operator (in the file or the
+/// environment), it must fit under `max_lifetime`: an error naming both keys. Not set, the
+/// built-in default follows a lower maximum, so that setting only `max_lifetime = "30d"` is
+/// a valid configuration rather than a contradiction with a default nobody wrote.
+fn default_lifetime(set: Option<&str>, max_lifetime: Duration) -> Result<Duration, ConfigError> {
+    let Some(text) = set else {
+        return Ok(DEFAULT_TOKEN_LIFETIME.min(max_lifetime));
+    };
+    let lifetime = parse_duration(text).map_err(|e| ConfigError::Invalid(format!("tokens.default_lifetime: {e}")))?;
+    if lifetime > max_lifetime {
+        return Err(ConfigError::Invalid(format!(
+            "tokens.default_lifetime: {} exceeds tokens.max_lifetime ({})",
+            format_duration(lifetime),
+            format_duration(max_lifetime)
+        )));
+    }
+    Ok(lifetime)
 }
 
 fn positive(duration: Duration, key: &str) -> Result<Duration, ConfigError> {
@@ -935,7 +947,30 @@ mod tests {
     #[test]
     fn lifetimes_are_consistent() {
         let err = load_text("[tokens]\ndefault_lifetime = \"400d\"\n").unwrap_err().to_string();
-        assert!(err.contains("max_lifetime"), "{err}");
+        assert!(err.contains("tokens.default_lifetime") && err.contains("tokens.max_lifetime"), "{err}");
+        let err = load_text("[tokens]\nmax_lifetime = \"30d\"\ndefault_lifetime = \"90d\"\n").unwrap_err().to_string();
+        assert!(err.contains("tokens.default_lifetime") && err.contains("tokens.max_lifetime"), "{err}");
+    }
+
+    #[test]
+    fn an_unset_default_lifetime_follows_a_lower_maximum() {
+        let day = Duration::from_secs(86_400);
+        let config = load_text("[tokens]\nmax_lifetime = \"30d\"\n").unwrap();
+        assert_eq!(config.tokens.default_lifetime, 30 * day);
+        let config = load_text("[tokens]\nmax_lifetime = \"400d\"\n").unwrap();
+        assert_eq!(config.tokens.default_lifetime, DEFAULT_TOKEN_LIFETIME, "a higher maximum leaves the default");
+        let config = load_text("[tokens]\nmax_lifetime = \"30d\"\ndefault_lifetime = \"7d\"\n").unwrap();
+        assert_eq!(config.tokens.default_lifetime, 7 * day);
+        // Set in the environment counts as set.
+        let env = vec![("TOKENGATE_TOKENS__DEFAULT_LIFETIME".to_owned(), "60d".to_owned())];
+        let err = Config::load(None, env.clone().into_iter().chain([max_30d()])).unwrap_err().to_string();
+        assert!(err.contains("tokens.default_lifetime") && err.contains("tokens.max_lifetime"), "{err}");
+        let config = Config::load(None, vec![max_30d()]).unwrap();
+        assert_eq!(config.tokens.default_lifetime, 30 * day);
+    }
+
+    fn max_30d() -> (String, String) {
+        ("TOKENGATE_TOKENS__MAX_LIFETIME".to_owned(), "30d".to_owned())
     }
 
     #[test]

@@ -799,3 +799,58 @@ fn check_config_masks_the_webhook_url() {
     assert!(run.stdout.contains("hooks.slack.com/services/T0000/B0000/"), "{run:?}");
     assert!(!run.stdout.contains("hunter") && !run.stderr.contains("hunter"), "a secret was printed: {run:?}");
 }
+
+// ---- default and maximum lifetime ----
+
+/// A config of its own (the shared one has a `[tokens]` table already): the database in
+/// `setup`'s directory, then `tokens`.
+fn tokens_config(setup: &Setup, file: &str, tokens: &str) -> PathBuf {
+    let path = setup.dir.path().join(file);
+    let db = setup.db().display().to_string();
+    std::fs::write(&path, format!("[database]\nurl = \"sqlite://{db}\"\n\n[tokens]\n{tokens}")).unwrap();
+    path
+}
+
+/// The lifetime of a token created without an expiry, in days.
+fn default_lifetime_days(config: &Path, env: &[(&str, &str)], name: &str) -> i64 {
+    let run = run_with(Some(config), &["token", "create", "--user", "ann@example.com", "--name", name, "--json"], env);
+    let token = run.json();
+    let seconds = unix(&token["expires_at"]) - unix(&token["created_at"]);
+    (seconds + 60) / 86_400
+}
+
+#[test]
+fn an_unset_default_lifetime_follows_a_lower_max_lifetime() {
+    let setup = Setup::new();
+    setup.add_user("ann@example.com");
+
+    // Only the maximum in the file: the default follows it, everywhere.
+    let config = tokens_config(&setup, "max.toml", "max_lifetime = \"30d\"\n");
+    let check = run_with(Some(&config), &["check-config"], &[]);
+    assert_eq!(check.code, 0, "{check:?}");
+    assert!(check.stdout.contains("default_lifetime = \"30d\""), "{check:?}");
+    assert_eq!(default_lifetime_days(&config, &[], "file"), 30);
+
+    // Only the maximum in the environment: the same.
+    let env = [("TOKENGATE_TOKENS__MAX_LIFETIME", "30d")];
+    assert_eq!(default_lifetime_days(&setup.config, &env, "env"), 30);
+    // A maximum above the built-in default leaves the default alone.
+    assert_eq!(default_lifetime_days(&setup.config, &[("TOKENGATE_TOKENS__MAX_LIFETIME", "400d")], "high"), 90);
+
+    // A default the operator set above the maximum stays an error naming both keys, whether
+    // it was set in the file or in the environment.
+    let both = tokens_config(&setup, "both.toml", "max_lifetime = \"30d\"\ndefault_lifetime = \"90d\"\n");
+    let env_default = [("TOKENGATE_TOKENS__DEFAULT_LIFETIME", "90d")];
+    for run in [
+        run_with(Some(&both), &["check-config"], &[]),
+        run_with(Some(&config), &["check-config"], &env_default),
+        run_with(Some(&config), &["token", "list"], &env_default),
+        run_with(Some(&setup.config), &["check-config"], &[env[0], env_default[0]]),
+    ] {
+        let line = run.error(2);
+        assert!(line.contains("tokens.default_lifetime") && line.contains("tokens.max_lifetime"), "{run:?}");
+    }
+    // An explicit default under the maximum is kept.
+    let lower = tokens_config(&setup, "lower.toml", "max_lifetime = \"30d\"\ndefault_lifetime = \"7d\"\n");
+    assert_eq!(default_lifetime_days(&lower, &[], "lower"), 7);
+}
