@@ -12,7 +12,7 @@ use tempfile::TempDir;
 
 use crate::support::{binary, closed_port, config_text, run_cli};
 
-/// The fields of INTERFACE.md's "Token JSON".
+/// The fields of docs/reference.md's "Token JSON".
 const TOKEN_FIELDS: &[&str] = &[
     "id",
     "user",
