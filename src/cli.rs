@@ -1,5 +1,23 @@
 //! The command line: clap definitions and dispatch. One file per command group under `cli/`.
 
+// Output goes through `outln!` and `note!` (cli/output.rs), which survive a closed pipe.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+/// `println!` for commands: `Err(CliError::OutputClosed)` instead of a panic when stdout is a
+/// closed pipe; use it with `?`.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::output::out_line(format_args!($($arg)*))
+    };
+}
+
+/// `eprintln!` for commands: a human note on stderr that never panics.
+macro_rules! note {
+    ($($arg:tt)*) => {
+        $crate::cli::output::note(format_args!($($arg)*))
+    };
+}
+
 mod accounts;
 mod db;
 mod events;
@@ -24,6 +42,9 @@ pub enum CliError {
     Config(#[from] ConfigError),
     #[error("{0}")]
     Runtime(String),
+    /// Stdout was a pipe whose reader went away (`| head -n 1`): the command stops, quietly.
+    #[error("stdout was closed")]
+    OutputClosed,
 }
 
 impl CliError {
@@ -31,7 +52,13 @@ impl CliError {
         match self {
             CliError::Usage(_) | CliError::Config(_) => 2,
             CliError::Runtime(_) => 1,
+            CliError::OutputClosed => 0,
         }
+    }
+
+    /// Whether the error line is left out: a closed stdout is the reader's choice, not a failure.
+    pub fn is_quiet(&self) -> bool {
+        matches!(self, CliError::OutputClosed)
     }
 }
 

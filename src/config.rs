@@ -26,6 +26,8 @@ pub use overrides::apply_env_overrides;
 pub const DEFAULT_CONFIG_PATH: &str = "config/tokengate.toml";
 /// The embedded default database.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/tokengate.db";
+/// `tokens.default_lifetime` when the operator sets none (and `max_lifetime` allows it).
+pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(90 * 24 * 60 * 60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -213,11 +215,58 @@ pub struct SmtpConfig {
     pub from: String,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct WebhookConfig {
+    /// May carry a secret (a password, a `?token=`, a key in the path): shown only through
+    /// [`masked_webhook_url`].
     pub url: String,
     /// Signs each body: `X-Tokengate-Signature: sha256=<hex HMAC>`.
     pub secret: Option<SecretString>,
+}
+
+impl fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("url", &masked_webhook_url(&self.url))
+            .field("secret", &self.secret)
+            .finish()
+    }
+}
+
+/// Path segments at least this long are masked in a webhook URL: services such as Slack
+/// (`/services/T…/B…/<24 characters>`) and Discord (`/api/webhooks/<id>/<68 characters>`) put
+/// the secret in the path, while readable path names are rarely this long.
+const MASKED_SEGMENT_CHARS: usize = 16;
+
+/// A webhook URL fit to print: its host and short path segments stay, so the operator can see
+/// where notices go; the password, every query value, the fragment and long path segments
+/// become `****`. Parsed with the URL parser the webhook sender itself uses (reqwest's), so
+/// the parts masked are the parts that will be sent.
+pub fn masked_webhook_url(url: &str) -> String {
+    let Ok(mut parsed) = reqwest::Url::parse(url) else {
+        return "<unparseable URL>".into();
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("****"));
+    } else if !parsed.username().is_empty() {
+        // A user name alone is how some services take an API key (`https://KEY@host/`).
+        let _ = parsed.set_username("****");
+    }
+    if parsed.query().is_some() {
+        let names: Vec<String> = parsed.query_pairs().map(|(name, _)| name.into_owned()).collect();
+        parsed.query_pairs_mut().clear().extend_pairs(names.iter().map(|name| (name, "****")));
+    }
+    if parsed.fragment().is_some() {
+        parsed.set_fragment(Some("****"));
+    }
+    let path: Vec<&str> = parsed
+        .path()
+        .split('/')
+        .map(|segment| if segment.chars().count() >= MASKED_SEGMENT_CHARS { "****" } else { segment })
+        .collect();
+    let path = path.join("/");
+    parsed.set_path(&path);
+    parsed.to_string()
 }
 
 /// A way notifications leave a gateway. Its name is stored with each delivery, so a channel's
@@ -449,7 +498,7 @@ impl Config {
         if let Some(webhook) = &n.webhook {
             out += &format!(
                 "webhook_url = {:?}\nwebhook_secret = {}\n",
-                webhook.url,
+                masked_webhook_url(&webhook.url),
                 if webhook.secret.is_some() { "\"****\"" } else { "\"\"" }
             );
         }
@@ -591,9 +640,10 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         ));
     }
 
+    let max_lifetime = duration("tokens.max_lifetime", &raw.tokens.max_lifetime)?;
     let tokens = TokenPolicy {
-        default_lifetime: duration("tokens.default_lifetime", &raw.tokens.default_lifetime)?,
-        max_lifetime: duration("tokens.max_lifetime", &raw.tokens.max_lifetime)?,
+        default_lifetime: default_lifetime(raw.tokens.default_lifetime.as_deref(), max_lifetime)?,
+        max_lifetime,
         allow_never_expires: raw.tokens.allow_never_expires,
         scopes: raw.tokens.scopes.clone(),
         default_scopes: raw.tokens.default_scopes.clone(),
@@ -607,16 +657,6 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             "tokens.sweep_interval",
         )?,
     };
-    if tokens.default_lifetime > tokens.max_lifetime {
-        return Err(invalid(
-            "tokens.default_lifetime",
-            format!(
-                "{} exceeds tokens.max_lifetime ({})",
-                format_duration(tokens.default_lifetime),
-                format_duration(tokens.max_lifetime)
-            ),
-        ));
-    }
     for scope in &tokens.scopes {
         if scope.is_empty() || scope == "*" || !scope.chars().all(|c| c.is_ascii_graphic()) {
             return Err(invalid("tokens.scopes", format!("{scope:?} is not a valid scope name")));
@@ -776,6 +816,25 @@ fn validate_notify(raw: raw::RawNotify) -> Result<NotifyConfig, ConfigError> {
         return Err(invalid("retry_base", "retry_base and max_attempts must be greater than zero".into()));
     }
     Ok(NotifyConfig { smtp, webhook, expiry_reminders, retry_base, max_attempts: raw.max_attempts })
+}
+
+/// The lifetime of tokens created without one. Set by the operator (in the file or the
+/// environment), it must fit under `max_lifetime`: an error naming both keys. Not set, the
+/// built-in default follows a lower maximum, so that setting only `max_lifetime = "30d"` is
+/// a valid configuration rather than a contradiction with a default nobody wrote.
+fn default_lifetime(set: Option<&str>, max_lifetime: Duration) -> Result<Duration, ConfigError> {
+    let Some(text) = set else {
+        return Ok(DEFAULT_TOKEN_LIFETIME.min(max_lifetime));
+    };
+    let lifetime = parse_duration(text).map_err(|e| ConfigError::Invalid(format!("tokens.default_lifetime: {e}")))?;
+    if lifetime > max_lifetime {
+        return Err(ConfigError::Invalid(format!(
+            "tokens.default_lifetime: {} exceeds tokens.max_lifetime ({})",
+            format_duration(lifetime),
+            format_duration(max_lifetime)
+        )));
+    }
+    Ok(lifetime)
 }
 
 fn positive(duration: Duration, key: &str) -> Result<Duration, ConfigError> {
@@ -979,6 +1038,51 @@ mod tests {
     #[test]
     fn lifetimes_are_consistent() {
         let err = load_text("[tokens]\ndefault_lifetime = \"400d\"\n").unwrap_err().to_string();
-        assert!(err.contains("max_lifetime"), "{err}");
+        assert!(err.contains("tokens.default_lifetime") && err.contains("tokens.max_lifetime"), "{err}");
+        let err = load_text("[tokens]\nmax_lifetime = \"30d\"\ndefault_lifetime = \"90d\"\n").unwrap_err().to_string();
+        assert!(err.contains("tokens.default_lifetime") && err.contains("tokens.max_lifetime"), "{err}");
+    }
+
+    #[test]
+    fn an_unset_default_lifetime_follows_a_lower_maximum() {
+        let day = Duration::from_secs(86_400);
+        let config = load_text("[tokens]\nmax_lifetime = \"30d\"\n").unwrap();
+        assert_eq!(config.tokens.default_lifetime, 30 * day);
+        let config = load_text("[tokens]\nmax_lifetime = \"400d\"\n").unwrap();
+        assert_eq!(config.tokens.default_lifetime, DEFAULT_TOKEN_LIFETIME, "a higher maximum leaves the default");
+        let config = load_text("[tokens]\nmax_lifetime = \"30d\"\ndefault_lifetime = \"7d\"\n").unwrap();
+        assert_eq!(config.tokens.default_lifetime, 7 * day);
+        // Set in the environment counts as set.
+        let env = vec![("TOKENGATE_TOKENS__DEFAULT_LIFETIME".to_owned(), "60d".to_owned())];
+        let err = Config::load(None, env.clone().into_iter().chain([max_30d()])).unwrap_err().to_string();
+        assert!(err.contains("tokens.default_lifetime") && err.contains("tokens.max_lifetime"), "{err}");
+        let config = Config::load(None, vec![max_30d()]).unwrap();
+        assert_eq!(config.tokens.default_lifetime, 30 * day);
+    }
+
+    fn max_30d() -> (String, String) {
+        ("TOKENGATE_TOKENS__MAX_LIFETIME".to_owned(), "30d".to_owned())
+    }
+
+    #[test]
+    fn webhook_urls_are_masked() {
+        for (url, masked) in [
+            ("https://user:secret@hooks.example.com/x", "https://user:****@hooks.example.com/x"),
+            ("https://hooks.example.com/x?token=secret&v=2", "https://hooks.example.com/x?token=****&v=****"),
+            ("https://secret@hooks.example.com/x", "https://****@hooks.example.com/x"),
+            ("https://hooks.example.com/x#secret", "https://hooks.example.com/x#****"),
+            (
+                "https://hooks.slack.com/services/T0000/B0000/XXXXsecretXXXXXXXXXXXXX",
+                "https://hooks.slack.com/services/T0000/B0000/****",
+            ),
+            ("http://127.0.0.1:9000/tokengate", "http://127.0.0.1:9000/tokengate"),
+        ] {
+            assert_eq!(masked_webhook_url(url), masked, "{url}");
+        }
+        assert_eq!(masked_webhook_url("not a url secret"), "<unparseable URL>");
+        let config = load_text("[notify]\nwebhook_url = \"https://u:hunter2@h.example.com/x?key=hunter2\"\n").unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"), "{config:?}");
+        assert!(!config.describe().contains("hunter2"));
+        assert!(config.describe().contains("h.example.com"));
     }
 }

@@ -1,7 +1,7 @@
 //! The `tokengate` binary: parse the command line, set up logging, run, map the outcome to an
 //! exit status (0 success, 1 runtime failure, 2 usage or configuration error).
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 use clap::Parser;
 use tokengate::cli::{Cli, Command, run};
@@ -13,14 +13,22 @@ fn main() {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("tokengate: cannot start the runtime: {error}");
+            report(&format_args!("cannot start the runtime: {error}"));
             std::process::exit(1);
         }
     };
     if let Err(error) = runtime.block_on(run(cli)) {
-        eprintln!("tokengate: {error}");
+        if !error.is_quiet() {
+            report(&error);
+        }
         std::process::exit(error.exit_code());
     }
+}
+
+/// The one error line on stderr. Written without `eprintln!`, which would panic (exit 101)
+/// when stderr is a closed pipe; the exit status still tells.
+fn report(error: &dyn std::fmt::Display) {
+    let _ = writeln!(std::io::stderr().lock(), "tokengate: {error}");
 }
 
 /// Logs go to stderr: `info` for `serve`, `warn` for one-shot commands; `TOKENGATE_LOG`

@@ -1,4 +1,4 @@
-//! The JSON shapes of the outside contract (INTERFACE.md): tokens, accounts, events. Shared by
+//! The JSON shapes of the outside contract (docs/reference.md): tokens, accounts, events. Shared by
 //! the CLI's `--json` output and the admin API, so the two never drift apart.
 
 use serde::Serialize;

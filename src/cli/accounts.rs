@@ -67,7 +67,7 @@ pub async fn run(command: UserCommand, service: &LifecycleService) -> Result<(),
             if args.json {
                 print_json(&AccountView::new(&account))?;
             } else {
-                eprintln!("created account {}", account.email);
+                note!("created account {}", account.email);
             }
         }
         UserCommand::List { json } => {
@@ -94,7 +94,7 @@ pub async fn run(command: UserCommand, service: &LifecycleService) -> Result<(),
                 print_table(
                     &["EMAIL", "NAME", "SUPERUSER", "TOKEN_MANAGER", "ENABLED", "CAN_CREATE_TOKENS", "TOKENS"],
                     &rows,
-                );
+                )?;
             }
         }
         UserCommand::Set(args) => {
@@ -117,9 +117,13 @@ pub async fn run(command: UserCommand, service: &LifecycleService) -> Result<(),
             if args.json {
                 print_json(&AccountView::new(&account))?;
             } else {
-                eprintln!(
+                note!(
                     "updated account {}: enabled={} superuser={} token_manager={} can_create_tokens={}",
-                    account.email, account.enabled, account.superuser, account.token_manager, account.can_create_tokens
+                    account.email,
+                    account.enabled,
+                    account.superuser,
+                    account.token_manager,
+                    account.can_create_tokens
                 );
             }
         }

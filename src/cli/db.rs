@@ -36,9 +36,12 @@ pub async fn run(command: DbCommand) -> Result<(), CliError> {
             if json {
                 print_json(&counts)?;
             } else {
-                eprintln!(
+                note!(
                     "copied {} accounts, {} tokens, {} events and {} change-log rows from {from} to {to}; counts verified",
-                    counts.accounts, counts.tokens, counts.events, counts.changes
+                    counts.accounts,
+                    counts.tokens,
+                    counts.events,
+                    counts.changes
                 );
             }
             Ok(())

@@ -62,6 +62,5 @@ pub async fn run(args: EventsArgs, service: &LifecycleService) -> Result<(), Cli
             ]
         })
         .collect();
-    print_table(&["ID", "AT", "KIND", "ACTOR", "ACCOUNT", "TOKEN", "IP", "DETAIL"], &rows);
-    Ok(())
+    print_table(&["ID", "AT", "KIND", "ACTOR", "ACCOUNT", "TOKEN", "IP", "DETAIL"], &rows)
 }

@@ -80,34 +80,30 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
 
 pub async fn check_config(config: Config) -> Result<(), CliError> {
     match &config.source {
-        Some(path) => eprintln!("configuration {} is valid", path.display()),
-        None => eprintln!("no configuration file; built-in defaults are valid"),
+        Some(path) => note!("configuration {} is valid", path.display()),
+        None => note!("no configuration file; built-in defaults are valid"),
     }
-    print!("{}", config.describe());
-    eprintln!("{}", config.notify.delivery_summary());
+    outln!("{}", config.describe().trim_end_matches('\n'))?;
+    note!("{}", config.notify.delivery_summary());
     let url = &config.database.url;
     if let Some(file) = sqlite_file(url.expose())
         && !file.exists()
     {
-        eprintln!("database {url}: file does not exist yet; it will be created and migrated on first use");
+        note!("database {url}: file does not exist yet; it will be created and migrated on first use");
         return Ok(());
     }
     let store = Store::connect(url).await?;
     let status = store.migration_status().await?;
     if status.pending.is_empty() {
-        eprintln!(
-            "database {url} ({}): up to date, {} migration(s) applied",
-            store.backend_name(),
-            status.applied.len()
-        );
+        note!("database {url} ({}): up to date, {} migration(s) applied", store.backend_name(), status.applied.len());
     } else {
-        eprintln!(
+        note!(
             "database {url} ({}): {} pending migration(s), applied on the next start:",
             store.backend_name(),
             status.pending.len()
         );
         for (version, description) in &status.pending {
-            eprintln!("  {version} {description}");
+            note!("  {version} {description}");
         }
     }
     store.close().await;

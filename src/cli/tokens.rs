@@ -158,12 +158,7 @@ pub async fn run(command: TokenCommand, service: &LifecycleService) -> Result<()
         TokenCommand::Show { id, json } => {
             let token = service.token(id).await?;
             let view = TokenView::new(&token, service.now());
-            if json {
-                print_json(&view)
-            } else {
-                print_details(&view);
-                Ok(())
-            }
+            if json { print_json(&view) } else { print_details(&view) }
         }
         TokenCommand::Revoke { id, json } => {
             let revoked = service.revoke_token(id, &actor).await?;
@@ -171,9 +166,9 @@ pub async fn run(command: TokenCommand, service: &LifecycleService) -> Result<()
                 print_json(&TokenView::new(&revoked.token, service.now()))
             } else {
                 if revoked.already {
-                    eprintln!("token {id} ({}) was already revoked", revoked.token.name);
+                    note!("token {id} ({}) was already revoked", revoked.token.name);
                 } else {
-                    eprintln!("revoked token {id} ({}) of {}", revoked.token.name, revoked.token.user_email);
+                    note!("revoked token {id} ({}) of {}", revoked.token.name, revoked.token.user_email);
                 }
                 Ok(())
             }
@@ -188,11 +183,10 @@ pub async fn run(command: TokenCommand, service: &LifecycleService) -> Result<()
             let old = &rotated.predecessor;
             let until = old.revoked_at.map(crate::clock::to_rfc3339).unwrap_or_default();
             let handover = if until_first_use { " or when the new token is first used" } else { "" };
-            eprintln!("rotated token {id} ({}) of {}: new token {}", old.name, old.user_email, view.id);
-            eprintln!("the old token stops working at {until}{handover}");
-            eprintln!("copy the new token now: it will not be shown again");
-            println!("{}", successor.secret.expose());
-            Ok(())
+            note!("rotated token {id} ({}) of {}: new token {}", old.name, old.user_email, view.id);
+            note!("the old token stops working at {until}{handover}");
+            note!("copy the new token now: it will not be shown again");
+            outln!("{}", successor.secret.expose())
         }
         TokenCommand::SetLimit { id, rate, json } => {
             let token = service.set_rate_limit(id, rate.0, &actor).await?;
@@ -200,7 +194,7 @@ pub async fn run(command: TokenCommand, service: &LifecycleService) -> Result<()
                 return print_json(&TokenView::new(&token, service.now()));
             }
             let limit = token.rate_limit.as_deref().unwrap_or("none (the default applies)");
-            eprintln!("token {id} ({}): rate limit {limit}", token.name);
+            note!("token {id} ({}): rate limit {limit}", token.name);
             Ok(())
         }
         TokenCommand::Sweep { dry_run, json } => {
@@ -211,16 +205,15 @@ pub async fn run(command: TokenCommand, service: &LifecycleService) -> Result<()
                 return print_json(&views);
             }
             let verb = if dry_run { "would revoke" } else { "revoked" };
-            eprintln!("{verb} {} token(s) unused for the policy's period", views.len());
-            print_token_table(&views);
-            Ok(())
+            note!("{verb} {} token(s) unused for the policy's period", views.len());
+            print_token_table(&views)
         }
         TokenCommand::RevokeAll { user, json } => {
             let count = service.revoke_all_tokens(&user, &actor).await?;
             if json {
                 print_json(&serde_json::json!({ "user": user, "revoked": count }))
             } else {
-                eprintln!("revoked {count} token(s) of {user}");
+                note!("revoked {count} token(s) of {user}");
                 Ok(())
             }
         }
@@ -247,7 +240,7 @@ async fn create(args: CreateArgs, service: &LifecycleService, actor: &Actor) -> 
     if args.json {
         return print_json(&view);
     }
-    eprintln!(
+    note!(
         "created token {} ({}) for {}, expires {}, scopes {}",
         view.id,
         view.name,
@@ -255,9 +248,8 @@ async fn create(args: CreateArgs, service: &LifecycleService, actor: &Actor) -> 
         view.expires_at.as_deref().unwrap_or("never"),
         view.scopes.join(" ")
     );
-    eprintln!("copy it now: it will not be shown again");
-    println!("{}", created.secret.expose());
-    Ok(())
+    note!("copy it now: it will not be shown again");
+    outln!("{}", created.secret.expose())
 }
 
 async fn list(args: ListArgs, service: &LifecycleService) -> Result<(), CliError> {
@@ -284,11 +276,10 @@ async fn list(args: ListArgs, service: &LifecycleService) -> Result<(), CliError
     if args.json {
         return print_json(&views);
     }
-    print_token_table(&views);
-    Ok(())
+    print_token_table(&views)
 }
 
-fn print_token_table(views: &[TokenView]) {
+fn print_token_table(views: &[TokenView]) -> Result<(), CliError> {
     let rows: Vec<Vec<String>> = views
         .iter()
         .map(|t| {
@@ -304,10 +295,10 @@ fn print_token_table(views: &[TokenView]) {
             ]
         })
         .collect();
-    print_table(&["ID", "USER", "NAME", "PREFIX", "STATUS", "SCOPES", "EXPIRES", "LAST_USED"], &rows);
+    print_table(&["ID", "USER", "NAME", "PREFIX", "STATUS", "SCOPES", "EXPIRES", "LAST_USED"], &rows)
 }
 
-fn print_details(view: &TokenView) {
+fn print_details(view: &TokenView) -> Result<(), CliError> {
     let fields: Vec<(&str, String)> = vec![
         ("id", view.id.to_string()),
         ("user", view.user.clone()),
@@ -335,6 +326,7 @@ fn print_details(view: &TokenView) {
         ("revoke_reason", or_dash(view.revoke_reason.as_ref())),
     ];
     for (name, value) in fields {
-        println!("{name:<14} {value}");
+        outln!("{name:<14} {value}")?;
     }
+    Ok(())
 }

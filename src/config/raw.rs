@@ -107,7 +107,8 @@ impl Default for RawUsage {
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawTokens {
-    pub default_lifetime: String,
+    /// `None`: not set by the operator, so it follows a lower `max_lifetime` (see `validate`).
+    pub default_lifetime: Option<String>,
     pub max_lifetime: String,
     pub allow_never_expires: bool,
     pub scopes: Vec<String>,
@@ -121,7 +122,7 @@ pub struct RawTokens {
 impl Default for RawTokens {
     fn default() -> Self {
         RawTokens {
-            default_lifetime: "90d".into(),
+            default_lifetime: None,
             max_lifetime: "365d".into(),
             allow_never_expires: false,
             scopes: vec!["read".into(), "write".into()],

@@ -3,15 +3,16 @@
 //!
 //! These tests drive only child processes, so they are plain `#[test]`s.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::support::{binary, closed_port, config_text, run_cli};
 
-/// The fields of INTERFACE.md's "Token JSON".
+/// The fields of docs/reference.md's "Token JSON".
 const TOKEN_FIELDS: &[&str] = &[
     "id",
     "user",
@@ -739,4 +740,130 @@ fn token_sweep_needs_a_policy_and_lists_with_dry_run() {
     let env = [("TOKENGATE_TOKENS__REVOKE_UNUSED_AFTER", "30d")];
     let dry = run_with(Some(&setup.config), &["token", "sweep", "--dry-run", "--json"], &env);
     assert_eq!(dry.json().as_array().unwrap().len(), 0, "a token minted now is not inactive");
+}
+
+// ---- a closed stdout ----
+
+/// Runs `tokengate ARGS` with stdout a pipe that is closed after its first line (as
+/// `| head -n 1` does); returns that line, the exit status (`None`: killed by a signal) and
+/// stderr.
+fn run_reading_one_line(setup: &Setup, args: &[&str]) -> (String, Option<i32>, String) {
+    let mut child = Command::new(binary())
+        .arg("--config")
+        .arg(&setup.config)
+        .args(args)
+        .env_remove("TOKENGATE_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    stdout.read_line(&mut line).unwrap();
+    drop(stdout);
+    let output = child.wait_with_output().unwrap();
+    (line, output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// `tokengate token list | head -n 1` and the like: the command ends quietly, exit 0, no panic.
+/// The outputs are larger than a pipe holds (64 KiB), so the writes after the close fail
+/// for certain rather than fitting into the pipe before the reader goes.
+#[test]
+fn a_closed_stdout_ends_a_command_quietly() {
+    let setup = Setup::new();
+    setup.add_user("ann@example.com");
+    let description = "d".repeat(8 * 1024);
+    for n in 0..36 {
+        let name = format!("token-{n:02}-{}", "n".repeat(80));
+        setup.ok(&["token", "create", "--user", "ann@example.com", "--name", &name, "--description", &description]);
+    }
+    let huge = "h".repeat(100_000);
+    let id = setup
+        .ok(&["token", "create", "--user", "ann@example.com", "--name", "huge", "--description", &huge, "--json"])
+        .json()["id"]
+        .to_string();
+
+    for args in
+        [&["token", "list"][..], &["token", "list", "--json"], &["token", "show", &id], &["events"], &["check-config"]]
+    {
+        let (first, code, stderr) = run_reading_one_line(&setup, args);
+        assert!(!first.is_empty(), "{args:?}: no first line");
+        assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{args:?} panicked: {stderr}");
+        assert!(!stderr.contains("tokengate:"), "{args:?}: a closed pipe is no error: {stderr}");
+        assert_eq!(code, Some(0), "{args:?}: {stderr}");
+    }
+}
+
+// ---- secrets in the notification settings ----
+
+#[test]
+fn check_config_masks_the_webhook_url() {
+    let setup = Setup::with_extra(
+        "[notify]\nwebhook_url = \"https://hook-user:hunter2@hooks.example.com/x?token=hunter3&v=1\"\n",
+    );
+    let run = setup.ok(&["check-config"]);
+    assert!(run.stdout.contains("hooks.example.com") && run.stdout.contains("hook-user"), "{run:?}");
+    assert!(!run.stdout.contains("hunter") && !run.stderr.contains("hunter"), "a secret was printed: {run:?}");
+
+    // From the environment, with the key in the path as Slack puts it.
+    let url = "https://hooks.slack.com/services/T0000/B0000/hunter2hunter2hunter2xx";
+    let run = setup.run_env(&["check-config"], &[("TOKENGATE_NOTIFY__WEBHOOK_URL", url)]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("hooks.slack.com/services/T0000/B0000/"), "{run:?}");
+    assert!(!run.stdout.contains("hunter") && !run.stderr.contains("hunter"), "a secret was printed: {run:?}");
+}
+
+// ---- default and maximum lifetime ----
+
+/// A config of its own (the shared one has a `[tokens]` table already): the database in
+/// `setup`'s directory, then `tokens`.
+fn tokens_config(setup: &Setup, file: &str, tokens: &str) -> PathBuf {
+    let path = setup.dir.path().join(file);
+    let db = setup.db().display().to_string();
+    std::fs::write(&path, format!("[database]\nurl = \"sqlite://{db}\"\n\n[tokens]\n{tokens}")).unwrap();
+    path
+}
+
+/// The lifetime of a token created without an expiry, in days.
+fn default_lifetime_days(config: &Path, env: &[(&str, &str)], name: &str) -> i64 {
+    let run = run_with(Some(config), &["token", "create", "--user", "ann@example.com", "--name", name, "--json"], env);
+    let token = run.json();
+    let seconds = unix(&token["expires_at"]) - unix(&token["created_at"]);
+    (seconds + 60) / 86_400
+}
+
+#[test]
+fn an_unset_default_lifetime_follows_a_lower_max_lifetime() {
+    let setup = Setup::new();
+    setup.add_user("ann@example.com");
+
+    // Only the maximum in the file: the default follows it, everywhere.
+    let config = tokens_config(&setup, "max.toml", "max_lifetime = \"30d\"\n");
+    let check = run_with(Some(&config), &["check-config"], &[]);
+    assert_eq!(check.code, 0, "{check:?}");
+    assert!(check.stdout.contains("default_lifetime = \"30d\""), "{check:?}");
+    assert_eq!(default_lifetime_days(&config, &[], "file"), 30);
+
+    // Only the maximum in the environment: the same.
+    let env = [("TOKENGATE_TOKENS__MAX_LIFETIME", "30d")];
+    assert_eq!(default_lifetime_days(&setup.config, &env, "env"), 30);
+    // A maximum above the built-in default leaves the default alone.
+    assert_eq!(default_lifetime_days(&setup.config, &[("TOKENGATE_TOKENS__MAX_LIFETIME", "400d")], "high"), 90);
+
+    // A default the operator set above the maximum stays an error naming both keys, whether
+    // it was set in the file or in the environment.
+    let both = tokens_config(&setup, "both.toml", "max_lifetime = \"30d\"\ndefault_lifetime = \"90d\"\n");
+    let env_default = [("TOKENGATE_TOKENS__DEFAULT_LIFETIME", "90d")];
+    for run in [
+        run_with(Some(&both), &["check-config"], &[]),
+        run_with(Some(&config), &["check-config"], &env_default),
+        run_with(Some(&config), &["token", "list"], &env_default),
+        run_with(Some(&setup.config), &["check-config"], &[env[0], env_default[0]]),
+    ] {
+        let line = run.error(2);
+        assert!(line.contains("tokens.default_lifetime") && line.contains("tokens.max_lifetime"), "{run:?}");
+    }
+    // An explicit default under the maximum is kept.
+    let lower = tokens_config(&setup, "lower.toml", "max_lifetime = \"30d\"\ndefault_lifetime = \"7d\"\n");
+    assert_eq!(default_lifetime_days(&lower, &[], "lower"), 7);
 }

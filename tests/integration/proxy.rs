@@ -1,4 +1,4 @@
-//! The proxy's HTTP behaviour (INTERFACE.md "The proxy"), through a real gateway, real sockets
+//! The proxy's HTTP behaviour (docs/reference.md "The proxy"), through a real gateway, real sockets
 //! and the real echo upstream.
 
 use std::time::Duration;
