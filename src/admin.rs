@@ -40,6 +40,8 @@ pub struct Health {
     store: Store,
     /// Past this long without a successful read of the change log, the gateway is not ready.
     max_lag: Duration,
+    /// Gateways without a heartbeat this long are not counted as running.
+    stale_after: Duration,
     /// Cleared when draining at shutdown.
     serving: AtomicBool,
     /// The channels this gateway delivers notifications to (none: it leaves them queued).
@@ -52,10 +54,19 @@ impl Health {
         limits: Arc<RateLimits>,
         metrics: Arc<Metrics>,
         store: Store,
-        max_lag: Duration,
+        sync_config: &crate::config::SyncConfig,
         notify_channels: Vec<NotifyChannel>,
     ) -> Self {
-        Health { sync, limits, metrics, store, max_lag, serving: AtomicBool::new(true), notify_channels }
+        Health {
+            sync,
+            limits,
+            metrics,
+            store,
+            max_lag: sync_config.max_lag,
+            stale_after: sync_config.stale_after,
+            serving: AtomicBool::new(true),
+            notify_channels,
+        }
     }
 
     pub fn set_draining(&self) {
@@ -138,6 +149,10 @@ async fn metrics(State(state): State<Arc<MetricsState>>, request: Request) -> Re
     m.rate_limits_shared.set(i64::from(health.limits.shared_healthy() == Some(true)));
     if let Ok(backlog) = health.store.outbox_backlog().await {
         m.outbox_backlog.set(backlog);
+    }
+    let since = crate::clock::wall_ms() - health.stale_after.as_millis() as i64;
+    if let Ok(gateways) = health.store.running_gateways(since).await {
+        m.gateways_running.set(gateways.len() as i64);
     }
     ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.render())
         .into_response()

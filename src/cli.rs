@@ -19,8 +19,10 @@ macro_rules! note {
 }
 
 mod accounts;
+mod confirm;
 mod db;
 mod events;
+mod gateways;
 mod output;
 mod serve;
 mod tokens;
@@ -90,6 +92,11 @@ pub struct Cli {
     /// Database URL, overriding database.url (sqlite://PATH or postgres://...).
     #[arg(long, global = true, value_name = "URL")]
     pub database: Option<String>,
+    /// Return as soon as a change is committed, without waiting until every running gateway
+    /// has applied it (by default token create/revoke/revoke-all/rotate/set-limit and user set
+    /// wait up to sync.confirm_timeout and say how many gateways obey the change).
+    #[arg(long, global = true)]
+    pub no_wait: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -108,6 +115,8 @@ pub enum Command {
     Token(tokens::TokenCommand),
     /// Show the audit log, newest first.
     Events(events::EventsArgs),
+    /// List the running gateways: what they applied of the change log, and how far behind they are.
+    Gateways(gateways::GatewaysArgs),
     /// Database maintenance.
     #[command(subcommand)]
     Db(db::DbCommand),
@@ -133,16 +142,21 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve => serve::serve(config).await,
         Command::CheckConfig => serve::check_config(config).await,
-        Command::User(command) => accounts::run(command, &service(&config).await?).await,
-        Command::Token(command) => tokens::run(command, &service(&config).await?).await,
-        Command::Events(args) => events::run(args, &service(&config).await?).await,
+        Command::User(command) => accounts::run(command, &service(&config, cli.no_wait).await?).await,
+        Command::Token(command) => tokens::run(command, &service(&config, cli.no_wait).await?).await,
+        Command::Events(args) => events::run(args, &service(&config, cli.no_wait).await?).await,
+        Command::Gateways(args) => gateways::run(args, &config).await,
         Command::Db(command) => db::run(command).await,
     }
 }
 
 /// The lifecycle service on the configured database, for commands that change or read it.
 /// The CLI writes the database directly; running gateways learn of it through the change log.
-async fn service(config: &Config) -> Result<LifecycleService, CliError> {
+/// The lifecycle service as the CLI uses it: changes wait for every running gateway unless
+/// `--no-wait` says otherwise.
+async fn service(config: &Config, no_wait: bool) -> Result<LifecycleService, CliError> {
     let store = Store::open(&config.database.url).await?;
-    Ok(LifecycleService::new(store, config.tokens.clone(), crate::clock::Clock::System, None))
+    let confirm = (!no_wait).then(|| config.sync.confirm_policy());
+    Ok(LifecycleService::new(store, config.tokens.clone(), crate::clock::Clock::System, None)
+        .with_confirmation(confirm, None))
 }

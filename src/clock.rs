@@ -18,6 +18,12 @@ pub enum Clock {
     Manual(Arc<AtomicI64>),
 }
 
+/// The wall clock in milliseconds since the epoch. Not a [`Clock`]: the fleet of gateways
+/// (heartbeats, confirmations, lag) runs on real time even where a test stands the clock still.
+pub fn wall_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
 impl Clock {
     /// A clock that stands still at `start` until the test advances it.
     pub fn manual(start: UnixTime) -> Self {
@@ -42,6 +48,14 @@ impl Clock {
 /// Formats a stored time as RFC 3339 (`2026-11-25T16:13:05Z`).
 pub fn to_rfc3339(t: UnixTime) -> String {
     OffsetDateTime::from_unix_timestamp(t).ok().and_then(|dt| dt.format(&Rfc3339).ok()).unwrap_or_else(|| t.to_string())
+}
+
+/// Formats milliseconds since the epoch as RFC 3339 with milliseconds (`...T16:13:05.123Z`).
+pub fn to_rfc3339_ms(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|dt| dt.format(&Rfc3339).ok())
+        .unwrap_or_else(|| ms.to_string())
 }
 
 /// Parses an RFC 3339 time given by a user (`2026-01-31T00:00:00Z`, or a bare date

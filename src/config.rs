@@ -155,6 +155,17 @@ pub struct SyncConfig {
     pub interval: Duration,
     /// Past this long without reading the change log, `/readyz` answers 503.
     pub max_lag: Duration,
+    /// How long a change waits for every running gateway to apply it.
+    pub confirm_timeout: Duration,
+    /// A gateway without a heartbeat this long is not running.
+    pub stale_after: Duration,
+}
+
+impl SyncConfig {
+    /// How changes wait for the fleet.
+    pub fn confirm_policy(&self) -> crate::fleet::ConfirmPolicy {
+        crate::fleet::ConfirmPolicy { timeout: self.confirm_timeout, stale_after: self.stale_after }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -460,9 +471,11 @@ impl Config {
         out += "\n";
         out += &format!("[database]\nurl = {:?}\n\n", self.database.url.masked());
         out += &format!(
-            "[sync]\ninterval = \"{}\"\nmax_lag = \"{}\"\n\n",
+            "[sync]\ninterval = \"{}\"\nmax_lag = \"{}\"\nconfirm_timeout = \"{}\"\nstale_after = \"{}\"\n\n",
             format_duration(self.sync.interval),
-            format_duration(self.sync.max_lag)
+            format_duration(self.sync.max_lag),
+            format_duration(self.sync.confirm_timeout),
+            format_duration(self.sync.stale_after)
         );
         out += &format!("[usage]\nflush_interval = \"{}\"\n\n", format_duration(self.usage.flush_interval));
         let t = &self.tokens;
@@ -711,6 +724,18 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         sync: SyncConfig {
             interval: positive(duration("sync.interval", &raw.sync.interval)?, "sync.interval")?,
             max_lag: positive(duration("sync.max_lag", &raw.sync.max_lag)?, "sync.max_lag")?,
+            confirm_timeout: duration("sync.confirm_timeout", &raw.sync.confirm_timeout)?,
+            stale_after: {
+                let stale_after = duration("sync.stale_after", &raw.sync.stale_after)?;
+                // A gateway heartbeats every second: anything shorter would call live gateways dead.
+                if stale_after < Duration::from_secs(3) {
+                    return Err(invalid(
+                        "sync.stale_after",
+                        "must be at least 3s (gateways heartbeat every second)".into(),
+                    ));
+                }
+                stale_after
+            },
         },
         usage: UsageConfig {
             flush_interval: positive(

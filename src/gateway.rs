@@ -12,6 +12,7 @@ use crate::admin::api::ApiState;
 use crate::admin::{Health, serve_admin};
 use crate::clock::Clock;
 use crate::config::{Config, NotifyChannel, NotifyConfig};
+use crate::fleet::Registration;
 use crate::gate::Gate;
 use crate::index::TokenIndex;
 use crate::maintenance;
@@ -99,7 +100,8 @@ impl Gateway {
                 clock.clone(),
                 Some(Arc::clone(&self.sync)),
             )
-            .with_default_rate(config.rate_limit.default),
+            .with_default_rate(config.rate_limit.default)
+            .with_confirmation(Some(config.sync.confirm_policy()), Some(Arc::clone(&metrics))),
         );
         let maintenance = tokio::spawn(maintenance::run(
             Arc::clone(&lifecycle),
@@ -109,7 +111,28 @@ impl Gateway {
         ));
         let (notifier, notify_channels) =
             start_notifier(&config.notify, self.store.clone(), clock.clone(), background.clone());
-        if let Ok((proxy_addr, admin_addr)) = listeners.addresses() {
+        let addresses = listeners.addresses().ok();
+        // In the registry before serving, then caught up: from here on every change either was
+        // applied already or waits for this gateway.
+        let registration = Registration::new(addresses.map(|a| a.0), addresses.map(|a| a.1));
+        let registered = match registration.register(&self.store, self.sync.applied_seq()).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%error, "cannot register in the gateway registry; changes will not wait for this gateway until it can");
+                false
+            }
+        };
+        if let Err(error) = self.sync.catch_up().await {
+            tracing::warn!(%error, "cannot read the change log; serving the index as loaded");
+        }
+        let heartbeat = tokio::spawn(registration.run(
+            self.store.clone(),
+            Arc::clone(&self.sync),
+            config.sync.confirm_policy(),
+            registered,
+            background.clone().cancelled_owned(),
+        ));
+        if let Some((proxy_addr, admin_addr)) = addresses {
             tracing::info!(proxy = %proxy_addr, admin = %admin_addr, routes = config.routes.len(), "tokengate listening");
         }
         let health = Arc::new(Health::new(
@@ -117,7 +140,7 @@ impl Gateway {
             Arc::clone(&self.limits),
             Arc::clone(&metrics),
             self.store.clone(),
-            config.sync.max_lag,
+            &config.sync,
             notify_channels,
         ));
         // The admin listener outlives the drain, so `/readyz` can say "draining" meanwhile.
@@ -146,6 +169,7 @@ impl Gateway {
         background.cancel();
         let _ = follower.await;
         let _ = flusher.await;
+        let _ = heartbeat.await;
         let _ = maintenance.await;
         let _ = housekeeping.await;
         connect_limits.abort();

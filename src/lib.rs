@@ -32,6 +32,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod duration;
+pub mod fleet;
 pub mod gate;
 pub mod gateway;
 pub mod index;

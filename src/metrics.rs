@@ -44,6 +44,10 @@ pub struct Metrics {
     pub sync_lag: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub outbox_backlog: Gauge,
     pub rate_limits_shared: Gauge,
+    /// Gateways with a recent heartbeat, read from the registry at each scrape.
+    pub gateways_running: Gauge,
+    /// How long changes made through this gateway's API waited for every running gateway.
+    pub confirm_duration: Histogram,
 }
 
 fn latency_histogram() -> Histogram {
@@ -71,6 +75,8 @@ impl Metrics {
             sync_lag: Gauge::default(),
             outbox_backlog: Gauge::default(),
             rate_limits_shared: Gauge::default(),
+            gateways_running: Gauge::default(),
+            confirm_duration: latency_histogram(),
             registry: Registry::default(),
         };
         registry.register("requests", "Proxied requests by route, status and outcome", metrics.requests.clone());
@@ -102,6 +108,16 @@ impl Metrics {
             "rate_limits_shared",
             "1 when token limits are shared through Redis, 0 when limited locally (or not configured)",
             metrics.rate_limits_shared.clone(),
+        );
+        registry.register(
+            "gateways_running",
+            "Gateways on this database with a heartbeat within sync.stale_after",
+            metrics.gateways_running.clone(),
+        );
+        registry.register(
+            "confirm_duration_seconds",
+            "Time a change made through this gateway waited until every running gateway applied it",
+            metrics.confirm_duration.clone(),
         );
         Metrics { registry, ..metrics }
     }

@@ -10,6 +10,8 @@ use serde_json::json;
 use crate::clock::{Clock, UnixTime, to_rfc3339};
 use crate::config::TokenPolicy;
 use crate::duration::format_duration;
+use crate::fleet::{ConfirmPolicy, Confirmation};
+use crate::metrics::Metrics;
 use crate::rate::Rate;
 use crate::store::{
     AccountChanges, AccountRecord, AccountSummary, EventFilter, EventRecord, KeyedNotification, NewAccount, NewEvent,
@@ -223,6 +225,23 @@ pub struct CreateToken {
 pub struct CreatedToken {
     pub token: TokenRecord,
     pub secret: Secret,
+    /// Which running gateways accept it already (`None`: not waited for).
+    pub confirmation: Option<Confirmation>,
+}
+
+/// The outcome of a change that the data path obeys, and which running gateways applied it
+/// before this returned (`None`: the caller did not wait).
+#[derive(Debug)]
+pub struct Confirmed<T> {
+    pub value: T,
+    pub confirmation: Option<Confirmation>,
+}
+
+impl<T> std::ops::Deref for Confirmed<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -238,6 +257,7 @@ pub struct CreateAccount {
 #[derive(Debug)]
 pub struct Rotated {
     pub predecessor: TokenRecord,
+    /// Its `confirmation` says which gateways know both tokens' new state.
     pub successor: CreatedToken,
 }
 
@@ -249,6 +269,8 @@ const DEFAULT_HANDOVER_WINDOW: Duration = Duration::from_secs(7 * 86_400);
 pub struct Revoked {
     pub token: TokenRecord,
     pub already: bool,
+    /// Which running gateways refuse it already (`None`: not waited for).
+    pub confirmation: Option<Confirmation>,
 }
 
 /// Audit-log filters as people write them: by email rather than account id.
@@ -274,17 +296,56 @@ pub struct LifecycleService {
     sync: Option<Arc<IndexSync>>,
     /// `rate_limit.default`: the most a plain account may give its own tokens.
     default_rate: Option<Rate>,
+    /// Set: changes the data path obeys wait until every running gateway applied them.
+    confirm: Option<ConfirmPolicy>,
+    /// Where confirmation times are reported (in a gateway: `/metrics`).
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl LifecycleService {
     pub fn new(store: Store, policy: TokenPolicy, clock: Clock, sync: Option<Arc<IndexSync>>) -> Self {
-        LifecycleService { store, policy, clock, sync, default_rate: None }
+        LifecycleService { store, policy, clock, sync, default_rate: None, confirm: None, metrics: None }
     }
 
     /// Bounds the limits plain accounts give their own tokens by `rate_limit.default`.
     pub fn with_default_rate(mut self, default_rate: Option<Rate>) -> Self {
         self.default_rate = default_rate;
         self
+    }
+
+    /// Makes changes that the data path obeys wait for every running gateway (`None`: return
+    /// at commit, as `--no-wait` asks).
+    pub fn with_confirmation(mut self, policy: Option<ConfirmPolicy>, metrics: Option<Arc<Metrics>>) -> Self {
+        self.confirm = policy;
+        self.metrics = metrics;
+        self
+    }
+
+    /// Waits until every running gateway has applied what was just committed (the change log's
+    /// latest sequence: at least this change's, since writers commit one at a time). Failing to
+    /// read the registry does not fail the change, which is committed: it is logged.
+    async fn confirm_change(&self) -> Option<Confirmation> {
+        let policy = self.confirm?;
+        let waited = async {
+            let seq = self.store.latest_change_seq().await?;
+            crate::fleet::confirm(&self.store, seq, policy).await
+        };
+        match waited.await {
+            Ok(confirmation) => {
+                if let Some(metrics) = &self.metrics {
+                    metrics.confirm_duration.observe(confirmation.elapsed.as_secs_f64());
+                }
+                if !confirmation.complete() {
+                    tracing::info!(seq = confirmation.seq, pending = %confirmation.laggards(),
+                        "change committed; not every running gateway confirmed it in time (they will apply it)");
+                }
+                Some(confirmation)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "change committed; cannot read the gateway registry to confirm it");
+                None
+            }
+        }
     }
 
     /// The token policy: the bounds the create dialogs and the API validate against.
@@ -355,7 +416,7 @@ impl LifecycleService {
         email: &str,
         changes: AccountChanges,
         actor: &Actor,
-    ) -> Result<AccountRecord, ServiceError> {
+    ) -> Result<Confirmed<AccountRecord>, ServiceError> {
         actor.require_superuser()?;
         let account = self.account(email).await?;
         let mut detail = serde_json::Map::new();
@@ -376,7 +437,7 @@ impl LifecycleService {
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("no account with email {email}")))?;
         self.apply_locally().await;
-        Ok(after)
+        Ok(Confirmed { value: after, confirmation: self.confirm_change().await })
     }
 
     // ---- tokens ----
@@ -408,7 +469,7 @@ impl LifecycleService {
         let event = actor.event("token.created", created_detail(&new));
         let token = self.store.insert_token(&new, now, &event).await?;
         self.apply_locally().await;
-        Ok(CreatedToken { token, secret })
+        Ok(CreatedToken { token, secret, confirmation: self.confirm_change().await })
     }
 
     /// Rotates a token: a successor with the same owner, name, description, scopes and limit,
@@ -491,7 +552,8 @@ impl LifecycleService {
                 || ServiceError::Conflict(format!("token {id} changed meanwhile; look at it and try again")),
             )?;
         self.apply_locally().await;
-        Ok(Rotated { predecessor, successor: CreatedToken { token: successor, secret } })
+        let confirmation = self.confirm_change().await;
+        Ok(Rotated { predecessor, successor: CreatedToken { token: successor, secret, confirmation } })
     }
 
     fn expiry(&self, request: ExpiryRequest, now: UnixTime) -> Result<Option<UnixTime>, ServiceError> {
@@ -593,7 +655,9 @@ impl LifecycleService {
             .await?
             .ok_or_else(|| no_token(id))?;
         self.apply_locally().await;
-        Ok(Revoked { token, already: !changed })
+        // Nothing to wait for when nothing changed.
+        let confirmation = if changed { self.confirm_change().await } else { None };
+        Ok(Revoked { token, already: !changed, confirmation })
     }
 
     /// Changes a token's own rate limit (`None`: back to the default). A running gateway
@@ -603,7 +667,7 @@ impl LifecycleService {
         id: i64,
         rate: Option<Rate>,
         actor: &Actor,
-    ) -> Result<TokenRecord, ServiceError> {
+    ) -> Result<Confirmed<TokenRecord>, ServiceError> {
         let current = self.visible_token(id, actor).await?;
         actor.require_limit_within(rate.as_ref(), self.default_rate.as_ref())?;
         let rate_limit = rate.map(|r| r.to_string());
@@ -617,11 +681,11 @@ impl LifecycleService {
             .await?
             .ok_or_else(|| no_token(id))?;
         self.apply_locally().await;
-        Ok(token)
+        Ok(Confirmed { value: token, confirmation: self.confirm_change().await })
     }
 
     /// Revokes every live token of an account; returns how many.
-    pub async fn revoke_all_tokens(&self, email: &str, actor: &Actor) -> Result<usize, ServiceError> {
+    pub async fn revoke_all_tokens(&self, email: &str, actor: &Actor) -> Result<Confirmed<usize>, ServiceError> {
         if !actor.may_manage(email) {
             return Err(ServiceError::Forbidden("you may revoke your own tokens only".into()));
         }
@@ -629,7 +693,25 @@ impl LifecycleService {
         let event = actor.event("token.revoked", json!({"reason": RevokeReason::RevokeAll.as_str()}));
         let ids = self.store.revoke_all_tokens(account.id, &account.email, &actor.label, self.now(), &event).await?;
         self.apply_locally().await;
-        Ok(ids.len())
+        let confirmation = if ids.is_empty() { None } else { self.confirm_change().await };
+        Ok(Confirmed { value: ids.len(), confirmation })
+    }
+
+    // ---- the fleet ----
+
+    /// The running gateways and their lag (superusers; the host).
+    pub async fn running_gateways(&self, actor: &Actor) -> Result<Vec<crate::fleet::GatewayStatus>, ServiceError> {
+        match actor.principal() {
+            Some(p) if !p.account.superuser => {
+                Err(ServiceError::Forbidden("only a superuser may list the running gateways".into()))
+            }
+            _ => Ok(crate::fleet::running(&self.store, self.stale_after()).await?),
+        }
+    }
+
+    /// When a gateway without a heartbeat counts as not running.
+    fn stale_after(&self) -> Duration {
+        self.confirm.map_or(crate::fleet::DEFAULT_STALE_AFTER, |policy| policy.stale_after)
     }
 
     // ---- periodic lifecycle work ----

@@ -9,6 +9,7 @@ mod accounts;
 mod changes;
 mod copy;
 mod events;
+mod gateways;
 mod maintenance;
 mod outbox;
 mod records;
@@ -27,6 +28,7 @@ use crate::config::DatabaseUrl;
 
 pub use changes::ChangeListener;
 pub use copy::TableCounts;
+pub use gateways::{GatewayRecord, NewGateway};
 pub use outbox::{Delivery, DeliveryOutcome, KeyedNotification, OutboxMessage};
 pub use records::*;
 pub use tokens::{SortField, StatusFilter, TokenFilter, TokenSort};
@@ -53,6 +55,9 @@ pub enum StoreError {
     NotEmpty(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The database file's watcher could not be set up (change announcements on SQLite).
+    #[error("{0}")]
+    Watch(String),
 }
 
 impl StoreError {
@@ -140,8 +145,9 @@ pub(crate) trait ChangeLogAppend {
 
 impl ChangeLogAppend for sqlx::SqliteConnection {
     async fn append_change(&mut self, at: UnixTime, account_id: i64, token_id: Option<i64>) -> Result<(), sqlx::Error> {
-        sqlx::query("INSERT INTO changes (at, account_id, token_id) VALUES ($1, $2, $3)")
+        sqlx::query("INSERT INTO changes (at, at_ms, account_id, token_id) VALUES ($1, $2, $3, $4)")
             .bind(at)
+            .bind(crate::clock::wall_ms())
             .bind(account_id)
             .bind(token_id)
             .execute(&mut *self)
@@ -152,13 +158,15 @@ impl ChangeLogAppend for sqlx::SqliteConnection {
 
 impl ChangeLogAppend for sqlx::PgConnection {
     async fn append_change(&mut self, at: UnixTime, account_id: i64, token_id: Option<i64>) -> Result<(), sqlx::Error> {
-        let seq: i64 =
-            sqlx::query_scalar("INSERT INTO changes (at, account_id, token_id) VALUES ($1, $2, $3) RETURNING seq")
-                .bind(at)
-                .bind(account_id)
-                .bind(token_id)
-                .fetch_one(&mut *self)
-                .await?;
+        let seq: i64 = sqlx::query_scalar(
+            "INSERT INTO changes (at, at_ms, account_id, token_id) VALUES ($1, $2, $3, $4) RETURNING seq",
+        )
+        .bind(at)
+        .bind(crate::clock::wall_ms())
+        .bind(account_id)
+        .bind(token_id)
+        .fetch_one(&mut *self)
+        .await?;
         sqlx::query("SELECT pg_notify($1, $2)").bind(CHANGES_CHANNEL).bind(seq.to_string()).execute(&mut *self).await?;
         Ok(())
     }
@@ -229,6 +237,9 @@ pub(crate) fn notification_payload(at: UnixTime, event: &NewEvent) -> String {
 #[derive(Clone, Debug)]
 pub struct Store {
     pub(crate) backend: Backend,
+    /// The SQLite database file, watched for other processes' commits (none for PostgreSQL
+    /// and in-memory databases).
+    pub(crate) sqlite_file: Option<std::path::PathBuf>,
 }
 
 /// Migration state, as `check-config` reports it.
@@ -251,6 +262,7 @@ impl Store {
     pub async fn connect(url: &DatabaseUrl) -> Result<Store, StoreError> {
         let open_error = |message: String| StoreError::Open { url: url.masked(), message };
         let text = url.expose();
+        let mut sqlite_file = None;
         let backend = if text.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(text)
                 .map_err(|e| open_error(e.to_string()))?
@@ -260,6 +272,9 @@ impl Store {
                 .busy_timeout(Duration::from_secs(5))
                 .foreign_keys(true);
             let file = options.get_filename().to_owned();
+            if !file.as_os_str().is_empty() && file.as_os_str() != ":memory:" {
+                sqlite_file = Some(std::path::absolute(&file).unwrap_or_else(|_| file.clone()));
+            }
             if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| open_error(format!("cannot create directory {}: {e}", dir.display())))?;
@@ -290,7 +305,7 @@ impl Store {
                 .map_err(|e| open_error(e.to_string()))?;
             Backend::Postgres(pool)
         };
-        Ok(Store { backend })
+        Ok(Store { backend, sqlite_file })
     }
 
     pub fn backend_name(&self) -> &'static str {

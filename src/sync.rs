@@ -18,6 +18,9 @@ use crate::store::{Store, StoreError};
 
 /// How many change-log rows one read takes.
 const BATCH: i64 = 1000;
+/// Rechecks after an announcement that found nothing: 2, 4, ... 64 ms later.
+const FIRST_RECHECK: Duration = Duration::from_millis(2);
+const LAST_RECHECK: Duration = Duration::from_millis(64);
 /// The longest wait between attempts while the database is failing.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -27,6 +30,8 @@ pub struct IndexSync {
     store: Store,
     index: Arc<TokenIndex>,
     applied_seq: AtomicI64,
+    /// The same sequence, for the fleet registry, which reports it as soon as it moves.
+    applied: tokio::sync::watch::Sender<i64>,
     /// One catch-up at a time, so rows are applied in order.
     running: Mutex<()>,
     last_success: std::sync::Mutex<Instant>,
@@ -47,6 +52,7 @@ impl IndexSync {
             store,
             index,
             applied_seq: AtomicI64::new(start_seq),
+            applied: tokio::sync::watch::Sender::new(start_seq),
             running: Mutex::new(()),
             last_success: std::sync::Mutex::new(Instant::now()),
         }))
@@ -59,6 +65,11 @@ impl IndexSync {
     /// The last change-log sequence applied.
     pub fn applied_seq(&self) -> i64 {
         self.applied_seq.load(Ordering::Acquire)
+    }
+
+    /// Tells each newly applied sequence (the fleet registry confirms changes with it).
+    pub fn subscribe_applied(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.applied.subscribe()
     }
 
     /// How long since the change log was last read successfully.
@@ -90,6 +101,7 @@ impl IndexSync {
                 }
             }
             self.applied_seq.store(last, Ordering::Release);
+            self.applied.send_replace(last);
             applied += rows.len();
             if rows.len() < BATCH as usize {
                 break;
@@ -102,22 +114,35 @@ impl IndexSync {
     }
 
     /// Follows the change log until `shutdown` resolves: reads it every `interval`, and at once
-    /// when the database announces a change (PostgreSQL NOTIFY). Failures are logged and
+    /// when the database announces a change (PostgreSQL NOTIFY; on SQLite, a write to the
+    /// database file or its log by any process, seen through inotify). Failures are logged and
     /// retried with a growing pause; the index keeps serving what it last knew.
     pub async fn follow(self: Arc<Self>, interval: Duration, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let wake = Arc::new(Notify::new());
         let listener = tokio::spawn(listen_for_announcements(self.store.clone(), Arc::clone(&wake)));
         let mut pause = interval;
+        // After an announcement that found nothing yet, look again soon: a SQLite commit is
+        // announced when its log is written, and becomes visible a moment later, after the
+        // fsync (no file event marks that moment).
+        let mut recheck: Option<Duration> = None;
         loop {
-            tokio::select! {
+            let announced = tokio::select! {
                 _ = &mut shutdown => break,
-                _ = tokio::time::sleep(pause) => {}
-                _ = wake.notified() => {}
-            }
+                _ = tokio::time::sleep(recheck.unwrap_or(pause)) => false,
+                _ = wake.notified() => true,
+            };
             match self.catch_up().await {
-                Ok(_) => pause = interval,
+                Ok(applied) => {
+                    pause = interval;
+                    recheck = match (applied, announced, recheck) {
+                        (0, true, _) => Some(FIRST_RECHECK),
+                        (0, false, Some(after)) if after < LAST_RECHECK => Some(after * 2),
+                        _ => None,
+                    };
+                }
                 Err(error) => {
+                    recheck = None;
                     pause = (pause * 2).min(MAX_BACKOFF).max(interval);
                     tracing::warn!(%error, lag_s = self.lag().as_secs(), retry_in_ms = pause.as_millis() as u64,
                         "cannot read the change log; serving the last synced index");

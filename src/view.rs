@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::clock::{UnixTime, to_rfc3339};
 use crate::config::TokenPolicy;
 use crate::duration::format_duration;
+use crate::fleet::{Confirmation, GatewayStatus};
 use crate::index::IndexedToken;
 use crate::store::{AccountRecord, AccountSummary, EventRecord, TokenRecord};
 
@@ -40,6 +41,9 @@ pub struct TokenView {
     /// The secret: only in the response that minted it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// After a change the data path obeys: which running gateways applied it.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub confirmation: Option<ConfirmationView>,
 }
 
 impl TokenView {
@@ -72,12 +76,119 @@ impl TokenView {
             refused_last_method: t.refused_last_method,
             refused_last_path: t.refused_last_path,
             token: None,
+            confirmation: None,
         }
     }
 
     /// The view of a freshly minted token, carrying its secret.
     pub fn with_secret(record: &TokenRecord, now: UnixTime, secret: &str) -> Self {
         TokenView { token: Some(secret.to_owned()), ..TokenView::new(record, now) }
+    }
+
+    /// The view with what the running gateways confirmed of the change that produced it.
+    pub fn confirmed(self, confirmation: Option<&Confirmation>) -> Self {
+        TokenView { confirmation: confirmation.map(ConfirmationView::new), ..self }
+    }
+}
+
+/// `token revoke-all` and `POST /api/v1/users/{email}/tokens/revoke-all`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RevokedAllView {
+    pub user: String,
+    /// How many tokens were revoked.
+    pub revoked: usize,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub confirmation: Option<ConfirmationView>,
+}
+
+impl RevokedAllView {
+    pub fn new(user: &str, revoked: usize, confirmation: Option<&Confirmation>) -> Self {
+        RevokedAllView { user: user.to_owned(), revoked, confirmation: confirmation.map(ConfirmationView::new) }
+    }
+}
+
+/// What the running gateways confirmed of a change, added to the document of the change.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ConfirmationView {
+    /// Gateways running (a heartbeat within `sync.stale_after`) when the wait ended.
+    pub gateways_running: usize,
+    /// Of those, how many had applied the change.
+    pub gateways_confirmed: usize,
+    /// How long the wait took, in milliseconds.
+    pub confirm_ms: u64,
+    /// The running gateways that had not applied it within `sync.confirm_timeout`.
+    pub gateways_pending: Vec<PendingGatewayView>,
+}
+
+/// A gateway that has not yet applied a change.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PendingGatewayView {
+    pub id: String,
+    pub host: String,
+    pub pid: i64,
+    /// Its proxy listener's address.
+    pub proxy: String,
+}
+
+impl ConfirmationView {
+    pub fn new(confirmation: &Confirmation) -> Self {
+        ConfirmationView {
+            gateways_running: confirmation.running,
+            gateways_confirmed: confirmation.confirmed,
+            confirm_ms: confirmation.elapsed.as_millis() as u64,
+            gateways_pending: confirmation
+                .pending
+                .iter()
+                .map(|g| PendingGatewayView {
+                    id: g.id.clone(),
+                    host: g.host.clone(),
+                    pid: g.pid,
+                    proxy: g.proxy_addr.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A running gateway, as `tokengate gateways` and `GET /api/v1/gateways` list it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct GatewayView {
+    pub id: String,
+    pub host: String,
+    pub pid: i64,
+    /// Its proxy listener's address.
+    pub proxy: String,
+    /// Its admin listener's address.
+    pub admin: String,
+    pub version: String,
+    pub started_at: String,
+    /// Its last heartbeat (every second while it runs).
+    pub heartbeat_at: String,
+    /// The last change-log sequence it applied.
+    pub applied_seq: i64,
+    /// Change-log rows it has not applied yet.
+    pub lag_seqs: i64,
+    /// How long ago the oldest change it has not applied was committed (0 when none).
+    pub lag_ms: i64,
+}
+
+impl GatewayView {
+    pub fn new(status: &GatewayStatus) -> Self {
+        let g = &status.record;
+        let at = |ms: i64| crate::clock::to_rfc3339_ms(ms);
+        GatewayView {
+            id: g.id.clone(),
+            host: g.host.clone(),
+            pid: g.pid,
+            proxy: g.proxy_addr.clone(),
+            admin: g.admin_addr.clone(),
+            version: g.version.clone(),
+            started_at: at(g.started_ms),
+            heartbeat_at: at(g.heartbeat_ms),
+            applied_seq: g.applied_seq,
+            lag_seqs: status.lag_seqs,
+            lag_ms: status.lag_ms,
+        }
     }
 }
 
@@ -92,6 +203,9 @@ pub struct AccountView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens: Option<i64>,
     pub created_at: String,
+    /// After a change the data path obeys (`user set`): which running gateways applied it.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub confirmation: Option<ConfirmationView>,
 }
 
 impl AccountView {
@@ -105,7 +219,13 @@ impl AccountView {
             can_create_tokens: account.can_create_tokens,
             tokens: None,
             created_at: to_rfc3339(account.created_at),
+            confirmation: None,
         }
+    }
+
+    /// The view with what the running gateways confirmed of the change that produced it.
+    pub fn confirmed(self, confirmation: Option<&Confirmation>) -> Self {
+        AccountView { confirmation: confirmation.map(ConfirmationView::new), ..self }
     }
 
     pub fn summary(summary: &AccountSummary) -> Self {

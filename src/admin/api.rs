@@ -36,7 +36,10 @@ use crate::service::{
     TokenQuery,
 };
 use crate::store::{AccountChanges, AccountRecord, EventFilter, StatusFilter, TokenSort};
-use crate::view::{AccountView, CallerTokenView, EventView, MeView, PolicyView, ReservedScopeView, TokenView};
+use crate::view::{
+    AccountView, CallerTokenView, ConfirmationView, EventView, GatewayView, MeView, PendingGatewayView, PolicyView,
+    ReservedScopeView, RevokedAllView, TokenView,
+};
 
 /// Request bodies larger than this get 413.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -263,8 +266,8 @@ struct ErrorDetail {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "tokengate admin API", description = "API tokens and accounts. Authenticate with HTTP Basic: your account email and an API token. The token's scopes decide what it may call: `admin` every endpoint (with the account's own powers), `admin:read` only the GET endpoints; `*` includes both. Without the needed scope the answer is 403 `{\"error\": {\"code\": \"insufficient_scope\", \"missing_scope\": \"admin\", ...}}` and nothing changes. A token never creates or rotates a token with scopes it does not carry itself, only a superuser creates or rotates tokens of a superuser, and another account's token id answers 404 like a missing one."),
-    paths(me, policy, list_tokens, create_token, show_token, revoke_token, change_token, rotate_token, revoke_all, list_users, create_user, change_user, list_events),
-    components(schemas(TokenView, AccountView, MeView, CallerTokenView, ReservedScopeView, EventView, PolicyView, ErrorBody, ErrorDetail, CreateTokenBody, ChangeTokenBody, RotateBody, CreateUserBody, ChangeUserBody)),
+    paths(me, policy, list_tokens, create_token, show_token, revoke_token, change_token, rotate_token, revoke_all, list_users, create_user, change_user, list_events, list_gateways),
+    components(schemas(TokenView, AccountView, MeView, CallerTokenView, ReservedScopeView, ConfirmationView, PendingGatewayView, RevokedAllView, GatewayView, EventView, PolicyView, ErrorBody, ErrorDetail, CreateTokenBody, ChangeTokenBody, RotateBody, CreateUserBody, ChangeUserBody)),
     modifiers(&BasicAuth),
     security(("basic" = []))
 )]
@@ -301,6 +304,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/users/{email}", patch(change_user))
         .route("/api/v1/users/{email}/tokens/revoke-all", post(revoke_all))
         .route("/api/v1/events", get(list_events))
+        .route("/api/v1/gateways", get(list_gateways))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .with_state(state)
 }
@@ -407,7 +411,8 @@ async fn create_token(
         rate_limit: body.rate_limit.as_deref().map(parse_rate).transpose()?,
     };
     let created = state.service.create_token(request, &caller.actor).await?;
-    let view = TokenView::with_secret(&created.token, state.service.now(), created.secret.expose());
+    let view = TokenView::with_secret(&created.token, state.service.now(), created.secret.expose())
+        .confirmed(created.confirmation.as_ref());
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -432,7 +437,7 @@ async fn revoke_token(
     Path(id): Path<String>,
 ) -> ApiResult<Json<TokenView>> {
     let revoked = state.service.revoke_token(token_id(&id)?, &caller.actor).await?;
-    Ok(Json(TokenView::new(&revoked.token, state.service.now())))
+    Ok(Json(TokenView::new(&revoked.token, state.service.now()).confirmed(revoked.confirmation.as_ref())))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -469,7 +474,7 @@ async fn change_token(
         }
     };
     let changed = state.service.set_rate_limit(token_id(&id)?, rate, &caller.actor).await?;
-    Ok(Json(TokenView::new(&changed, state.service.now())))
+    Ok(Json(TokenView::new(&changed, state.service.now()).confirmed(changed.confirmation.as_ref())))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -491,18 +496,25 @@ async fn rotate_token(
     let rotated =
         state.service.rotate_token(token_id(&id)?, grace, body.until_first_use.unwrap_or(false), &caller.actor).await?;
     let successor = &rotated.successor;
-    let view = TokenView::with_secret(&successor.token, state.service.now(), successor.secret.expose());
+    let view = TokenView::with_secret(&successor.token, state.service.now(), successor.secret.expose())
+        .confirmed(successor.confirmation.as_ref());
     Ok((StatusCode::CREATED, Json(view)))
 }
 
-#[utoipa::path(post, path = "/api/v1/users/{email}/tokens/revoke-all", tag = "tokens", params(("email" = String, Path)), responses((status = 200, description = "`{user, revoked}`"), (status = 403, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/users/{email}/tokens/revoke-all", tag = "tokens", params(("email" = String, Path)), responses((status = 200, description = "how many were revoked, and which running gateways refuse them already", body = RevokedAllView), (status = 403, body = ErrorBody)))]
 async fn revoke_all(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
     Path(email): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RevokedAllView>> {
     let revoked = state.service.revoke_all_tokens(&email, &caller.actor).await?;
-    Ok(Json(json!({"user": email, "revoked": revoked})))
+    Ok(Json(RevokedAllView::new(&email, revoked.value, revoked.confirmation.as_ref())))
+}
+
+#[utoipa::path(get, path = "/api/v1/gateways", tag = "gateways", responses((status = 200, description = "the running gateways and their lag behind the change log", body = Vec<GatewayView>), (status = 403, body = ErrorBody)))]
+async fn list_gateways(State(state): State<Arc<ApiState>>, caller: Caller) -> ApiResult<Json<Vec<GatewayView>>> {
+    let statuses = state.service.running_gateways(&caller.actor).await?;
+    Ok(Json(statuses.iter().map(GatewayView::new).collect()))
 }
 
 #[utoipa::path(get, path = "/api/v1/users", tag = "accounts", responses((status = 200, body = Vec<AccountView>), (status = 403, body = ErrorBody)))]
@@ -562,8 +574,8 @@ async fn change_user(
         token_manager: body.token_manager,
         can_create_tokens: body.can_create_tokens,
     };
-    let account = state.service.update_account(&email, changes, &caller.actor).await?;
-    Ok(Json(AccountView::new(&account)))
+    let updated = state.service.update_account(&email, changes, &caller.actor).await?;
+    Ok(Json(AccountView::new(&updated).confirmed(updated.confirmation.as_ref())))
 }
 
 #[utoipa::path(get, path = "/api/v1/events", tag = "audit", params(("user" = Option<String>, Query), ("token" = Option<i64>, Query), ("kind" = Option<String>, Query, description = "exact kind, or a prefix ending in `.`"), ("since" = Option<String>, Query), ("until" = Option<String>, Query), ("limit" = Option<i64>, Query)), responses((status = 200, body = Vec<EventView>), (status = 403, body = ErrorBody)))]

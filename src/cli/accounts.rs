@@ -2,8 +2,8 @@
 
 use clap::{ArgAction, Args, Subcommand, builder::BoolishValueParser};
 
-use super::CliError;
 use super::output::{or_dash, print_json, print_table};
+use super::{CliError, confirm};
 use crate::service::{Actor, CreateAccount, LifecycleService};
 use crate::store::AccountChanges;
 use crate::view::AccountView;
@@ -113,18 +113,16 @@ pub async fn run(command: UserCommand, service: &LifecycleService) -> Result<(),
                     "nothing to change: give --enabled, --superuser, --token-manager or --can-create-tokens".into(),
                 ));
             }
-            let account = service.update_account(&args.email, changes, &actor).await?;
+            let updated = service.update_account(&args.email, changes, &actor).await?;
+            let account = &updated.value;
             if args.json {
-                print_json(&AccountView::new(&account))?;
+                print_json(&AccountView::new(account).confirmed(updated.confirmation.as_ref()))?;
             } else {
-                note!(
+                let what = format!(
                     "updated account {}: enabled={} superuser={} token_manager={} can_create_tokens={}",
-                    account.email,
-                    account.enabled,
-                    account.superuser,
-                    account.token_manager,
-                    account.can_create_tokens
+                    account.email, account.enabled, account.superuser, account.token_manager, account.can_create_tokens
                 );
+                confirm::report(&what, "applied", updated.confirmation.as_ref());
             }
         }
     }

@@ -4,15 +4,15 @@ use std::time::Duration;
 
 use clap::{ArgGroup, Args, Subcommand};
 
-use super::CliError;
 use super::output::{or_dash, print_json, print_table};
+use super::{CliError, confirm};
 use crate::clock::{UnixTime, parse_rfc3339};
 use crate::duration::parse_duration;
 use crate::rate::Rate;
 use crate::service::{Actor, CreateToken, ExpiryRequest, LifecycleService, TokenQuery};
 use crate::store::{StatusFilter, TokenSort};
 use crate::store::{TokenFilter, TokenRecord};
-use crate::view::TokenView;
+use crate::view::{RevokedAllView, TokenView};
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
@@ -163,12 +163,13 @@ pub async fn run(command: TokenCommand, service: &LifecycleService) -> Result<()
         TokenCommand::Revoke { id, json } => {
             let revoked = service.revoke_token(id, &actor).await?;
             if json {
-                print_json(&TokenView::new(&revoked.token, service.now()))
+                print_json(&TokenView::new(&revoked.token, service.now()).confirmed(revoked.confirmation.as_ref()))
             } else {
                 if revoked.already {
                     note!("token {id} ({}) was already revoked", revoked.token.name);
                 } else {
-                    note!("revoked token {id} ({}) of {}", revoked.token.name, revoked.token.user_email);
+                    let what = format!("revoked token {id} ({}) of {}", revoked.token.name, revoked.token.user_email);
+                    confirm::report(&what, "refused", revoked.confirmation.as_ref());
                 }
                 Ok(())
             }
@@ -176,25 +177,35 @@ pub async fn run(command: TokenCommand, service: &LifecycleService) -> Result<()
         TokenCommand::Rotate { id, grace, until_first_use, json } => {
             let rotated = service.rotate_token(id, grace, until_first_use, &actor).await?;
             let successor = &rotated.successor;
-            let view = TokenView::with_secret(&successor.token, service.now(), successor.secret.expose());
+            let view = TokenView::with_secret(&successor.token, service.now(), successor.secret.expose())
+                .confirmed(successor.confirmation.as_ref());
             if json {
                 return print_json(&view);
             }
             let old = &rotated.predecessor;
-            let until = old.revoked_at.map(crate::clock::to_rfc3339).unwrap_or_default();
-            let handover = if until_first_use { " or when the new token is first used" } else { "" };
-            note!("rotated token {id} ({}) of {}: new token {}", old.name, old.user_email, view.id);
-            note!("the old token stops working at {until}{handover}");
+            let stops_now = old.revoked_at.is_some_and(|at| at <= service.now());
+            let what = format!("rotated token {id} ({}) of {}: new token {}", old.name, old.user_email, view.id);
+            let verb = if stops_now { "old token refused" } else { "applied" };
+            confirm::report(&what, verb, successor.confirmation.as_ref());
+            if !stops_now {
+                let until = old.revoked_at.map(crate::clock::to_rfc3339).unwrap_or_default();
+                let handover = if until_first_use { " or when the new token is first used" } else { "" };
+                note!("the old token stops working at {until}{handover}");
+            }
             note!("copy the new token now: it will not be shown again");
             outln!("{}", successor.secret.expose())
         }
         TokenCommand::SetLimit { id, rate, json } => {
-            let token = service.set_rate_limit(id, rate.0, &actor).await?;
+            let changed = service.set_rate_limit(id, rate.0, &actor).await?;
             if json {
-                return print_json(&TokenView::new(&token, service.now()));
+                return print_json(&TokenView::new(&changed, service.now()).confirmed(changed.confirmation.as_ref()));
             }
-            let limit = token.rate_limit.as_deref().unwrap_or("none (the default applies)");
-            note!("token {id} ({}): rate limit {limit}", token.name);
+            let limit = changed.rate_limit.as_deref().unwrap_or("none (the default applies)");
+            confirm::report(
+                &format!("token {id} ({}): rate limit {limit}", changed.name),
+                "applied",
+                changed.confirmation.as_ref(),
+            );
             Ok(())
         }
         TokenCommand::Sweep { dry_run, json } => {
@@ -209,11 +220,16 @@ pub async fn run(command: TokenCommand, service: &LifecycleService) -> Result<()
             print_token_table(&views)
         }
         TokenCommand::RevokeAll { user, json } => {
-            let count = service.revoke_all_tokens(&user, &actor).await?;
+            let revoked = service.revoke_all_tokens(&user, &actor).await?;
+            let count = revoked.value;
             if json {
-                print_json(&serde_json::json!({ "user": user, "revoked": count }))
+                print_json(&RevokedAllView::new(&user, count, revoked.confirmation.as_ref()))
             } else {
-                note!("revoked {count} token(s) of {user}");
+                confirm::report(
+                    &format!("revoked {count} token(s) of {user}"),
+                    "refused",
+                    revoked.confirmation.as_ref(),
+                );
                 Ok(())
             }
         }
@@ -236,11 +252,12 @@ async fn create(args: CreateArgs, service: &LifecycleService, actor: &Actor) -> 
         rate_limit: args.rate_limit,
     };
     let created = service.create_token(request, actor).await?;
-    let view = TokenView::with_secret(&created.token, service.now(), created.secret.expose());
+    let view = TokenView::with_secret(&created.token, service.now(), created.secret.expose())
+        .confirmed(created.confirmation.as_ref());
     if args.json {
         return print_json(&view);
     }
-    note!(
+    let what = format!(
         "created token {} ({}) for {}, expires {}, scopes {}",
         view.id,
         view.name,
@@ -248,6 +265,7 @@ async fn create(args: CreateArgs, service: &LifecycleService, actor: &Actor) -> 
         view.expires_at.as_deref().unwrap_or("never"),
         view.scopes.join(" ")
     );
+    confirm::report(&what, "accepted", created.confirmation.as_ref());
     note!("copy it now: it will not be shown again");
     outln!("{}", created.secret.expose())
 }

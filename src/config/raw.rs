@@ -84,11 +84,18 @@ pub struct RawDatabase {
 pub struct RawSync {
     pub interval: String,
     pub max_lag: String,
+    pub confirm_timeout: String,
+    pub stale_after: String,
 }
 
 impl Default for RawSync {
     fn default() -> Self {
-        RawSync { interval: "250ms".into(), max_lag: "1m".into() }
+        RawSync {
+            interval: "250ms".into(),
+            max_lag: "1m".into(),
+            confirm_timeout: "2s".into(),
+            stale_after: "10s".into(),
+        }
     }
 }
 

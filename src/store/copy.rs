@@ -110,6 +110,7 @@ struct EventRow {
 struct ChangeRow {
     seq: i64,
     at: UnixTime,
+    at_ms: Option<i64>,
     account_id: Option<i64>,
     token_id: Option<i64>,
 }
@@ -129,7 +130,7 @@ const DELIVERIES: &str = "SELECT outbox_id, channel, attempts, next_attempt_at, 
      FROM outbox_deliveries WHERE outbox_id > $1 AND outbox_id <= $2 ORDER BY outbox_id, channel";
 const EVENTS: &str = "SELECT id, at, kind, actor, account_id, account, token_id, ip, user_agent, detail \
      FROM events WHERE id > $1 ORDER BY id LIMIT $2";
-const CHANGES: &str = "SELECT seq, at, account_id, token_id FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2";
+const CHANGES: &str = "SELECT seq, at, at_ms, account_id, token_id FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2";
 
 /// Reads the next batch of `$row` after key `$after` from the store `$source`.
 macro_rules! next_batch {
@@ -237,8 +238,8 @@ impl Store {
                 let rows = next_batch!(self, ChangeRow, CHANGES, after);
                 let Some(last) = rows.last().map(|r| r.seq) else { break };
                 for r in rows {
-                    sqlx::query("INSERT INTO changes (seq, at, account_id, token_id) VALUES ($1, $2, $3, $4)")
-                        .bind(r.seq).bind(r.at).bind(r.account_id).bind(r.token_id)
+                    sqlx::query("INSERT INTO changes (seq, at, at_ms, account_id, token_id) VALUES ($1, $2, $3, $4, $5)")
+                        .bind(r.seq).bind(r.at).bind(r.at_ms).bind(r.account_id).bind(r.token_id)
                         .execute(&mut *tx)
                         .await?;
                 }

@@ -166,7 +166,7 @@ async fn exercise(url: &str) {
     assert!(!ids(svc.list_tokens(recently, &tokengate::service::Actor::cli()).await.unwrap()).contains(&short_again));
 
     // Revoke-all, audit events and the change log.
-    assert_eq!(svc.revoke_all_tokens("ann@example.com", &actor).await.unwrap(), 3);
+    assert_eq!(svc.revoke_all_tokens("ann@example.com", &actor).await.unwrap().value, 3);
     assert!(list(TokenFilter::default(), vec!["ann@example.com"]).await.unwrap().is_empty());
     let events = svc.events(Some("ann@example.com"), None, 100).await.unwrap();
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();

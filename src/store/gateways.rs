@@ -1,0 +1,113 @@
+//! The registry of running gateways: each `serve` process's row, its heartbeat and the last
+//! change-log sequence it applied. Written outside the change-log lock (autocommit): these are
+//! one-row updates of a gateway's own row, and must not queue behind control-path writes.
+
+use super::{Store, StoreError, with_pool};
+
+/// A gateway as it registers itself.
+#[derive(Debug, Clone)]
+pub struct NewGateway {
+    pub id: String,
+    pub host: String,
+    pub pid: i64,
+    pub proxy_addr: String,
+    pub admin_addr: String,
+    pub version: String,
+    pub started_ms: i64,
+}
+
+/// A registered gateway.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct GatewayRecord {
+    pub id: String,
+    pub host: String,
+    pub pid: i64,
+    pub proxy_addr: String,
+    pub admin_addr: String,
+    pub version: String,
+    pub started_ms: i64,
+    pub heartbeat_ms: i64,
+    pub applied_seq: i64,
+    pub applied_ms: i64,
+}
+
+const GATEWAY_SELECT: &str = "SELECT id, host, pid, proxy_addr, admin_addr, version, started_ms, heartbeat_ms, \
+     applied_seq, applied_ms FROM gateways";
+
+impl Store {
+    /// Registers (or re-registers, after its row was pruned) a gateway that has applied `seq`.
+    pub async fn register_gateway(&self, gateway: &NewGateway, seq: i64, now_ms: i64) -> Result<(), StoreError> {
+        with_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO gateways (id, host, pid, proxy_addr, admin_addr, version, started_ms, heartbeat_ms, \
+                 applied_seq, applied_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $8) \
+                 ON CONFLICT (id) DO UPDATE SET heartbeat_ms = $8, applied_seq = $9, applied_ms = $8",
+            )
+            .bind(&gateway.id)
+            .bind(&gateway.host)
+            .bind(gateway.pid)
+            .bind(&gateway.proxy_addr)
+            .bind(&gateway.admin_addr)
+            .bind(&gateway.version)
+            .bind(gateway.started_ms)
+            .bind(now_ms)
+            .bind(seq)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Records a heartbeat and the last sequence applied. `false` when the row is gone (pruned
+    /// while this gateway was stopped): the caller registers again.
+    pub async fn gateway_heartbeat(&self, id: &str, seq: i64, now_ms: i64) -> Result<bool, StoreError> {
+        let updated = with_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE gateways SET heartbeat_ms = $1, \
+                 applied_ms = CASE WHEN applied_seq < $2 THEN $1 ELSE applied_ms END, \
+                 applied_seq = CASE WHEN applied_seq < $2 THEN $2 ELSE applied_seq END WHERE id = $3",
+            )
+            .bind(now_ms)
+            .bind(seq)
+            .bind(id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(updated > 0)
+    }
+
+    /// Removes a gateway's row (a clean stop).
+    pub async fn deregister_gateway(&self, id: &str) -> Result<(), StoreError> {
+        with_pool!(self, pool => {
+            sqlx::query("DELETE FROM gateways WHERE id = $1").bind(id).execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Drops the rows of gateways silent since before `before_ms`; returns how many.
+    pub async fn prune_gateways(&self, before_ms: i64) -> Result<u64, StoreError> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query("DELETE FROM gateways WHERE heartbeat_ms < $1").bind(before_ms).execute(pool).await?.rows_affected()
+        }))
+    }
+
+    /// The gateways with a heartbeat since `since_ms` (the running ones), by host and pid.
+    pub async fn running_gateways(&self, since_ms: i64) -> Result<Vec<GatewayRecord>, StoreError> {
+        let sql = format!("{GATEWAY_SELECT} WHERE heartbeat_ms >= $1 ORDER BY host, pid, id");
+        Ok(with_pool!(self, pool => {
+            sqlx::query_as::<_, GatewayRecord>(sqlx::AssertSqlSafe(sql)).bind(since_ms).fetch_all(pool).await?
+        }))
+    }
+
+    /// When the oldest change after `seq` was committed (milliseconds; `None` when there is none,
+    /// or it predates millisecond times).
+    pub async fn first_change_ms_after(&self, seq: i64) -> Result<Option<i64>, StoreError> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query_scalar::<_, Option<i64>>("SELECT MIN(at_ms) FROM changes WHERE seq > $1")
+                .bind(seq)
+                .fetch_one(pool)
+                .await?
+        }))
+    }
+}
