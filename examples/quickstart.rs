@@ -84,7 +84,9 @@ async fn run() -> Result<(), String> {
         println!();
         println!("  curl --user '{DEMO_EMAIL}:{}' http://{proxy_addr}/hello", created.secret.expose());
         println!();
-        println!("Revoke it from another terminal, and the next call gets 401:");
+        println!(
+            "Revoke it from another terminal: the command returns once the gateway refuses it, and the next call gets 401:"
+        );
         println!();
         println!("  cargo run -- token revoke {}", created.token.id);
         println!();

@@ -17,7 +17,8 @@ pub enum UserCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Change an account. Disabling it or taking away the token permission blocks its tokens at once.
+    /// Change an account. Disabling it or taking away the token permission blocks its tokens; the
+    /// command returns once every running gateway applies the change (--no-wait: at once).
     Set(SetArgs),
 }
 

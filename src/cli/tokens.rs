@@ -16,7 +16,8 @@ use crate::view::{RevokedAllView, TokenView};
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Mint a token. The secret is printed once and never again.
+    /// Mint a token. The secret is printed once and never again; the command returns once every
+    /// running gateway accepts the token (at most sync.confirm_timeout; --no-wait: at once).
     Create(CreateArgs),
     /// List tokens (default: live ones, i.e. active and blocked).
     List(ListArgs),
@@ -26,7 +27,9 @@ pub enum TokenCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Revoke a token; running gateways refuse it from the next request.
+    /// Revoke a token. Returns once every running gateway refuses it (at most
+    /// sync.confirm_timeout, naming any that have not; --no-wait: at once), so the very next
+    /// request to any of them gets 401.
     Revoke {
         id: i64,
         #[arg(long)]
@@ -45,8 +48,8 @@ pub enum TokenCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Change a token's own rate limit (`none`: back to the default); running gateways apply it
-    /// on the next request.
+    /// Change a token's own rate limit (`none`: back to the default); returns once every running
+    /// gateway applies it (at most sync.confirm_timeout; --no-wait: at once).
     SetLimit {
         id: i64,
         /// A rate such as 100/min or 20/s burst 40, or `none`.
@@ -63,7 +66,7 @@ pub enum TokenCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Revoke every live token of an account.
+    /// Revoke every live token of an account; returns once every running gateway refuses them.
     RevokeAll {
         #[arg(long, value_name = "EMAIL")]
         user: String,

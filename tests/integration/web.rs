@@ -311,6 +311,8 @@ async fn an_account_creates_uses_rotates_and_revokes_its_tokens_in_the_browser()
     browser.screenshot("revoke-dialog").await;
     browser.click("#revoke-confirm").await;
     browser.text_containing("#banner", "was revoked").await;
+    // ... and says which running gateways refuse the token already.
+    browser.text_containing("#banner", "Refused by 1 of 1 gateway").await;
     expect_names(&browser, "#tokens-table", &["laptop"]).await;
     assert_eq!(proxied_get(&gw, ANN, &secret).await, StatusCode::UNAUTHORIZED, "refused at once");
     // The revocation is audited with the browser's address and user agent.

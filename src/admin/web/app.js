@@ -397,8 +397,8 @@
     }
     box.disabled = true;
     try {
-      await api('PATCH', `/api/v1/users/${encodeURIComponent(email)}`, { [field]: box.checked });
-      const done = `${email}: ${label.toLowerCase()} ${box.checked ? 'on' : 'off'}.`;
+      const changed = await api('PATCH', `/api/v1/users/${encodeURIComponent(email)}`, { [field]: box.checked });
+      const done = `${email}: ${label.toLowerCase()} ${box.checked ? 'on' : 'off'}.${fleetWords(changed, 'Applied')}`;
       if (own) {
         await refreshMe();
         // A superuser who gave up the role leaves this tab.
@@ -647,20 +647,36 @@
     $('revoke-cancel').focus();
   }
 
+  /**
+   * What the running gateways confirmed of a change: " Refused by 3 of 3 gateways (12 ms)."
+   * A gateway that has not applied it yet is named; it applies the change when it catches up.
+   */
+  function fleetWords(result, verb) {
+    if (typeof result.gateways_running !== 'number') return '';
+    if (result.gateways_running === 0) return ' No gateway is running.';
+    const noun = result.gateways_running === 1 ? 'gateway' : 'gateways';
+    let words = ` ${verb} by ${result.gateways_confirmed} of ${result.gateways_running} ${noun} (${result.confirm_ms} ms).`;
+    const pending = result.gateways_pending || [];
+    if (pending.length > 0) {
+      words += ` Not yet applied by ${pending.map((g) => `${g.host} pid ${g.pid}`).join(', ')}; they will apply it when they catch up.`;
+    }
+    return words;
+  }
+
   async function confirmRevoke() {
     const token = state.pendingRevoke;
     if (!token) return;
     await busy($('revoke-confirm'), async () => {
       try {
         const signedInWithIt = isThisSession(token);
-        await api('DELETE', `/api/v1/tokens/${token.id}`);
+        const revoked = await api('DELETE', `/api/v1/tokens/${token.id}`);
         $('revoke-dialog').close();
         if (signedInWithIt) {
           signOut(`Token “${token.name}” was revoked. It was the token this tab signed in with, so you are signed out.`);
           return;
         }
         await refreshCurrentTab();
-        showBanner(`Token “${token.name}” (${token.prefix}…) of ${token.user} was revoked.`);
+        showBanner(`Token “${token.name}” (${token.prefix}…) of ${token.user} was revoked.${fleetWords(revoked, 'Refused')}`);
       } catch (error) {
         dialogError('revoke-dialog', 'revoke-error', error);
       }
@@ -727,7 +743,7 @@
           return;
         }
         await refreshCurrentTab();
-        showBanner(`${result.revoked} token${result.revoked === 1 ? '' : 's'} of ${email} revoked.`);
+        showBanner(`${result.revoked} token${result.revoked === 1 ? '' : 's'} of ${email} revoked.${fleetWords(result, 'Refused')}`);
       } catch (error) {
         dialogError('revoke-all-dialog', 'revoke-all-error', error);
       }
