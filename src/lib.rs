@@ -38,6 +38,7 @@ pub mod gateway;
 pub mod index;
 pub mod maintenance;
 pub mod metrics;
+pub mod model;
 pub mod notify;
 pub mod proxy;
 pub mod rate;

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, UnixTime, to_rfc3339};
 use crate::config::{NotifyChannel, NotifyConfig, SecretString, SmtpConfig, SmtpTls, WebhookConfig};
+use crate::model::Notice;
 use crate::store::{Delivery, DeliveryOutcome, OutboxMessage, Store, StoreError};
 
 /// The longest one send may take, by SMTP or webhook.
@@ -56,11 +57,10 @@ pub struct Rendered {
 
 /// Renders an outbox message: what happened to which token, when, by whom, from where.
 pub fn render(message: &OutboxMessage) -> Rendered {
-    let payload: Value = serde_json::from_str(&message.payload).unwrap_or(Value::Null);
-    let detail = &payload["detail"];
-    let text_of = |value: &Value| value.as_str().map(str::to_owned);
-    let name = text_of(&detail["name"]).unwrap_or_else(|| "(unnamed)".into());
-    let prefix = text_of(&detail["prefix"]).unwrap_or_default();
+    let notice = Notice::parse(&message.payload);
+    let detail = &notice.detail;
+    let name = detail.name.clone().unwrap_or_else(|| "(unnamed)".into());
+    let prefix = detail.prefix.clone().unwrap_or_default();
     let token = format!("\"{name}\" ({prefix})");
     let subject = match message.kind.as_str() {
         "token.created" => format!("New API token {token}"),
@@ -70,24 +70,25 @@ pub fn render(message: &OutboxMessage) -> Rendered {
         "token.inactivity_warning" => format!("API token {token} will be revoked for inactivity"),
         other => format!("API token {token}: {other}"),
     };
-    let at = payload["at"].as_i64().map(to_rfc3339).unwrap_or_default();
+    let at = if notice.at > 0 { to_rfc3339(notice.at) } else { String::new() };
+    let or_dash = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".into());
     let mut lines = vec![
         format!("Account:    {}", message.recipient),
         format!("Token:      {name}"),
         format!("Prefix:     {prefix}"),
         format!("Event:      {}", message.kind),
         format!("When:       {at}"),
-        format!("By:         {}", text_of(&payload["actor"]).unwrap_or_else(|| "-".into())),
-        format!("IP address: {}", text_of(&payload["ip"]).unwrap_or_else(|| "-".into())),
-        format!("User agent: {}", text_of(&payload["user_agent"]).unwrap_or_else(|| "-".into())),
+        format!("By:         {}", or_dash(&notice.actor)),
+        format!("IP address: {}", or_dash(&notice.ip)),
+        format!("User agent: {}", or_dash(&notice.user_agent)),
     ];
-    for (key, label) in [
-        ("reason", "Reason:     "),
-        ("expires_at", "Expires:    "),
-        ("revoked_at", "Old token stops working: "),
-        ("unused_since", "Unused since: "),
+    for (value, label) in [
+        (&detail.reason, "Reason:     "),
+        (&detail.expires_at, "Expires:    "),
+        (&detail.revoked_at, "Old token stops working: "),
+        (&detail.unused_since, "Unused since: "),
     ] {
-        if let Some(value) = text_of(&detail[key]) {
+        if let Some(value) = value {
             lines.push(format!("{label}{value}"));
         }
     }

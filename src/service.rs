@@ -12,6 +12,7 @@ use crate::config::TokenPolicy;
 use crate::duration::format_duration;
 use crate::fleet::{ConfirmPolicy, Confirmation};
 use crate::metrics::Metrics;
+use crate::model::{EventKind, Notice, NoticeDetail};
 use crate::rate::Rate;
 use crate::store::{
     AccountChanges, AccountRecord, AccountSummary, EventFilter, EventRecord, KeyedNotification, NewAccount, NewEvent,
@@ -19,6 +20,9 @@ use crate::store::{
 };
 use crate::sync::IndexSync;
 use crate::token::Secret;
+
+/// The notice kind of an expiry reminder.
+const EXPIRY_REMINDER: &str = "token.expiring";
 
 /// Longest token name accepted.
 const MAX_NAME_CHARS: usize = 100;
@@ -185,16 +189,8 @@ impl Actor {
 
     /// An audit event by this actor. Creations, revocations and rotations are also notified to
     /// the token's owner.
-    pub(crate) fn event(&self, kind: &'static str, detail: serde_json::Value) -> NewEvent {
-        let notify = matches!(kind, "token.created" | "token.revoked" | "token.rotated");
-        NewEvent {
-            kind,
-            actor: self.label.clone(),
-            ip: self.ip.clone(),
-            user_agent: self.user_agent.clone(),
-            detail,
-            notify,
-        }
+    pub(crate) fn event(&self, kind: EventKind, detail: serde_json::Value) -> NewEvent {
+        NewEvent::new(kind, self.label.clone(), self.ip.clone(), self.user_agent.clone(), detail)
     }
 }
 
@@ -378,7 +374,7 @@ impl LifecycleService {
         let email = validate_email(&request.email)?;
         let name = request.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
         let event = actor.event(
-            "account.created",
+            EventKind::AccountCreated,
             json!({
                 "superuser": request.superuser,
                 "token_manager": request.token_manager,
@@ -430,7 +426,7 @@ impl LifecycleService {
                 detail.insert(field.to_owned(), json!(value));
             }
         }
-        let event = actor.event("account.updated", serde_json::Value::Object(detail));
+        let event = actor.event(EventKind::AccountUpdated, serde_json::Value::Object(detail));
         let (_, after) = self
             .store
             .update_account(account.id, &changes, self.now(), &event)
@@ -466,7 +462,7 @@ impl LifecycleService {
             expires_at,
             actor,
         )?;
-        let event = actor.event("token.created", created_detail(&new));
+        let event = actor.event(EventKind::TokenCreated, created_detail(&new));
         let token = self.store.insert_token(&new, now, &event).await?;
         self.apply_locally().await;
         Ok(CreatedToken { token, secret, confirmation: self.confirm_change().await })
@@ -534,7 +530,7 @@ impl LifecycleService {
         new.rotated_from = Some(id);
         new.handover_from = until_first_use.then_some(id);
         let rotated_event = actor.event(
-            "token.rotated",
+            EventKind::TokenRotated,
             json!({
                 "name": predecessor.name,
                 "prefix": predecessor.prefix,
@@ -546,7 +542,7 @@ impl LifecycleService {
         let mut created = created_detail(&new);
         created["rotated_from"] = json!(id);
         // One message for a rotation: the `token.rotated` one.
-        let created_event = NewEvent { notify: false, ..actor.event("token.created", created) };
+        let created_event = actor.event(EventKind::TokenCreated, created).without_notice();
         let (predecessor, successor) =
             self.store.rotate_token(id, &new, revoked_at, now, &rotated_event, &created_event).await?.ok_or_else(
                 || ServiceError::Conflict(format!("token {id} changed meanwhile; look at it and try again")),
@@ -646,7 +642,7 @@ impl LifecycleService {
     pub async fn revoke_token(&self, id: i64, actor: &Actor) -> Result<Revoked, ServiceError> {
         let current = self.visible_token(id, actor).await?;
         let event = actor.event(
-            "token.revoked",
+            EventKind::TokenRevoked,
             json!({"name": current.name, "prefix": current.prefix, "reason": RevokeReason::Manual.as_str()}),
         );
         let (token, changed) = self
@@ -672,7 +668,7 @@ impl LifecycleService {
         actor.require_limit_within(rate.as_ref(), self.default_rate.as_ref())?;
         let rate_limit = rate.map(|r| r.to_string());
         let event = actor.event(
-            "token.limit_changed",
+            EventKind::TokenLimitChanged,
             json!({"name": current.name, "prefix": current.prefix, "from": current.rate_limit, "to": rate_limit}),
         );
         let token = self
@@ -690,7 +686,7 @@ impl LifecycleService {
             return Err(ServiceError::Forbidden("you may revoke your own tokens only".into()));
         }
         let account = self.account(email).await?;
-        let event = actor.event("token.revoked", json!({"reason": RevokeReason::RevokeAll.as_str()}));
+        let event = actor.event(EventKind::TokenRevoked, json!({"reason": RevokeReason::RevokeAll.as_str()}));
         let ids = self.store.revoke_all_tokens(account.id, &account.email, &actor.label, self.now(), &event).await?;
         self.apply_locally().await;
         let confirmation = if ids.is_empty() { None } else { self.confirm_change().await };
@@ -737,7 +733,7 @@ impl LifecycleService {
         for token in candidates {
             let last = token.last_used_at.unwrap_or(token.created_at);
             let event = actor.event(
-                "token.revoked",
+                EventKind::TokenRevoked,
                 json!({
                     "name": token.name,
                     "prefix": token.prefix,
@@ -781,24 +777,20 @@ impl LifecycleService {
                 if !reminded.insert(token.id) {
                     continue;
                 }
-                let payload = json!({
-                    "kind": "token.expiring",
-                    "at": now,
-                    "actor": "gateway",
-                    "detail": {
-                        "name": token.name,
-                        "prefix": token.prefix,
-                        "expires_at": token.expires_at.map(to_rfc3339),
-                    },
-                });
+                let detail = NoticeDetail {
+                    name: Some(token.name.clone()),
+                    prefix: Some(token.prefix.clone()),
+                    expires_at: token.expires_at.map(to_rfc3339),
+                    ..NoticeDetail::default()
+                };
+                let notice = Notice::from_gateway(EXPIRY_REMINDER, now, detail);
                 let key = format!("expiry:{}:{lead}", token.id);
                 let reminder = KeyedNotification {
                     dedupe_key: &key,
-                    kind: "token.expiring",
                     account_id: token.account_id,
                     recipient: &token.user_email,
                     token_id: token.id,
-                    payload: &payload,
+                    notice: &notice,
                 };
                 let inserted = self.store.enqueue_once(&reminder, now).await?;
                 queued += usize::from(inserted);

@@ -26,12 +26,15 @@ use sqlx::{Connection, Postgres, Sqlite, Transaction};
 use crate::clock::UnixTime;
 use crate::config::DatabaseUrl;
 
+pub use crate::model::{
+    AccountChanges, AccountRecord, AccountSummary, EventFilter, EventKind, EventRecord, NewAccount, NewEvent, NewToken,
+    RevokeReason, SortField, StatusFilter, TokenFilter, TokenRecord, TokenSort, TokenStatus,
+};
 pub use changes::ChangeListener;
 pub use copy::TableCounts;
 pub use gateways::{GatewayRecord, NewGateway};
 pub use outbox::{Delivery, DeliveryOutcome, KeyedNotification, OutboxMessage};
 pub use records::*;
-pub use tokens::{SortField, StatusFilter, TokenFilter, TokenSort};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -180,58 +183,81 @@ macro_rules! append_change {
 }
 pub(crate) use append_change;
 
-/// Appends an audit event inside the transaction `$tx`, and, when the event is one its owner
-/// is told about, the notification to the outbox: both commit or neither does.
-macro_rules! append_event {
-    ($tx:expr, $at:expr, $event:expr, $account_id:expr, $account_email:expr, $token_id:expr) => {{
-        let inserted = sqlx::query(
+/// Inserts one audit event row inside the transaction `$tx`: the one `INSERT INTO events`.
+macro_rules! insert_event {
+    ($tx:expr, $at:expr, $kind:expr, $actor:expr, $account_id:expr, $account_email:expr, $token_id:expr, $ip:expr, $user_agent:expr, $detail:expr) => {
+        sqlx::query(
             "INSERT INTO events (at, kind, actor, account_id, account, token_id, ip, user_agent, detail) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind($at)
-        .bind($event.kind)
-        .bind(&$event.actor)
+        .bind($crate::model::EventKind::as_str($kind))
+        .bind($actor)
         .bind($account_id)
         .bind($account_email)
         .bind($token_id)
-        .bind(&$event.ip)
-        .bind(&$event.user_agent)
-        .bind($event.detail.to_string())
+        .bind($ip)
+        .bind($user_agent)
+        .bind($detail)
         .execute(&mut *$tx)
-        .await;
+        .await
+        .map(drop)
+    };
+}
+pub(crate) use insert_event;
+
+/// Queues one notice inside the transaction `$tx`: the one `INSERT INTO outbox`. With a
+/// `$dedupe_key`, a notice already queued under that key is not queued again (reminders);
+/// evaluates to whether a row was inserted.
+macro_rules! insert_outbox {
+    ($tx:expr, $at:expr, $account_id:expr, $recipient:expr, $token_id:expr, $notice:expr, $dedupe_key:expr) => {{
+        let notice: &$crate::model::Notice = $notice;
+        sqlx::query(
+            "INSERT INTO outbox (created_at, kind, account_id, recipient, token_id, payload, dedupe_key, next_attempt_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $1) ON CONFLICT (dedupe_key) DO NOTHING",
+        )
+        .bind($at)
+        .bind(&notice.kind)
+        .bind($account_id)
+        .bind($recipient)
+        .bind($token_id)
+        .bind(notice.to_json())
+        .bind($dedupe_key)
+        .execute(&mut *$tx)
+        .await
+        .map(|done| done.rows_affected() > 0)
+    }};
+}
+pub(crate) use insert_outbox;
+
+/// Appends an audit event inside the transaction `$tx`, and, when the event is one its owner
+/// is told about, the notice to the outbox: both commit or neither does.
+macro_rules! append_event {
+    ($tx:expr, $at:expr, $event:expr, $account_id:expr, $account_email:expr, $token_id:expr) => {{
+        let event: &$crate::model::NewEvent = &$event;
+        let inserted = $crate::store::insert_event!(
+            $tx,
+            $at,
+            event.kind,
+            &event.actor,
+            $account_id,
+            $account_email,
+            $token_id,
+            &event.ip,
+            &event.user_agent,
+            event.detail.to_string()
+        );
         match inserted {
-            Ok(_) if $event.notify => sqlx::query(
-                "INSERT INTO outbox (created_at, kind, account_id, recipient, token_id, payload, next_attempt_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $1)",
-            )
-            .bind($at)
-            .bind($event.kind)
-            .bind($account_id)
-            .bind($account_email)
-            .bind($token_id)
-            .bind($crate::store::notification_payload($at, &$event))
-            .execute(&mut *$tx)
-            .await
-            .map(drop),
-            Ok(_) => Ok(()),
-            Err(error) => Err(error),
+            Ok(()) if event.notify => {
+                let notice = $crate::model::Notice::of_event(event, $at);
+                $crate::store::insert_outbox!($tx, $at, $account_id, $account_email, $token_id, &notice, None::<&str>)
+                    .map(drop)
+            }
+            other => other,
         }
     }};
 }
 pub(crate) use append_event;
-
-/// What a notification says, stored with it so it is sent as it was when the action happened.
-pub(crate) fn notification_payload(at: UnixTime, event: &NewEvent) -> String {
-    serde_json::json!({
-        "kind": event.kind,
-        "at": at,
-        "actor": event.actor,
-        "ip": event.ip,
-        "user_agent": event.user_agent,
-        "detail": event.detail,
-    })
-    .to_string()
-}
 
 /// The database behind the control path (and the index's source of truth).
 #[derive(Clone, Debug)]

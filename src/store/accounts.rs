@@ -1,10 +1,11 @@
 //! Accounts: creation, lookup, listing and permission changes.
 
 use super::{
-    AccountChanges, AccountRecord, AccountSummary, BeginWrite, NewAccount, NewEvent, Store, StoreError, append_change,
-    append_event, is_unique_violation, with_pool,
+    AccountChanges, AccountRecord, AccountSummary, BeginWrite, EventKind, NewAccount, NewEvent, Store, StoreError,
+    append_change, append_event, is_unique_violation, with_pool,
 };
 use crate::clock::UnixTime;
+use crate::model::token::live_sql;
 
 const ACCOUNT_COLUMNS: &str =
     "id, email, name, superuser, token_manager, enabled, can_create_tokens, created_at, updated_at";
@@ -65,9 +66,9 @@ impl Store {
     pub async fn list_accounts(&self, now: UnixTime) -> Result<Vec<AccountSummary>, StoreError> {
         let sql = "SELECT a.id, a.email, a.name, a.superuser, a.token_manager, a.enabled, a.can_create_tokens, \
                    a.created_at, a.updated_at, \
-                   (SELECT COUNT(*) FROM tokens t WHERE t.account_id = a.id AND (t.revoked_at IS NULL OR t.revoked_at > $1) \
-                    AND (t.expires_at IS NULL OR t.expires_at > $1)) AS live_tokens \
+                   (SELECT COUNT(*) FROM tokens t WHERE t.account_id = a.id AND {live}) AS live_tokens \
                    FROM accounts a ORDER BY a.email_norm";
+        let sql = sqlx::AssertSqlSafe(sql.replace("{live}", &live_sql("t", "$1")));
         Ok(with_pool!(self, pool => {
             sqlx::query_as::<_, AccountSummary>(sql).bind(now).fetch_all(pool).await?
         }))
@@ -132,11 +133,13 @@ impl Store {
             // Each live token of the account is blocked (or unblocked) by this change: say so
             // on each, so a token's own history shows why it stopped (or resumed) working.
             if before.tokens_usable() != after.tokens_usable() {
-                let kind = if after.tokens_usable() { "token.unblocked" } else { "token.blocked" };
-                let token_event = NewEvent { kind, notify: false, ..event.clone() };
+                let kind = if after.tokens_usable() { EventKind::TokenUnblocked } else { EventKind::TokenBlocked };
+                let token_event = event.with_kind(kind);
                 let live: Vec<i64> = sqlx::query_scalar(
-                    "SELECT id FROM tokens WHERE account_id = $1 AND (revoked_at IS NULL OR revoked_at > $2) \
-                     AND (expires_at IS NULL OR expires_at > $2) ORDER BY id",
+                    sqlx::AssertSqlSafe(format!(
+                        "SELECT id FROM tokens WHERE account_id = $1 AND {} ORDER BY id",
+                        live_sql("", "$2")
+                    )),
                 )
                 .bind(account_id)
                 .bind(now)

@@ -5,7 +5,7 @@
 
 use serde_json::json;
 
-use super::{BeginWrite, Store, StoreError, with_pool};
+use super::{BeginWrite, EventKind, Store, StoreError, insert_event, insert_outbox, with_pool};
 use crate::clock::UnixTime;
 use crate::config::NotifyChannel;
 
@@ -15,11 +15,10 @@ const PARKED: UnixTime = i64::MAX;
 /// A notification queued at most once per `dedupe_key`.
 pub struct KeyedNotification<'a> {
     pub dedupe_key: &'a str,
-    pub kind: &'a str,
     pub account_id: i64,
     pub recipient: &'a str,
     pub token_id: i64,
-    pub payload: &'a serde_json::Value,
+    pub notice: &'a crate::model::Notice,
 }
 
 /// A message to deliver.
@@ -95,25 +94,12 @@ fn settle(states: &[ChannelState], channels: &[NotifyChannel]) -> Settled {
 impl Store {
     /// Queues a message unless one with the same `dedupe_key` was ever queued (reminders).
     pub async fn enqueue_once(&self, message: &KeyedNotification<'_>, now: UnixTime) -> Result<bool, StoreError> {
-        let KeyedNotification { dedupe_key, kind, account_id, recipient, token_id, payload } = message;
+        let KeyedNotification { dedupe_key, account_id, recipient, token_id, notice } = message;
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            let inserted = sqlx::query(
-                "INSERT INTO outbox (created_at, kind, account_id, recipient, token_id, payload, dedupe_key, next_attempt_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $1) ON CONFLICT (dedupe_key) DO NOTHING",
-            )
-            .bind(now)
-            .bind(kind)
-            .bind(account_id)
-            .bind(recipient)
-            .bind(token_id)
-            .bind(payload.to_string())
-            .bind(dedupe_key)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            let inserted = insert_outbox!(tx, now, account_id, recipient, token_id, *notice, Some(*dedupe_key))?;
             tx.commit().await?;
-            Ok(inserted > 0)
+            Ok(inserted)
         })
     }
 
@@ -224,17 +210,10 @@ impl Store {
                         "error": error,
                         "gave_up": retry_at.is_none(),
                     });
-                    sqlx::query(
-                        "INSERT INTO events (at, kind, actor, account_id, account, token_id, detail) \
-                         VALUES ($1, 'notification.failed', 'gateway', $2, $3, $4, $5)",
-                    )
-                    .bind(now)
-                    .bind(message.account_id)
-                    .bind(&message.recipient)
-                    .bind(message.token_id)
-                    .bind(detail.to_string())
-                    .execute(&mut *tx)
-                    .await?;
+                    insert_event!(
+                        tx, now, EventKind::NotificationFailed, "gateway", message.account_id, &message.recipient,
+                        message.token_id, None::<&str>, None::<&str>, detail.to_string()
+                    )?;
                 }
             }
             let states: Vec<ChannelState> = sqlx::query_as(

@@ -5,6 +5,8 @@ use super::{
     append_event, is_unique_violation, with_pool,
 };
 use crate::clock::UnixTime;
+use crate::model::token::live_sql;
+use crate::model::{SortField, StatusFilter, TokenFilter};
 
 /// Every token column, joined with the owner's email and the flags that make it blocked.
 pub(super) const TOKEN_SELECT: &str = "SELECT t.id, t.account_id, a.email AS user_email, t.name, t.description, t.prefix, \
@@ -16,102 +18,6 @@ pub(super) const TOKEN_SELECT: &str = "SELECT t.id, t.account_id, a.email AS use
 
 const INDEX_SELECT: &str =
     "SELECT id, account_id, name, digest, scopes, rate_limit, expires_at, revoked_at, handover_from FROM tokens";
-
-/// Which tokens a listing shows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum StatusFilter {
-    Active,
-    Blocked,
-    /// Active or blocked: neither revoked nor expired.
-    #[default]
-    Live,
-    Revoked,
-    Expired,
-    All,
-}
-
-impl std::str::FromStr for StatusFilter {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Self, String> {
-        Ok(match text {
-            "active" => StatusFilter::Active,
-            "blocked" => StatusFilter::Blocked,
-            "live" => StatusFilter::Live,
-            "revoked" => StatusFilter::Revoked,
-            "expired" => StatusFilter::Expired,
-            "all" => StatusFilter::All,
-            other => {
-                return Err(format!(
-                    "unknown status {other:?}: expected active, blocked, live, revoked, expired or all"
-                ));
-            }
-        })
-    }
-}
-
-/// The order of a listing. Fields without a value (never used, never expires) come last.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TokenSort {
-    pub field: SortField,
-    pub descending: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SortField {
-    Created,
-    Name,
-    User,
-    LastUsed,
-    Expires,
-}
-
-impl Default for TokenSort {
-    fn default() -> Self {
-        TokenSort { field: SortField::Created, descending: true }
-    }
-}
-
-impl std::str::FromStr for TokenSort {
-    type Err = String;
-    /// `created`, `name`, `user`, `last_used`, `expires`; a leading `-` sorts descending.
-    fn from_str(text: &str) -> Result<Self, String> {
-        let (descending, name) = match text.strip_prefix('-') {
-            Some(rest) => (true, rest),
-            None => (false, text),
-        };
-        let field = match name {
-            "created" | "created_at" => SortField::Created,
-            "name" => SortField::Name,
-            "user" => SortField::User,
-            "last_used" | "last_used_at" => SortField::LastUsed,
-            "expires" | "expires_at" => SortField::Expires,
-            other => {
-                return Err(format!(
-                    "unknown sort field {other:?}: expected created, name, user, last_used or expires (prefix - for descending)"
-                ));
-            }
-        };
-        Ok(TokenSort { field, descending })
-    }
-}
-
-/// The token manager's filters. Empty `account_ids` means every account.
-#[derive(Debug, Clone, Default)]
-pub struct TokenFilter {
-    pub account_ids: Vec<i64>,
-    pub search: Option<String>,
-    pub status: StatusFilter,
-    pub created_after: Option<UnixTime>,
-    pub created_before: Option<UnixTime>,
-    pub used_after: Option<UnixTime>,
-    pub used_before: Option<UnixTime>,
-    pub never_used: bool,
-    pub expires_after: Option<UnixTime>,
-    pub expires_before: Option<UnixTime>,
-    /// Not used since this time (or never used and created before it).
-    pub unused_since: Option<UnixTime>,
-    pub sort: TokenSort,
-}
 
 /// A value bound into dynamically assembled SQL.
 enum Bind {
@@ -156,7 +62,7 @@ fn listing_sql(filter: &TokenFilter, now: UnixTime) -> (String, Vec<Bind>) {
     let revoked = format!("(t.revoked_at IS NOT NULL AND t.revoked_at <= {now_p})");
     let not_revoked = format!("(t.revoked_at IS NULL OR t.revoked_at > {now_p})");
     let expired = format!("({not_revoked} AND t.expires_at IS NOT NULL AND t.expires_at <= {now_p})");
-    let live = format!("({not_revoked} AND (t.expires_at IS NULL OR t.expires_at > {now_p}))");
+    let live = format!("({})", live_sql("t", &now_p));
     match filter.status {
         StatusFilter::All => {}
         StatusFilter::Live => c.push(live),
@@ -288,11 +194,11 @@ impl Store {
         let select = format!("{TOKEN_SELECT} WHERE t.id = $1");
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            let retired = sqlx::query(
+            let retired = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "UPDATE tokens SET live_name = NULL, revoked_at = $1, revoked_by = $2, revoke_reason = 'rotation' \
-                 WHERE id = $3 AND rotated_to IS NULL AND (revoked_at IS NULL OR revoked_at > $4) \
-                 AND (expires_at IS NULL OR expires_at > $4)",
-            )
+                 WHERE id = $3 AND rotated_to IS NULL AND {}",
+                live_sql("", "$4")
+            )))
             .bind(predecessor_revoked_at)
             .bind(&successor.created_by)
             .bind(id)
@@ -429,11 +335,11 @@ impl Store {
     ) -> Result<Vec<i64>, StoreError> {
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            let revoked: Vec<(i64, String, String)> = sqlx::query_as(
+            let revoked: Vec<(i64, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "UPDATE tokens SET revoked_at = $1, revoked_by = $2, revoke_reason = $3, live_name = NULL \
-                 WHERE account_id = $4 AND (revoked_at IS NULL OR revoked_at > $1) \
-                 AND (expires_at IS NULL OR expires_at > $1) RETURNING id, name, prefix",
-            )
+                 WHERE account_id = $4 AND {} RETURNING id, name, prefix",
+                live_sql("", "$1")
+            )))
             .bind(now)
             .bind(by)
             .bind(RevokeReason::RevokeAll.as_str())
@@ -482,6 +388,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::TokenSort;
 
     #[test]
     fn search_patterns_escape_wildcards() {

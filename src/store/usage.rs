@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::{ActivityBatch, BeginWrite, Store, StoreError, append_change, with_pool};
+use super::{ActivityBatch, BeginWrite, EventKind, Store, StoreError, append_change, insert_event, with_pool};
 
 /// At most one `token.refused_use` event per token in this many seconds.
 const REFUSED_EVENT_EVERY: i64 = 60;
@@ -54,21 +54,24 @@ impl Store {
                     "path": refusal.path,
                     "attempts": refusal.count,
                 });
-                sqlx::query(
-                    "INSERT INTO events (at, kind, actor, account_id, account, token_id, ip, user_agent, detail) \
-                     SELECT $1, 'token.refused_use', 'gateway', t.account_id, a.email, t.id, $2, $3, $4 \
-                     FROM tokens t JOIN accounts a ON a.id = t.account_id \
-                     WHERE t.id = $5 AND NOT EXISTS (SELECT 1 FROM events e WHERE e.token_id = $5 \
-                     AND e.kind = 'token.refused_use' AND e.at > $6)",
+                // At most one event per token a minute: the audit log shows who still holds a
+                // dead token, not every attempt.
+                let owner: Option<(i64, String)> = sqlx::query_as(
+                    "SELECT t.account_id, a.email FROM tokens t JOIN accounts a ON a.id = t.account_id \
+                     WHERE t.id = $1 AND NOT EXISTS (SELECT 1 FROM events e WHERE e.token_id = $1 \
+                     AND e.kind = $2 AND e.at > $3)",
                 )
-                .bind(refusal.at)
-                .bind(&refusal.ip)
-                .bind(&refusal.user_agent)
-                .bind(detail.to_string())
                 .bind(refusal.token_id)
+                .bind(EventKind::TokenRefusedUse.as_str())
                 .bind(refusal.at - REFUSED_EVENT_EVERY)
-                .execute(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await?;
+                if let Some((account_id, email)) = owner {
+                    insert_event!(
+                        tx, refusal.at, EventKind::TokenRefusedUse, "gateway", account_id, &email,
+                        Some(refusal.token_id), &refusal.ip, &refusal.user_agent, detail.to_string()
+                    )?;
+                }
             }
             for handover in &batch.handovers {
                 let revoked = sqlx::query(
@@ -94,17 +97,10 @@ impl Store {
                 let Some((account_id, email)) = owner else { continue };
                 if revoked > 0 {
                     let detail = json!({"reason": "rotation", "successor_first_used": true, "rotated_to": handover.successor_id});
-                    sqlx::query(
-                        "INSERT INTO events (at, kind, actor, account_id, account, token_id, detail) \
-                         VALUES ($1, 'token.revoked', 'gateway', $2, $3, $4, $5)",
-                    )
-                    .bind(handover.at)
-                    .bind(account_id)
-                    .bind(&email)
-                    .bind(handover.predecessor_id)
-                    .bind(detail.to_string())
-                    .execute(&mut *tx)
-                    .await?;
+                    insert_event!(
+                        tx, handover.at, EventKind::TokenRevoked, "gateway", account_id, &email,
+                        Some(handover.predecessor_id), None::<&str>, None::<&str>, detail.to_string()
+                    )?;
                 }
                 append_change!(tx, handover.at, account_id, Some(handover.predecessor_id))?;
                 append_change!(tx, handover.at, account_id, Some(handover.successor_id))?;

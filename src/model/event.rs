@@ -1,0 +1,106 @@
+//! The audit log's vocabulary: the kinds of events, which of them tell the token's owner, and
+//! an event as written and as read.
+
+use crate::clock::UnixTime;
+
+/// What happened. Stored as its text (`token.revoked`); the one list of kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    AccountCreated,
+    AccountUpdated,
+    TokenCreated,
+    TokenRevoked,
+    TokenRotated,
+    TokenLimitChanged,
+    /// The owner's account was disabled or lost the token permission.
+    TokenBlocked,
+    TokenUnblocked,
+    /// A revoked, expired or blocked token was presented (at most one per token a minute).
+    TokenRefusedUse,
+    /// A notice could not be delivered through a channel.
+    NotificationFailed,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::AccountCreated => "account.created",
+            EventKind::AccountUpdated => "account.updated",
+            EventKind::TokenCreated => "token.created",
+            EventKind::TokenRevoked => "token.revoked",
+            EventKind::TokenRotated => "token.rotated",
+            EventKind::TokenLimitChanged => "token.limit_changed",
+            EventKind::TokenBlocked => "token.blocked",
+            EventKind::TokenUnblocked => "token.unblocked",
+            EventKind::TokenRefusedUse => "token.refused_use",
+            EventKind::NotificationFailed => "notification.failed",
+        }
+    }
+
+    /// Whether the token's owner is told (through the notification outbox): the one place that
+    /// decides. Creations, revocations and rotations are what an owner must know of, wherever
+    /// they came from; the rest is for the audit log.
+    pub fn notifies_owner(self) -> bool {
+        matches!(self, EventKind::TokenCreated | EventKind::TokenRevoked | EventKind::TokenRotated)
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An audit event to append with a mutation. The store fills in the account and token.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub kind: EventKind,
+    /// An email, `cli:<os user>`, `system:inactivity` or `gateway`.
+    pub actor: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub detail: serde_json::Value,
+    /// Also tell the account's owner (through the notification outbox): the kind's rule, unless
+    /// [`NewEvent::without_notice`] says another event of the same change tells it already.
+    pub notify: bool,
+}
+
+impl NewEvent {
+    /// An event, notified to the owner when its kind is.
+    pub fn new(
+        kind: EventKind,
+        actor: String,
+        ip: Option<String>,
+        user_agent: Option<String>,
+        detail: serde_json::Value,
+    ) -> Self {
+        NewEvent { kind, actor, ip, user_agent, detail, notify: kind.notifies_owner() }
+    }
+
+    /// The same event, with no notice of its own: one change tells the owner once (a
+    /// rotation's `token.rotated` notice covers its successor's `token.created`).
+    pub fn without_notice(self) -> Self {
+        NewEvent { notify: false, ..self }
+    }
+
+    /// The same change recorded under another kind (a block on each of an account's tokens).
+    pub fn with_kind(&self, kind: EventKind) -> Self {
+        NewEvent { kind, notify: kind.notifies_owner(), ..self.clone() }
+    }
+}
+
+/// An event as the audit log holds it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EventRecord {
+    pub id: i64,
+    pub at: UnixTime,
+    /// The kind's text: older databases may hold kinds this version does not know.
+    pub kind: String,
+    pub actor: String,
+    pub account: Option<String>,
+    pub token_id: Option<i64>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// JSON object text.
+    pub detail: String,
+}

@@ -1,0 +1,158 @@
+//! Tokens: the stored record (never the secret), its status, and the one rule for when a token
+//! is live — in Rust here, and as the SQL fragment every query that means "live" uses.
+
+use crate::clock::UnixTime;
+
+/// A token's metadata as listed and shown (never the secret: nothing stores it).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TokenRecord {
+    pub id: i64,
+    pub account_id: i64,
+    /// The owner's email, joined in: every surface shows tokens by owner.
+    pub user_email: String,
+    /// Unique among the owner's live tokens.
+    pub name: String,
+    pub description: Option<String>,
+    /// The first characters of the secret: enough to recognise it, never to use it.
+    pub prefix: String,
+    /// Space-separated, as stored.
+    pub scopes: String,
+    /// The token's own rate, as written (`100/min burst 20`); `None`: the default applies.
+    pub rate_limit: Option<String>,
+    pub created_at: UnixTime,
+    pub created_by: String,
+    pub expires_at: Option<UnixTime>,
+    /// In the future while a rotation's grace runs.
+    pub revoked_at: Option<UnixTime>,
+    pub revoked_by: Option<String>,
+    pub revoke_reason: Option<String>,
+    pub rotated_from: Option<i64>,
+    pub rotated_to: Option<i64>,
+    /// The last admitted use, as the gateways recorded it.
+    pub last_used_at: Option<UnixTime>,
+    pub last_used_method: Option<String>,
+    pub last_used_path: Option<String>,
+    pub last_used_ip: Option<String>,
+    /// Uses of this token while it was dead (revoked, expired or blocked), and the latest one:
+    /// who still holds a token that should be gone.
+    pub refused_count: i64,
+    pub refused_last_at: Option<UnixTime>,
+    pub refused_last_ip: Option<String>,
+    pub refused_last_method: Option<String>,
+    pub refused_last_path: Option<String>,
+    /// The owner's flags, joined in: they make a live token blocked.
+    pub account_enabled: bool,
+    pub account_can_create_tokens: bool,
+}
+
+/// The lifecycle state of a token at a given time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenStatus {
+    Active,
+    Revoked,
+    Expired,
+    /// The account is disabled or lacks the token permission; undone when that changes.
+    Blocked,
+}
+
+impl TokenStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenStatus::Active => "active",
+            TokenStatus::Revoked => "revoked",
+            TokenStatus::Expired => "expired",
+            TokenStatus::Blocked => "blocked",
+        }
+    }
+}
+
+/// Whether a token with these times is live at `now`: not revoked (a revocation scheduled for
+/// later, during a rotation's grace, does not count yet) and not expired. The one rule; the
+/// SQL form is [`live_sql`].
+pub fn is_live(revoked_at: Option<UnixTime>, expires_at: Option<UnixTime>, now: UnixTime) -> bool {
+    revoked_at.is_none_or(|at| at > now) && expires_at.is_none_or(|at| at > now)
+}
+
+/// [`is_live`] as SQL, for the token table aliased `alias` (`t`, or `""` for none) and the
+/// placeholder holding now (`$1`).
+pub fn live_sql(alias: &str, now: &str) -> String {
+    let column = |name: &str| if alias.is_empty() { name.to_owned() } else { format!("{alias}.{name}") };
+    let (revoked, expires) = (column("revoked_at"), column("expires_at"));
+    format!("({revoked} IS NULL OR {revoked} > {now}) AND ({expires} IS NULL OR {expires} > {now})")
+}
+
+impl TokenRecord {
+    pub fn status(&self, now: UnixTime) -> TokenStatus {
+        if self.revoked_at.is_some_and(|at| at <= now) {
+            TokenStatus::Revoked
+        } else if !is_live(None, self.expires_at, now) {
+            TokenStatus::Expired
+        } else if !(self.account_enabled && self.account_can_create_tokens) {
+            TokenStatus::Blocked
+        } else {
+            TokenStatus::Active
+        }
+    }
+
+    pub fn is_live(&self, now: UnixTime) -> bool {
+        is_live(self.revoked_at, self.expires_at, now)
+    }
+
+    pub fn scope_list(&self) -> Vec<String> {
+        self.scopes.split_whitespace().map(str::to_owned).collect()
+    }
+}
+
+/// A token to mint: its digest and display prefix, never the secret.
+pub struct NewToken {
+    pub account_id: i64,
+    pub name: String,
+    pub description: Option<String>,
+    pub digest: [u8; 32],
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    pub rate_limit: Option<String>,
+    pub created_by: String,
+    pub expires_at: Option<UnixTime>,
+    /// The token this one replaces, when minted by a rotation.
+    pub rotated_from: Option<i64>,
+    /// Set when the predecessor stays valid until this token's first use.
+    pub handover_from: Option<i64>,
+}
+
+/// Why a token was revoked (`revoke_reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeReason {
+    Manual,
+    RevokeAll,
+    Rotation,
+    Inactivity,
+}
+
+impl RevokeReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevokeReason::Manual => "manual",
+            RevokeReason::RevokeAll => "revoke_all",
+            RevokeReason::Rotation => "rotation",
+            RevokeReason::Inactivity => "inactivity",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_means_neither_revoked_nor_expired_yet() {
+        assert!(is_live(None, None, 100));
+        assert!(is_live(Some(101), Some(101), 100), "a scheduled revocation is not one yet");
+        assert!(!is_live(Some(100), None, 100) && !is_live(None, Some(100), 100));
+        assert_eq!(
+            live_sql("t", "$1"),
+            "(t.revoked_at IS NULL OR t.revoked_at > $1) AND (t.expires_at IS NULL OR t.expires_at > $1)"
+        );
+        assert!(live_sql("", "$2").starts_with("(revoked_at IS NULL OR revoked_at > $2)"));
+    }
+}
