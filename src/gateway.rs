@@ -15,7 +15,6 @@ use crate::config::{Config, NotifyChannel, NotifyConfig};
 use crate::fleet::Registration;
 use crate::gate::Gate;
 use crate::index::TokenIndex;
-use crate::maintenance;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::proxy::Proxy;
@@ -103,7 +102,7 @@ impl Gateway {
             .with_default_rate(config.rate_limit.default)
             .with_confirmation(Some(config.sync.confirm_policy()), Some(Arc::clone(&metrics))),
         );
-        let maintenance = tokio::spawn(maintenance::run(
+        let maintenance = tokio::spawn(crate::service::housekeeping::run(
             Arc::clone(&lifecycle),
             config.notify.expiry_reminders.clone(),
             config.tokens.sweep_interval,

@@ -36,7 +36,6 @@ pub mod fleet;
 pub mod gate;
 pub mod gateway;
 pub mod index;
-pub mod maintenance;
 pub mod metrics;
 pub mod model;
 pub mod notify;

@@ -120,6 +120,14 @@ impl From<ServiceError> for ApiError {
             ServiceError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             ServiceError::Forbidden(m) => Self::forbidden(m),
             ServiceError::InsufficientScope(scope) => Self::insufficient_scope(&scope),
+            ServiceError::Internal(message) => {
+                tracing::error!(%message, "admin API: internal error");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the request could not be completed; try again later",
+                )
+            }
             ServiceError::Store(error) => {
                 // Logged in full; the client learns only that it failed.
                 tracing::error!(%error, "admin API: database error");
