@@ -56,6 +56,9 @@ pub enum StoreError {
     /// A copy's target holds data, or the copy does not match its source.
     #[error("{0}")]
     NotEmpty(String),
+    /// `db copy` met a table or column it cannot carry.
+    #[error("{0}")]
+    CannotCopy(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     /// The database file's watcher could not be set up (change announcements on SQLite).

@@ -1,9 +1,21 @@
 //! Copying a whole database into an empty one (`tokengate db copy`), for moving from SQLite to
 //! PostgreSQL when one machine is outgrown (or back). Every row keeps its id, so token ids in
 //! scripts, audit references and rotation links stay valid, and every secret keeps working.
+//!
+//! The copy is driven by [`TABLES`]; the columns of each table are read from the source's own
+//! schema when the copy runs, so a column added by a migration is carried without anyone
+//! remembering to list it here.
 
-use super::{BeginWrite, Store, StoreError, with_pool};
-use crate::clock::UnixTime;
+use std::sync::Arc;
+
+use sqlx::postgres::PgPool;
+use sqlx::query::Query;
+use sqlx::sqlite::SqlitePool;
+use sqlx::{
+    AssertSqlSafe, ColumnIndex, Database, Decode, Encode, Postgres, Row, SqlSafeStr, SqlStr, Sqlite, Transaction, Type,
+};
+
+use super::{Backend, BeginWrite, Store, StoreError, with_pool};
 
 /// Rows read and written per round trip.
 const BATCH: i64 = 1000;
@@ -18,146 +30,232 @@ pub struct TableCounts {
     pub outbox_deliveries: i64,
 }
 
-#[derive(sqlx::FromRow)]
-struct AccountRow {
-    id: i64,
-    email: String,
-    email_norm: String,
-    name: Option<String>,
-    superuser: bool,
-    token_manager: bool,
-    enabled: bool,
-    can_create_tokens: bool,
-    created_at: UnixTime,
-    updated_at: UnixTime,
+/// A table the copy carries: what its schema does not say or what the copy needs beyond it.
+struct Table {
+    name: &'static str,
+    /// The primary key: rows are read in its order, each batch after the last key read.
+    key: &'static [&'static str],
+    /// The key is an identity column, whose PostgreSQL sequence must continue after the copied
+    /// ids.
+    identity: bool,
+    /// Its field in [`TableCounts`].
+    count: fn(&mut TableCounts) -> &mut i64,
 }
 
-#[derive(sqlx::FromRow)]
-struct TokenRow {
-    id: i64,
-    account_id: i64,
-    name: String,
-    live_name: Option<String>,
-    description: Option<String>,
-    digest: Vec<u8>,
-    prefix: String,
-    scopes: String,
-    rate_limit: Option<String>,
-    created_at: UnixTime,
-    created_by: String,
-    expires_at: Option<UnixTime>,
-    revoked_at: Option<UnixTime>,
-    revoked_by: Option<String>,
-    revoke_reason: Option<String>,
-    rotated_from: Option<i64>,
-    rotated_to: Option<i64>,
-    last_used_at: Option<UnixTime>,
-    last_used_method: Option<String>,
-    last_used_path: Option<String>,
-    last_used_ip: Option<String>,
-    refused_count: i64,
-    refused_last_at: Option<UnixTime>,
-    refused_last_ip: Option<String>,
-    refused_last_method: Option<String>,
-    refused_last_path: Option<String>,
-    handover_from: Option<i64>,
-    inactivity_warned_at: Option<UnixTime>,
+/// Every table the copy carries, in dependency order: the rows a row references are copied
+/// before it. Deliberately not copied: `gateways`, the registrations of the gateway processes
+/// running on the source (runtime state; each gateway registers with the database it runs on),
+/// and `_sqlx_migrations` (opening the target migrates it).
+const TABLES: [Table; 6] = [
+    Table { name: "accounts", key: &["id"], identity: true, count: |c| &mut c.accounts },
+    Table { name: "tokens", key: &["id"], identity: true, count: |c| &mut c.tokens },
+    Table { name: "events", key: &["id"], identity: true, count: |c| &mut c.events },
+    Table { name: "changes", key: &["seq"], identity: true, count: |c| &mut c.changes },
+    Table { name: "outbox", key: &["id"], identity: true, count: |c| &mut c.outbox },
+    Table {
+        name: "outbox_deliveries",
+        key: &["outbox_id", "channel"],
+        identity: false,
+        count: |c| &mut c.outbox_deliveries,
+    },
+];
+
+/// The column types the schema uses, as each backend names them.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// Read and written as i64: SQLite's INTEGER and BIGINT, PostgreSQL's BIGINT (its schema
+    /// declares no 32-bit integers).
+    Integer,
+    Text,
+    Blob,
+    /// SQLite stores these as integers 0 and 1; PostgreSQL as BOOLEAN.
+    Boolean,
 }
 
-#[derive(sqlx::FromRow)]
-struct OutboxRow {
-    id: i64,
-    created_at: UnixTime,
-    kind: String,
-    account_id: Option<i64>,
-    recipient: String,
-    token_id: Option<i64>,
-    payload: String,
-    dedupe_key: Option<String>,
-    attempts: i64,
-    next_attempt_at: UnixTime,
-    claimed_until: Option<UnixTime>,
-    sent_at: Option<UnixTime>,
-    last_error: Option<String>,
+impl Kind {
+    /// The kind of a column declared `declared` (SQLite's declared type or PostgreSQL's
+    /// `information_schema` data type); `None` for a type the copy does not know.
+    fn of(declared: &str) -> Option<Kind> {
+        match declared.to_ascii_lowercase().as_str() {
+            "integer" | "bigint" => Some(Kind::Integer),
+            "text" => Some(Kind::Text),
+            "blob" | "bytea" => Some(Kind::Blob),
+            "boolean" => Some(Kind::Boolean),
+            _ => None,
+        }
+    }
 }
 
-#[derive(sqlx::FromRow)]
-struct DeliveryRow {
-    outbox_id: i64,
-    channel: String,
-    attempts: i64,
-    next_attempt_at: UnixTime,
-    claimed_until: Option<UnixTime>,
-    sent_at: Option<UnixTime>,
-    last_error: Option<String>,
+/// One value of one column. A NULL keeps its column's type too: PostgreSQL refuses a NULL
+/// bound as BIGINT for a TEXT column.
+#[derive(Debug, Clone)]
+enum Value {
+    Integer(Option<i64>),
+    Text(Option<String>),
+    Blob(Option<Vec<u8>>),
+    Boolean(Option<bool>),
 }
 
-#[derive(sqlx::FromRow)]
-struct EventRow {
-    id: i64,
-    at: UnixTime,
-    kind: String,
-    actor: String,
-    account_id: Option<i64>,
-    account: Option<String>,
-    token_id: Option<i64>,
-    ip: Option<String>,
-    user_agent: Option<String>,
-    detail: String,
-}
-
-#[derive(sqlx::FromRow)]
-struct ChangeRow {
-    seq: i64,
-    at: UnixTime,
-    at_ms: Option<i64>,
-    account_id: Option<i64>,
-    token_id: Option<i64>,
-}
-
-const ACCOUNTS: &str = "SELECT id, email, email_norm, name, superuser, token_manager, enabled, can_create_tokens, \
-     created_at, updated_at FROM accounts WHERE id > $1 ORDER BY id LIMIT $2";
-const TOKENS: &str = "SELECT id, account_id, name, live_name, description, digest, prefix, scopes, rate_limit, \
-     created_at, created_by, expires_at, revoked_at, revoked_by, revoke_reason, rotated_from, rotated_to, last_used_at, \
-     last_used_method, last_used_path, last_used_ip, refused_count, refused_last_at, refused_last_ip, \
-     refused_last_method, refused_last_path, handover_from, inactivity_warned_at FROM tokens WHERE id > $1 \
-     ORDER BY id LIMIT $2";
-const OUTBOX: &str = "SELECT id, created_at, kind, account_id, recipient, token_id, payload, dedupe_key, attempts, \
-     next_attempt_at, claimed_until, sent_at, last_error FROM outbox WHERE id > $1 ORDER BY id LIMIT $2";
-/// The deliveries of the outbox rows with ids in `($1, $2]`: copied with their batch of rows, so
-/// a channel that already delivered a message does not send it again from the new database.
-const DELIVERIES: &str = "SELECT outbox_id, channel, attempts, next_attempt_at, claimed_until, sent_at, last_error \
-     FROM outbox_deliveries WHERE outbox_id > $1 AND outbox_id <= $2 ORDER BY outbox_id, channel";
-const EVENTS: &str = "SELECT id, at, kind, actor, account_id, account, token_id, ip, user_agent, detail \
-     FROM events WHERE id > $1 ORDER BY id LIMIT $2";
-const CHANGES: &str = "SELECT seq, at, at_ms, account_id, token_id FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2";
-
-/// Reads the next batch of `$row` after key `$after` from the store `$source`.
-macro_rules! next_batch {
-    ($source:expr, $row:ty, $sql:expr, $after:expr) => {
-        with_pool!($source, pool => {
-            sqlx::query_as::<_, $row>($sql).bind($after).bind(BATCH).fetch_all(pool).await?
+impl Value {
+    /// Reads column `index` of `row` as a value of `kind`.
+    fn read<R: Row>(row: &R, index: usize, kind: Kind) -> Result<Value, sqlx::Error>
+    where
+        usize: ColumnIndex<R>,
+        for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> Option<Vec<u8>>: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> Option<bool>: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        Ok(match kind {
+            Kind::Integer => Value::Integer(row.try_get(index)?),
+            Kind::Text => Value::Text(row.try_get(index)?),
+            Kind::Blob => Value::Blob(row.try_get(index)?),
+            Kind::Boolean => Value::Boolean(row.try_get(index)?),
         })
-    };
+    }
+
+    /// Binds this value as the next parameter of `query`.
+    fn bind<DB: Database>(self, query: Query<'_, DB, DB::Arguments>) -> Query<'_, DB, DB::Arguments>
+    where
+        for<'t> Option<i64>: Encode<'t, DB> + Type<DB>,
+        for<'t> Option<String>: Encode<'t, DB> + Type<DB>,
+        for<'t> Option<Vec<u8>>: Encode<'t, DB> + Type<DB>,
+        for<'t> Option<bool>: Encode<'t, DB> + Type<DB>,
+    {
+        match self {
+            Value::Integer(v) => query.bind(v),
+            Value::Text(v) => query.bind(v),
+            Value::Blob(v) => query.bind(v),
+            Value::Boolean(v) => query.bind(v),
+        }
+    }
+}
+
+/// A column as the source's schema declares it.
+struct Column {
+    name: String,
+    kind: Kind,
+}
+
+/// How one table is copied: its columns as the source has them, and the statements built
+/// from them.
+struct TablePlan {
+    columns: Vec<Column>,
+    /// Where the key's columns are in `columns`.
+    key_at: Vec<usize>,
+    /// The first batch: `LIMIT $1`.
+    first: SqlStr,
+    /// The next batch: the key values after which to go on, then the limit.
+    next: SqlStr,
+    insert: SqlStr,
+}
+
+/// `name` as a quoted SQL identifier (both backends quote with double quotes).
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A `$from, $from+1, …` list of `n` placeholders.
+fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+impl TablePlan {
+    fn new(table: &'static Table, columns: Vec<Column>) -> Result<TablePlan, StoreError> {
+        if columns.is_empty() {
+            return Err(StoreError::CannotCopy(format!("the source has no table {}", table.name)));
+        }
+        let key_at = table
+            .key
+            .iter()
+            .map(|key| {
+                columns.iter().position(|c| c.name == *key).ok_or_else(|| {
+                    StoreError::CannotCopy(format!("the source's table {} has no column {key}", table.name))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let name = quoted(table.name);
+        let list = columns.iter().map(|c| quoted(&c.name)).collect::<Vec<_>>().join(", ");
+        let key = table.key.iter().map(|k| quoted(k)).collect::<Vec<_>>().join(", ");
+        let n = table.key.len();
+        // Identifiers come from the table list and the source's catalog, quoted; values are bound.
+        let sql = |text: String| AssertSqlSafe(Arc::<str>::from(text)).into_sql_str();
+        Ok(TablePlan {
+            first: sql(format!("SELECT {list} FROM {name} ORDER BY {key} LIMIT $1")),
+            next: sql(format!(
+                "SELECT {list} FROM {name} WHERE ({key}) > ({}) ORDER BY {key} LIMIT ${}",
+                placeholders(1, n),
+                n + 1
+            )),
+            insert: sql(format!("INSERT INTO {name} ({list}) VALUES ({})", placeholders(1, columns.len()))),
+            columns,
+            key_at,
+        })
+    }
+}
+
+/// Begins the read of the whole source as one snapshot, so that every table is copied as of
+/// the same moment (a delivery's notice, a token's account) even while a gateway writes.
+trait BeginSnapshot {
+    type Db: Database;
+    fn begin_snapshot(&self) -> impl Future<Output = Result<Transaction<'static, Self::Db>, sqlx::Error>> + Send;
+}
+
+impl BeginSnapshot for SqlitePool {
+    type Db = Sqlite;
+    /// A deferred transaction: its first read fixes the snapshot (WAL), without blocking writers.
+    async fn begin_snapshot(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+        self.begin().await
+    }
+}
+
+impl BeginSnapshot for PgPool {
+    type Db = Postgres;
+    async fn begin_snapshot(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        self.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await
+    }
 }
 
 impl Store {
     /// How many rows each table holds.
     pub async fn table_counts(&self) -> Result<TableCounts, StoreError> {
-        let mut counts = [0i64; 6];
-        let queries = [
-            "SELECT COUNT(*) FROM accounts",
-            "SELECT COUNT(*) FROM tokens",
-            "SELECT COUNT(*) FROM events",
-            "SELECT COUNT(*) FROM changes",
-            "SELECT COUNT(*) FROM outbox",
-            "SELECT COUNT(*) FROM outbox_deliveries",
-        ];
-        for (count, sql) in counts.iter_mut().zip(queries) {
-            *count = with_pool!(self, pool => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await?);
+        let mut counts = TableCounts::default();
+        for table in &TABLES {
+            let sql = AssertSqlSafe(format!("SELECT COUNT(*) FROM {}", quoted(table.name)));
+            *(table.count)(&mut counts) =
+                with_pool!(self, pool => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await?);
         }
-        let [accounts, tokens, events, changes, outbox, outbox_deliveries] = counts;
-        Ok(TableCounts { accounts, tokens, events, changes, outbox, outbox_deliveries })
+        Ok(counts)
+    }
+
+    /// The columns of `table` in this database, in their order (none if there is no such table).
+    async fn columns(&self, table: &str) -> Result<Vec<Column>, StoreError> {
+        let declared: Vec<(String, String)> = match &self.backend {
+            Backend::Sqlite(pool) => {
+                sqlx::query_as("SELECT name, type FROM pragma_table_info($1) ORDER BY cid")
+                    .bind(table)
+                    .fetch_all(pool)
+                    .await?
+            }
+            Backend::Postgres(pool) => {
+                sqlx::query_as(
+                    "SELECT column_name::text, data_type::text FROM information_schema.columns \
+                     WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
+                )
+                .bind(table)
+                .fetch_all(pool)
+                .await?
+            }
+        };
+        declared
+            .into_iter()
+            .map(|(name, declared)| match Kind::of(&declared) {
+                Some(kind) => Ok(Column { name, kind }),
+                None => Err(StoreError::CannotCopy(format!(
+                    "cannot copy column {table}.{name}: its type {declared} is not one the copy knows"
+                ))),
+            })
+            .collect()
     }
 
     /// Copies every row of this store into `target`, which must be empty, in one transaction;
@@ -170,114 +268,40 @@ impl Store {
                 existing.accounts, existing.tokens, existing.events
             )));
         }
-        with_pool!(target, pool => {
+        let mut plans = Vec::with_capacity(TABLES.len());
+        for table in &TABLES {
+            plans.push(TablePlan::new(table, self.columns(table.name).await?)?);
+        }
+        with_pool!(self, source => with_pool!(target, pool => {
+            let mut reader = source.begin_snapshot().await?;
             let mut tx = pool.begin_write().await?;
-            let mut after = 0;
-            loop {
-                let rows = next_batch!(self, AccountRow, ACCOUNTS, after);
-                let Some(last) = rows.last().map(|r| r.id) else { break };
-                for r in rows {
-                    sqlx::query(
-                        "INSERT INTO accounts (id, email, email_norm, name, superuser, token_manager, enabled, \
-                         can_create_tokens, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                    )
-                    .bind(r.id).bind(r.email).bind(r.email_norm).bind(r.name).bind(r.superuser)
-                    .bind(r.token_manager).bind(r.enabled).bind(r.can_create_tokens).bind(r.created_at)
-                    .bind(r.updated_at)
-                    .execute(&mut *tx)
-                    .await?;
+            for plan in &plans {
+                let mut after: Option<Vec<Value>> = None;
+                loop {
+                    let query = match after.take() {
+                        None => sqlx::query(plan.first.clone()),
+                        Some(key) => key.into_iter().fold(sqlx::query(plan.next.clone()), |q, v| v.bind(q)),
+                    };
+                    let rows = query.bind(BATCH).fetch_all(&mut *reader).await?;
+                    let Some(last) = rows.last() else { break };
+                    after = Some(
+                        plan.key_at.iter().map(|&i| Value::read(last, i, plan.columns[i].kind)).collect::<Result<_, _>>()?,
+                    );
+                    for row in &rows {
+                        let mut insert = sqlx::query(plan.insert.clone());
+                        for (i, column) in plan.columns.iter().enumerate() {
+                            insert = Value::read(row, i, column.kind)?.bind(insert);
+                        }
+                        insert.execute(&mut *tx).await?;
+                    }
+                    if (rows.len() as i64) < BATCH {
+                        break;
+                    }
                 }
-                after = last;
-            }
-            after = 0;
-            loop {
-                let rows = next_batch!(self, TokenRow, TOKENS, after);
-                let Some(last) = rows.last().map(|r| r.id) else { break };
-                for r in rows {
-                    sqlx::query(
-                        "INSERT INTO tokens (id, account_id, name, live_name, description, digest, prefix, scopes, \
-                         rate_limit, created_at, created_by, expires_at, revoked_at, revoked_by, revoke_reason, \
-                         rotated_from, rotated_to, last_used_at, last_used_method, last_used_path, last_used_ip, \
-                         refused_count, refused_last_at, refused_last_ip, refused_last_method, refused_last_path, \
-                         handover_from, inactivity_warned_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-                         $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)",
-                    )
-                    .bind(r.id).bind(r.account_id).bind(r.name).bind(r.live_name).bind(r.description)
-                    .bind(r.digest).bind(r.prefix).bind(r.scopes).bind(r.rate_limit).bind(r.created_at)
-                    .bind(r.created_by).bind(r.expires_at).bind(r.revoked_at).bind(r.revoked_by)
-                    .bind(r.revoke_reason).bind(r.rotated_from).bind(r.rotated_to).bind(r.last_used_at)
-                    .bind(r.last_used_method).bind(r.last_used_path).bind(r.last_used_ip).bind(r.refused_count)
-                    .bind(r.refused_last_at).bind(r.refused_last_ip).bind(r.refused_last_method)
-                    .bind(r.refused_last_path)
-                    .bind(r.handover_from)
-                    .bind(r.inactivity_warned_at)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                after = last;
-            }
-            after = 0;
-            loop {
-                let rows = next_batch!(self, EventRow, EVENTS, after);
-                let Some(last) = rows.last().map(|r| r.id) else { break };
-                for r in rows {
-                    sqlx::query(
-                        "INSERT INTO events (id, at, kind, actor, account_id, account, token_id, ip, user_agent, \
-                         detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                    )
-                    .bind(r.id).bind(r.at).bind(r.kind).bind(r.actor).bind(r.account_id).bind(r.account)
-                    .bind(r.token_id).bind(r.ip).bind(r.user_agent).bind(r.detail)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                after = last;
-            }
-            after = 0;
-            loop {
-                let rows = next_batch!(self, ChangeRow, CHANGES, after);
-                let Some(last) = rows.last().map(|r| r.seq) else { break };
-                for r in rows {
-                    sqlx::query("INSERT INTO changes (seq, at, at_ms, account_id, token_id) VALUES ($1, $2, $3, $4, $5)")
-                        .bind(r.seq).bind(r.at).bind(r.at_ms).bind(r.account_id).bind(r.token_id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                after = last;
-            }
-            after = 0;
-            loop {
-                let rows = next_batch!(self, OutboxRow, OUTBOX, after);
-                let Some(last) = rows.last().map(|r| r.id) else { break };
-                for r in rows {
-                    sqlx::query(
-                        "INSERT INTO outbox (id, created_at, kind, account_id, recipient, token_id, payload, \
-                         dedupe_key, attempts, next_attempt_at, claimed_until, sent_at, last_error) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-                    )
-                    .bind(r.id).bind(r.created_at).bind(r.kind).bind(r.account_id).bind(r.recipient)
-                    .bind(r.token_id).bind(r.payload).bind(r.dedupe_key).bind(r.attempts)
-                    .bind(r.next_attempt_at).bind(r.claimed_until).bind(r.sent_at).bind(r.last_error)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                let deliveries: Vec<DeliveryRow> = with_pool!(self, source => {
-                    sqlx::query_as(DELIVERIES).bind(after).bind(last).fetch_all(source).await?
-                });
-                for r in deliveries {
-                    sqlx::query(
-                        "INSERT INTO outbox_deliveries (outbox_id, channel, attempts, next_attempt_at, \
-                         claimed_until, sent_at, last_error) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    )
-                    .bind(r.outbox_id).bind(r.channel).bind(r.attempts).bind(r.next_attempt_at)
-                    .bind(r.claimed_until).bind(r.sent_at).bind(r.last_error)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                after = last;
             }
             tx.commit().await?;
-        });
+            reader.commit().await?;
+        }));
         target.continue_id_sequences().await?;
         let (source_counts, target_counts) = (self.table_counts().await?, target.table_counts().await?);
         if source_counts != target_counts {
@@ -291,17 +315,16 @@ impl Store {
     /// After rows were inserted with explicit ids, makes PostgreSQL's identity sequences continue
     /// after the highest id (SQLite does this by itself).
     async fn continue_id_sequences(&self) -> Result<(), StoreError> {
-        let super::Backend::Postgres(pool) = &self.backend else {
+        let Backend::Postgres(pool) = &self.backend else {
             return Ok(());
         };
-        for sql in [
-            "SELECT setval(pg_get_serial_sequence('accounts', 'id'), COALESCE((SELECT MAX(id) FROM accounts), 0) + 1, false)",
-            "SELECT setval(pg_get_serial_sequence('tokens', 'id'), COALESCE((SELECT MAX(id) FROM tokens), 0) + 1, false)",
-            "SELECT setval(pg_get_serial_sequence('events', 'id'), COALESCE((SELECT MAX(id) FROM events), 0) + 1, false)",
-            "SELECT setval(pg_get_serial_sequence('changes', 'seq'), COALESCE((SELECT MAX(seq) FROM changes), 0) + 1, false)",
-            "SELECT setval(pg_get_serial_sequence('outbox', 'id'), COALESCE((SELECT MAX(id) FROM outbox), 0) + 1, false)",
-        ] {
-            sqlx::query(sql).execute(pool).await?;
+        for table in TABLES.iter().filter(|t| t.identity) {
+            let (name, key) = (table.name, table.key[0]);
+            let sql = format!(
+                "SELECT setval(pg_get_serial_sequence('{name}', '{key}'), \
+                 COALESCE((SELECT MAX({key}) FROM {name}), 0) + 1, false)"
+            );
+            sqlx::query(AssertSqlSafe(sql)).execute(pool).await?;
         }
         Ok(())
     }
