@@ -12,6 +12,7 @@ mod echo;
 mod admin;
 mod cli;
 mod cluster;
+mod confirm;
 mod credentials;
 mod forwarding;
 mod lifecycle;
