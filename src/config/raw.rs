@@ -1,5 +1,6 @@
 //! The configuration file as written: plain serde types that refuse unknown keys. Nothing
-//! outside `config` sees these; they are validated into [`super::Config`] once.
+//! outside `config` sees these; they are validated into [`super::Config`] once, and
+//! `check-config` prints the effective configuration through them (`effective`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -211,7 +212,9 @@ pub struct RawRoute {
     pub upstream: String,
     #[serde(default)]
     pub public: bool,
-    #[serde(default)]
+    /// Left out of `check-config` when empty: the serializer prints a map as a `[routes.require]`
+    /// header, which is noise with nothing under it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub require: BTreeMap<String, String>,
     #[serde(default)]
     pub keep_authorization: bool,
@@ -229,6 +232,133 @@ impl RawRoute {
             require: BTreeMap::new(),
             keep_authorization: false,
             strip_prefix: false,
+        }
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use std::cell::RefCell;
+    use std::collections::BTreeSet;
+
+    use serde::de::value::Error as DeError;
+    use serde::de::{DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor};
+
+    use super::*;
+
+    #[test]
+    fn the_key_list_comes_from_the_file_model() {
+        let keys = model_keys();
+        for key in ["proxy.listen", "database.url_file", "notify.smtp_port", "routes.require", "routes.strip_prefix"] {
+            assert!(keys.contains(key), "{key} in {keys:?}");
+        }
+        assert!(!keys.contains("proxy") && !keys.contains("routes"), "sections are not keys: {keys:?}");
+    }
+
+    /// Every key the file model accepts (`proxy.listen`, `routes.require`), read from its serde
+    /// derive: a field added to `RawConfig` is on this list without anyone writing it down.
+    pub(in crate::config) fn model_keys() -> BTreeSet<String> {
+        let keys = RefCell::new(BTreeSet::new());
+        RawConfig::deserialize(KeyRecorder { path: String::new(), keys: &keys })
+            .unwrap_or_else(|e| panic!("KeyRecorder needs to learn a type of the file model: {e}"));
+        keys.into_inner()
+    }
+
+    /// A deserializer that offers every field of every struct it is asked for, and records the
+    /// path of each value that is not itself a struct.
+    struct KeyRecorder<'a> {
+        path: String,
+        keys: &'a RefCell<BTreeSet<String>>,
+    }
+
+    impl KeyRecorder<'_> {
+        fn record(&self) {
+            self.keys.borrow_mut().insert(self.path.clone());
+        }
+    }
+
+    impl<'de> Deserializer<'de> for KeyRecorder<'_> {
+        type Error = DeError;
+
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, DeError> {
+            Err(serde::de::Error::custom(format!("{}: unsupported type", self.path)))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            visitor: V,
+        ) -> Result<V::Value, DeError> {
+            visitor.visit_map(Fields { path: self.path, keys: self.keys, fields: fields.iter(), current: "" })
+        }
+        fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+            visitor.visit_some(self)
+        }
+        fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+            visitor.visit_seq(OneElement(Some(self)))
+        }
+        fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+            self.record();
+            visitor.visit_map(serde::de::value::MapDeserializer::new(std::iter::empty::<(String, String)>()))
+        }
+        fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+            self.record();
+            visitor.visit_str("")
+        }
+        fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+            self.deserialize_str(visitor)
+        }
+        fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+            self.record();
+            visitor.visit_bool(false)
+        }
+        fn deserialize_u16<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+            self.record();
+            visitor.visit_u64(0)
+        }
+        fn deserialize_u32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+            self.deserialize_u16(visitor)
+        }
+        fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+            self.deserialize_u16(visitor)
+        }
+
+        serde::forward_to_deserialize_any! {
+            i8 i16 i32 i64 i128 u8 u128 f32 f64 char bytes byte_buf unit unit_struct newtype_struct
+            tuple tuple_struct enum identifier ignored_any
+        }
+    }
+
+    struct Fields<'a> {
+        path: String,
+        keys: &'a RefCell<BTreeSet<String>>,
+        fields: std::slice::Iter<'static, &'static str>,
+        current: &'static str,
+    }
+
+    impl<'de> MapAccess<'de> for Fields<'_> {
+        type Error = DeError;
+
+        fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
+            let Some(field) = self.fields.next() else { return Ok(None) };
+            self.current = field;
+            seed.deserialize(IntoDeserializer::<DeError>::into_deserializer(*field)).map(Some)
+        }
+
+        fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
+            let path =
+                if self.path.is_empty() { self.current.to_owned() } else { format!("{}.{}", self.path, self.current) };
+            seed.deserialize(KeyRecorder { path, keys: self.keys })
+        }
+    }
+
+    struct OneElement<'a>(Option<KeyRecorder<'a>>);
+
+    impl<'de> SeqAccess<'de> for OneElement<'_> {
+        type Error = DeError;
+
+        fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, DeError> {
+            self.0.take().map(|recorder| seed.deserialize(recorder)).transpose()
         }
     }
 }
