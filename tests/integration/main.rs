@@ -7,13 +7,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../../examples/support/echo.rs"]
+mod echo;
+
 mod admin;
 mod cli;
 mod cluster;
 mod confirm;
 mod copy;
 mod credentials;
-mod echo;
 mod forwarding;
 mod lifecycle;
 mod notify;
