@@ -30,4 +30,3 @@ mod tls;
 mod trust;
 mod web;
 mod webdriver;
-
