@@ -39,7 +39,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use tokengate::clock::Clock;
-use tokengate::config::{Config, DatabaseUrl};
+use tokengate::config::{Config, SecretUrl};
 use tokengate::service::{Actor, CreateAccount, CreateToken, ExpiryRequest, LifecycleService};
 use tokengate::store::Store;
 
@@ -377,7 +377,7 @@ upstream = "http://{echo}"
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let config = Config::load(Some(&config_path), Vec::new()).unwrap();
-        let store = Store::open(&DatabaseUrl::new(&db_url)).await.unwrap();
+        let store = Store::open(&SecretUrl::new(&db_url)).await.unwrap();
         let service = LifecycleService::new(store, config.tokens.clone(), Clock::System, None);
         let actor = Actor::cli();
         let account = CreateAccount { email: EMAIL.into(), can_create_tokens: true, ..CreateAccount::default() };

@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tokengate::config::{DatabaseUrl, RateLimitConfig, RedisLimits};
+use tokengate::config::{RateLimitConfig, RedisLimits, SecretUrl};
 use tokengate::ratelimit::{RateLimits, TokenVerdict};
 
 const FLOOD: u32 = 100_000;
@@ -91,7 +91,7 @@ async fn main() {
         default: Some("1000000/s".parse().unwrap()),
         failed_auth: None,
         redis: Some(RedisLimits {
-            url: DatabaseUrl::new(format!("redis://127.0.0.1:{port}")),
+            url: SecretUrl::new(format!("redis://127.0.0.1:{port}")),
             timeout: Duration::from_millis(100),
         }),
     };

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::{Connection, PgConnection};
 use tokengate::clock::Clock;
-use tokengate::config::{Config, DatabaseUrl};
+use tokengate::config::{Config, SecretUrl};
 use tokengate::service::{Actor, CreateAccount, CreateToken, ExpiryRequest, LifecycleService};
 use tokengate::store::Store;
 
@@ -101,7 +101,7 @@ async fn main() {
     )
     .unwrap();
     let config = Config::load(Some(&config_path), Vec::new()).unwrap();
-    let store = Store::open(&DatabaseUrl::new(&db_url)).await.unwrap();
+    let store = Store::open(&SecretUrl::new(&db_url)).await.unwrap();
     let writer = LifecycleService::new(store, config.tokens.clone(), Clock::System, None);
     let actor = Actor::cli();
     let account = CreateAccount { email: EMAIL.into(), can_create_tokens: true, ..CreateAccount::default() };

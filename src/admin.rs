@@ -167,7 +167,7 @@ async fn readyz(State(health): State<Arc<Health>>) -> (StatusCode, Json<Value>) 
 /// Serves the admin router until `shutdown` is cancelled, on the same accept loop as the
 /// proxy (connection cap, timeouts, TLS when configured). Each request learns its socket peer
 /// (`ConnectInfo`), from which the API derives the client address it audits and throttles.
-pub async fn serve_admin(
+pub async fn run_admin_listener(
     listener: TcpListener,
     health: Arc<Health>,
     api: Arc<api::ApiState>,
@@ -184,5 +184,5 @@ pub async fn serve_admin(
         })
     };
     let options = ServeOptions { max_connections: ADMIN_MAX_CONNECTIONS, tls: config.tls.clone() };
-    crate::server::serve(listener, service_for, options, shutdown).await;
+    crate::server::run_listener(listener, service_for, options, shutdown).await;
 }

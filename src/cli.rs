@@ -22,9 +22,9 @@ mod accounts;
 mod confirm;
 mod db;
 mod events;
+mod gateway;
 mod gateways;
 mod output;
-mod serve;
 mod tokens;
 
 use std::path::PathBuf;
@@ -140,8 +140,8 @@ impl Cli {
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     let config = cli.load_config()?;
     match cli.command {
-        Command::Serve => serve::serve(config).await,
-        Command::CheckConfig => serve::check_config(config).await,
+        Command::Serve => gateway::serve(config).await,
+        Command::CheckConfig => gateway::check_config(config).await,
         Command::User(command) => accounts::run(command, &service(&config, cli.no_wait).await?).await,
         Command::Token(command) => tokens::run(command, &service(&config, cli.no_wait).await?).await,
         Command::Events(args) => events::run(args, &service(&config, cli.no_wait).await?).await,

@@ -22,11 +22,11 @@ use std::time::Duration;
 use http::Method;
 use ipnet::IpNet;
 
-use crate::rate::Rate;
+use crate::model::rate::Rate;
 use crate::tls::ListenerCertificate;
 
 pub use overrides::apply_env_overrides;
-pub use secrets::{DatabaseUrl, SecretString, masked_webhook_url};
+pub use secrets::{SecretString, SecretUrl, masked_webhook_url};
 
 /// Where the configuration is looked for when neither `--config` nor `TOKENGATE_CONFIG` is set.
 pub const DEFAULT_CONFIG_PATH: &str = "config/tokengate.toml";
@@ -107,7 +107,7 @@ pub struct AdminConfig {
 #[derive(Clone, Debug)]
 pub struct DatabaseConfig {
     /// SQLite for one host, PostgreSQL for a fleet; masked wherever it is shown.
-    pub url: DatabaseUrl,
+    pub url: SecretUrl,
 }
 
 /// `[sync]`: how gateways follow the change log other processes write.
@@ -279,8 +279,8 @@ pub struct RateLimitConfig {
 /// `[rate_limit] backend = "redis"`.
 #[derive(Clone, Debug)]
 pub struct RedisLimits {
-    /// May carry a password: use [`DatabaseUrl`]'s masking.
-    pub url: DatabaseUrl,
+    /// May carry a password: use [`SecretUrl`]'s masking.
+    pub url: SecretUrl,
     /// Past this, a request is limited locally instead (and Redis retried a second later).
     pub timeout: Duration,
 }

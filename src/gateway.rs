@@ -9,7 +9,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::api::ApiState;
-use crate::admin::{Health, serve_admin};
+use crate::admin::{Health, run_admin_listener};
 use crate::clock::Clock;
 use crate::config::{Config, NotifyChannel, NotifyConfig};
 use crate::fleet::Registration;
@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::proxy::Proxy;
 use crate::ratelimit::RateLimits;
-use crate::server::{ServeOptions, serve_proxy};
+use crate::server::{ServeOptions, run_proxy_listener};
 use crate::service::LifecycleService;
 use crate::store::{Store, StoreError};
 use crate::sync::IndexSync;
@@ -150,7 +150,7 @@ impl Gateway {
             trusted_proxies: config.proxy.trusted_proxies.clone(),
             challenge: crate::proxy::reject::challenge(&config.proxy.realm),
         });
-        let admin = tokio::spawn(serve_admin(
+        let admin = tokio::spawn(run_admin_listener(
             listeners.admin,
             Arc::clone(&health),
             api,
@@ -163,22 +163,39 @@ impl Gateway {
             health.set_draining();
         });
         let options = ServeOptions { max_connections: config.proxy.max_connections, tls: config.proxy.tls.clone() };
-        serve_proxy(listeners.proxy, proxy, options, shutdown).await;
+        run_proxy_listener(listeners.proxy, proxy, options, shutdown).await;
         tracing::info!("proxy drained; writing last-use records");
         background.cancel();
-        let _ = follower.await;
-        let _ = flusher.await;
-        let _ = heartbeat.await;
-        let _ = maintenance.await;
-        let _ = housekeeping.await;
+        join_logged("change-log follower", follower).await;
+        join_logged("last-use flusher", flusher).await;
+        join_logged("gateway registry heartbeat", heartbeat).await;
+        join_logged("periodic lifecycle work", maintenance).await;
+        join_logged("rate-limit housekeeping", housekeeping).await;
         connect_limits.abort();
         if let Some(notifier) = notifier {
-            let _ = notifier.await;
+            join_logged("notification sender", notifier).await;
         }
         admin_shutdown.cancel();
-        let _ = admin.await;
+        join_logged("admin listener", admin).await;
         self.store.close().await;
         tracing::info!("tokengate stopped");
+    }
+}
+
+/// Waits for a background task at shutdown. A task that panicked is said so in the log (at
+/// error level, with the panic's message) instead of vanishing: a panic there means work such
+/// as last-use records or notices may not have been done.
+async fn join_logged(task: &'static str, handle: JoinHandle<()>) {
+    if let Err(error) = handle.await
+        && error.is_panic()
+    {
+        let panic = error.into_panic();
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".to_owned());
+        tracing::error!(task, %message, "a background task panicked");
     }
 }
 

@@ -7,7 +7,7 @@ use dashmap::DashMap;
 use http::HeaderValue;
 
 use crate::clock::{UnixTime, to_rfc3339};
-use crate::rate::Rate;
+use crate::model::rate::Rate;
 use crate::store::{IndexAccountRow, IndexTokenRow};
 use crate::token::TokenDigest;
 

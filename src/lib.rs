@@ -40,7 +40,6 @@ pub mod metrics;
 pub mod model;
 pub mod notify;
 pub mod proxy;
-pub mod rate;
 pub mod ratelimit;
 pub mod scope;
 pub mod server;

@@ -8,6 +8,7 @@ pub mod account;
 pub mod event;
 pub mod filter;
 pub mod notice;
+pub mod rate;
 pub mod token;
 
 pub use account::{AccountChanges, AccountRecord, AccountSummary, NewAccount};

@@ -28,7 +28,7 @@ use crate::gate::{Attempt, Gate, Refusal, loggable};
 use crate::metrics::{KindLabels, Metrics};
 use crate::ratelimit::{LimitHeaders, RateLimits, TokenVerdict};
 use authenticate::Identity;
-use forward::{Caller, ForwardError, RequestHeaderPolicy, X_AUTH_TOKEN_EXPIRES};
+use forward::{ForwardContext, ForwardError, RequestHeaderPolicy, X_AUTH_TOKEN_EXPIRES};
 use pinned::{Pinned, Upstreams};
 use route::{Router, canonical_path};
 
@@ -158,7 +158,7 @@ impl Proxy {
             Some(identity)
         };
 
-        let caller = Caller {
+        let caller = ForwardContext {
             client_ip,
             peer: peer.ip().to_canonical(),
             peer_trusted,

@@ -23,7 +23,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http::HeaderValue;
 
 use crate::config::RateLimitConfig;
-use crate::rate::Rate;
+use crate::model::rate::Rate;
 
 mod shared;
 pub use shared::{SharedLimiter, SharedOutcome};

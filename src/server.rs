@@ -72,8 +72,12 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// once; then lets open connections finish their requests for up to [`DRAIN_TIMEOUT`] and cuts
 /// those still open. `service_for` makes the service of one connection from its peer address.
 /// Both listeners, proxy and admin, are served by this one loop.
-pub async fn serve<F, S, B>(listener: TcpListener, service_for: F, options: ServeOptions, shutdown: CancellationToken)
-where
+pub async fn run_listener<F, S, B>(
+    listener: TcpListener,
+    service_for: F,
+    options: ServeOptions,
+    shutdown: CancellationToken,
+) where
     F: Fn(SocketAddr) -> S,
     S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
     S::Future: Send + 'static,
@@ -147,7 +151,12 @@ where
 }
 
 /// Serves proxied traffic (see [`serve`]).
-pub async fn serve_proxy(listener: TcpListener, proxy: Arc<Proxy>, options: ServeOptions, shutdown: CancellationToken) {
+pub async fn run_proxy_listener(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    options: ServeOptions,
+    shutdown: CancellationToken,
+) {
     let service_for = |peer: SocketAddr| {
         let proxy = Arc::clone(&proxy);
         // Dropped with the connection's service, which hands its upstream connection back.
@@ -157,7 +166,7 @@ pub async fn serve_proxy(listener: TcpListener, proxy: Arc<Proxy>, options: Serv
             async move { Ok::<_, std::convert::Infallible>(proxy.handle(request, peer, &pinned).await) }
         })
     };
-    serve(listener, service_for, options, shutdown).await;
+    run_listener(listener, service_for, options, shutdown).await;
 }
 
 /// Binds a TCP listener, naming the address in the error.

@@ -28,7 +28,7 @@ use crate::clock::{Clock, UnixTime};
 use crate::config::TokenPolicy;
 use crate::fleet::{ConfirmPolicy, Confirmation};
 use crate::metrics::Metrics;
-use crate::rate::Rate;
+use crate::model::rate::Rate;
 use crate::store::Store;
 use crate::sync::IndexSync;
 

@@ -6,15 +6,15 @@
 //! times), and [`with_pool!`] expands each query for both pool types.
 
 mod accounts;
+mod activity;
 mod changes;
 mod copy;
 mod events;
 mod gateways;
-mod maintenance;
 mod outbox;
 mod records;
+mod reminders;
 mod tokens;
-mod usage;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -24,7 +24,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Connection, Postgres, Sqlite, Transaction};
 
 use crate::clock::UnixTime;
-use crate::config::DatabaseUrl;
+use crate::config::SecretUrl;
 
 pub use crate::model::{
     AccountChanges, AccountRecord, AccountSummary, EventFilter, EventKind, EventRecord, NewAccount, NewEvent, NewToken,
@@ -281,14 +281,14 @@ pub struct MigrationStatus {
 impl Store {
     /// Opens the database (creating a SQLite file and its directory when missing) and applies
     /// pending migrations.
-    pub async fn open(url: &DatabaseUrl) -> Result<Store, StoreError> {
+    pub async fn open(url: &SecretUrl) -> Result<Store, StoreError> {
         let store = Store::connect(url).await?;
         store.migrate().await?;
         Ok(store)
     }
 
     /// Opens the database without changing its schema.
-    pub async fn connect(url: &DatabaseUrl) -> Result<Store, StoreError> {
+    pub async fn connect(url: &SecretUrl) -> Result<Store, StoreError> {
         let open_error = |message: String| StoreError::Open { url: url.masked(), message };
         let text = url.expose();
         let mut sqlite_file = None;

@@ -4,7 +4,7 @@ use clap::Subcommand;
 
 use super::CliError;
 use super::output::print_json;
-use crate::config::DatabaseUrl;
+use crate::config::SecretUrl;
 use crate::store::Store;
 
 #[derive(Debug, Subcommand)]
@@ -24,7 +24,7 @@ pub enum DbCommand {
 pub async fn run(command: DbCommand) -> Result<(), CliError> {
     match command {
         DbCommand::Copy { from, to, json } => {
-            let (from, to) = (DatabaseUrl::new(from), DatabaseUrl::new(to));
+            let (from, to) = (SecretUrl::new(from), SecretUrl::new(to));
             if from == to {
                 return Err(CliError::Usage("--from and --to name the same database".into()));
             }

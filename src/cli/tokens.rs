@@ -8,7 +8,7 @@ use super::output::{or_dash, print_json, print_table};
 use super::{CliError, confirm};
 use crate::clock::{UnixTime, parse_rfc3339};
 use crate::duration::parse_duration;
-use crate::rate::Rate;
+use crate::model::rate::Rate;
 use crate::service::{Actor, CreateToken, ExpiryRequest, LifecycleService, TokenQuery};
 use crate::store::{StatusFilter, TokenSort};
 use crate::store::{TokenFilter, TokenRecord};

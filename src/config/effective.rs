@@ -18,7 +18,7 @@ use super::{
     RouteConfig, SmtpConfig, SmtpTls, SyncConfig, TokenPolicy, UsageConfig, WebhookConfig, masked_webhook_url,
 };
 use crate::duration::format_duration;
-use crate::rate::Rate;
+use crate::model::rate::Rate;
 
 impl Config {
     /// The effective settings as TOML, secrets masked (for `check-config`). Loaded again, it

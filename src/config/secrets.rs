@@ -29,13 +29,13 @@ impl fmt::Debug for SecretString {
     }
 }
 
-/// A database URL, which may carry a password: `Debug` and `Display` mask it.
+/// A URL that may carry a password (the database's, Redis's): `Debug` and `Display` mask it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct DatabaseUrl(String);
+pub struct SecretUrl(String);
 
-impl DatabaseUrl {
+impl SecretUrl {
     pub fn new(url: impl Into<String>) -> Self {
-        DatabaseUrl(url.into())
+        SecretUrl(url.into())
     }
 
     /// The URL with its password, for opening the connection only.
@@ -77,13 +77,13 @@ impl DatabaseUrl {
     }
 }
 
-impl fmt::Debug for DatabaseUrl {
+impl fmt::Debug for SecretUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:?}", self.masked())
     }
 }
 
-impl fmt::Display for DatabaseUrl {
+impl fmt::Display for SecretUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.masked())
     }
@@ -148,11 +148,11 @@ mod tests {
         assert_eq!(config.database.url.expose(), "postgres://app:hunter2@db/tokens");
         assert!(!format!("{config:?}").contains("hunter2"));
         assert!(!config.describe().contains("hunter2"));
-        let in_query = DatabaseUrl::new("postgres://app@db/tokens?sslmode=require&password=hunter2");
+        let in_query = SecretUrl::new("postgres://app@db/tokens?sslmode=require&password=hunter2");
         assert_eq!(in_query.masked(), "postgres://app@db/tokens?sslmode=require&password=****");
-        let odd = DatabaseUrl::new("postgres://app:s3?cr/3@t@db:5432/x?password=p?w");
+        let odd = SecretUrl::new("postgres://app:s3?cr/3@t@db:5432/x?password=p?w");
         assert_eq!(odd.masked(), "postgres://app:****@db:5432/x?password=****");
-        assert_eq!(DatabaseUrl::new("not a url hunter2").masked(), "<unparseable database URL>");
+        assert_eq!(SecretUrl::new("not a url hunter2").masked(), "<unparseable database URL>");
     }
 
     #[test]
@@ -189,8 +189,8 @@ mod tests {
         }
         for url in ["postgres://app:hunter2@db/x?password=p", "redis://:hunter2@127.0.0.1:6379/0", "sqlite://data/t.db"]
         {
-            let once = DatabaseUrl::new(url).masked();
-            assert_eq!(DatabaseUrl::new(once.clone()).masked(), once, "{url}");
+            let once = SecretUrl::new(url).masked();
+            assert_eq!(SecretUrl::new(once.clone()).masked(), once, "{url}");
         }
     }
 }

@@ -14,12 +14,12 @@ use ipnet::IpNet;
 use super::raw::{RawConfig, RawNotify, RawRoute};
 use super::secrets::read_secret_file;
 use super::{
-    AdminConfig, Config, ConfigError, DEFAULT_DATABASE_URL, DEFAULT_TOKEN_LIFETIME, DatabaseConfig, DatabaseUrl,
-    NotifyConfig, ProxyConfig, RateLimitConfig, RedisLimits, RequiredScopes, RouteConfig, SecretString, SmtpConfig,
+    AdminConfig, Config, ConfigError, DEFAULT_DATABASE_URL, DEFAULT_TOKEN_LIFETIME, DatabaseConfig, NotifyConfig,
+    ProxyConfig, RateLimitConfig, RedisLimits, RequiredScopes, RouteConfig, SecretString, SecretUrl, SmtpConfig,
     SmtpTls, SyncConfig, TokenPolicy, Upstream, UsageConfig, WebhookConfig, default_port,
 };
 use crate::duration::{format_duration, parse_duration};
-use crate::rate::Rate;
+use crate::model::rate::Rate;
 use crate::tls::{CertificateError, ListenerCertificate};
 
 /// Turns the file model into the validated configuration, or names the first key that is wrong.
@@ -96,7 +96,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     {
         return Err(invalid(
             "database.url",
-            format!("{} is neither sqlite://PATH nor postgres://...", DatabaseUrl::new(database_url.clone()).masked()),
+            format!("{} is neither sqlite://PATH nor postgres://...", SecretUrl::new(database_url.clone()).masked()),
         ));
     }
 
@@ -167,7 +167,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             tls: listener_tls("admin", &raw.admin.tls_cert_file, &raw.admin.tls_key_file)?,
             metrics_require_auth: raw.admin.metrics_require_auth,
         },
-        database: DatabaseConfig { url: DatabaseUrl::new(database_url) },
+        database: DatabaseConfig { url: SecretUrl::new(database_url) },
         sync: SyncConfig {
             interval: positive(duration("sync.interval", &raw.sync.interval)?, "sync.interval")?,
             max_lag: positive(duration("sync.max_lag", &raw.sync.max_lag)?, "sync.max_lag")?,
@@ -217,7 +217,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                         duration("rate_limit.redis_timeout", &raw.rate_limit.redis_timeout)?,
                         "rate_limit.redis_timeout",
                     )?;
-                    Some(RedisLimits { url: DatabaseUrl::new(url), timeout })
+                    Some(RedisLimits { url: SecretUrl::new(url), timeout })
                 }
                 other => {
                     return Err(invalid("rate_limit.backend", format!("{other:?} is neither \"local\" nor \"redis\"")));

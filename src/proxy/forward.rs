@@ -131,7 +131,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// What the request rewrite needs to know about the caller.
-pub struct Caller<'a> {
+pub struct ForwardContext<'a> {
     pub client_ip: IpAddr,
     /// The socket peer: the hop a trusted proxy's `X-Forwarded-For` chain is extended with.
     pub peer: IpAddr,
@@ -148,7 +148,7 @@ pub fn upstream_request(
     mut request: Request<Incoming>,
     canonical_path: &str,
     route: &Route,
-    caller: &Caller<'_>,
+    caller: &ForwardContext<'_>,
     header_policy: &RequestHeaderPolicy,
 ) -> Option<Request<Incoming>> {
     let path = route.upstream_path(canonical_path);
@@ -184,7 +184,7 @@ pub fn upstream_request(
     Some(request)
 }
 
-fn set_forwarded(headers: &mut HeaderMap, caller: &Caller<'_>, original_host: Option<HeaderValue>) {
+fn set_forwarded(headers: &mut HeaderMap, caller: &ForwardContext<'_>, original_host: Option<HeaderValue>) {
     // A trusted proxy's chain is extended with the hop that sent it to us; anyone else's chain
     // is replaced by the one address we saw.
     let forwarded_for = if caller.peer_trusted {

@@ -11,7 +11,7 @@ use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::config::RedisLimits;
-use crate::rate::Rate;
+use crate::model::rate::Rate;
 
 /// The GCRA step. KEYS[1]: the token's key. ARGV[1]: microseconds between requests,
 /// ARGV[2]: the burst. Time is the Redis server's, so gateways with skewed clocks agree.

@@ -2,8 +2,8 @@
 //! or an account through one of its tokens. Every permission rule of the control path is here,
 //! so the CLI and the admin API cannot disagree about who may do what.
 
+use crate::model::rate::Rate;
 use crate::model::{AccountRecord, EventKind, NewEvent};
-use crate::rate::Rate;
 
 use super::ServiceError;
 

@@ -9,8 +9,8 @@ use super::policy::validate_token_name;
 use super::{Actor, LifecycleService, ServiceError};
 use crate::clock::{UnixTime, to_rfc3339};
 use crate::fleet::Confirmation;
+use crate::model::rate::Rate;
 use crate::model::{AccountRecord, EventKind, NewToken, RevokeReason, TokenFilter, TokenRecord, TokenStatus};
-use crate::rate::Rate;
 use crate::token::Secret;
 
 /// When a new token expires, as requested.

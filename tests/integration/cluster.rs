@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use tokengate::clock::Clock;
-use tokengate::config::DatabaseUrl;
+use tokengate::config::SecretUrl;
 use tokengate::service::{Actor, CreateAccount, CreateToken, ExpiryRequest, LifecycleService};
 use tokengate::store::Store;
 
@@ -40,7 +40,7 @@ async fn until_refused(gw: &TestGateway, secret: &str, limit: Duration) -> Durat
 
 /// A writer on the database with no index of its own, like the CLI or another node's API.
 async fn writer(db: &TestDatabase, gw: &TestGateway) -> LifecycleService {
-    let store = Store::open(&DatabaseUrl::new(&db.url)).await.unwrap();
+    let store = Store::open(&SecretUrl::new(&db.url)).await.unwrap();
     LifecycleService::new(store, gw.config.tokens.clone(), Clock::System, None)
 }
 

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, ColumnIndex, Decode, PgPool, Row, Type};
-use tokengate::config::DatabaseUrl;
+use tokengate::config::SecretUrl;
 use tokengate::store::Store;
 
 use crate::postgres::TestDatabase;
@@ -240,16 +240,16 @@ async fn db_copy_carries_every_column_of_every_table_both_ways() {
     let source_url = format!("sqlite://{}", dir.path().join("source.db").display());
     let back_url = format!("sqlite://{}", dir.path().join("back.db").display());
 
-    let source = Store::open(&DatabaseUrl::new(&source_url)).await.unwrap();
+    let source = Store::open(&SecretUrl::new(&source_url)).await.unwrap();
     let schema = SqlitePool::connect(&source_url).await.unwrap();
     let tables = copied_tables(&schema).await;
     schema.close().await;
     assert!(tables.iter().any(|t| t.name == "outbox_deliveries"), "the schema was read");
     fill(&source_url, &tables).await;
 
-    let postgres = Store::open(&DatabaseUrl::new(&db.url)).await.unwrap();
+    let postgres = Store::open(&SecretUrl::new(&db.url)).await.unwrap();
     source.copy_into(&postgres).await.unwrap();
-    let back = Store::open(&DatabaseUrl::new(&back_url)).await.unwrap();
+    let back = Store::open(&SecretUrl::new(&back_url)).await.unwrap();
     postgres.copy_into(&back).await.unwrap();
     for store in [source, postgres, back] {
         store.close().await;

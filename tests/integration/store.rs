@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use tokengate::clock::Clock;
-use tokengate::config::{Config, DatabaseUrl};
+use tokengate::config::{Config, SecretUrl};
 use tokengate::service::{
     Actor, CreateAccount, CreateToken, ExpiryRequest, LifecycleService, ServiceError, TokenQuery,
 };
@@ -50,7 +50,7 @@ fn names(tokens: &[tokengate::store::TokenRecord]) -> Vec<&str> {
 
 /// Everything the store promises, on whichever backend `url` names.
 async fn exercise(url: &str) {
-    let store = Store::open(&DatabaseUrl::new(url)).await.unwrap();
+    let store = Store::open(&SecretUrl::new(url)).await.unwrap();
     let clock = Clock::manual(START);
     let svc = service(store.clone(), &clock);
     let actor = Actor::cli();
@@ -199,7 +199,7 @@ async fn the_store_contract_holds_on_postgres() {
 #[tokio::test]
 async fn migrations_are_reported_before_they_are_applied() {
     let Some(db) = TestDatabase::create().await else { return };
-    let store = Store::connect(&DatabaseUrl::new(&db.url)).await.unwrap();
+    let store = Store::connect(&SecretUrl::new(&db.url)).await.unwrap();
     let status = store.migration_status().await.unwrap();
     assert!(status.applied.is_empty() && !status.pending.is_empty());
     store.migrate().await.unwrap();

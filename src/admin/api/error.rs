@@ -33,7 +33,7 @@ impl ApiError {
     }
 
     /// 422: well-formed JSON that says something invalid.
-    pub(super) fn invalid(message: impl Into<String>) -> Self {
+    pub(super) fn unprocessable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message)
     }
 
@@ -108,7 +108,7 @@ pub fn parse_body<T: DeserializeOwned + Default>(bytes: &Bytes) -> ApiResult<T> 
         return Ok(T::default());
     }
     serde_json::from_slice(bytes).map_err(|error| match error.classify() {
-        serde_json::error::Category::Data => ApiError::invalid(format!("invalid request body: {error}")),
+        serde_json::error::Category::Data => ApiError::unprocessable(format!("invalid request body: {error}")),
         _ => ApiError::bad_request(format!("malformed JSON: {error}")),
     })
 }

@@ -16,7 +16,7 @@ use super::caller::Caller;
 use super::error::{ApiError, ApiResult, ErrorBody, parse_body};
 use crate::clock::parse_rfc3339;
 use crate::duration::parse_duration;
-use crate::rate::Rate;
+use crate::model::rate::Rate;
 use crate::service::{CreateToken, ExpiryRequest, TokenQuery};
 use crate::store::{StatusFilter, TokenSort};
 use crate::view::{PolicyView, RevokedAllView, TokenView};
@@ -119,7 +119,7 @@ pub(super) struct CreateTokenBody {
 }
 
 fn parse_rate(text: &str) -> ApiResult<Rate> {
-    text.parse::<Rate>().map_err(ApiError::invalid)
+    text.parse::<Rate>().map_err(ApiError::unprocessable)
 }
 
 #[utoipa::path(
@@ -142,13 +142,13 @@ pub(super) async fn create_token(
 ) -> ApiResult<(StatusCode, Json<TokenView>)> {
     let body: CreateTokenBody = parse_body(&body)?;
     if body.name.trim().is_empty() {
-        return Err(ApiError::invalid("a token needs a name"));
+        return Err(ApiError::unprocessable("a token needs a name"));
     }
     let owner = body.user.clone().unwrap_or_else(|| caller.account.email.clone());
     let expiry = match (&body.expires_in, &body.expires_at, body.never_expires.unwrap_or(false)) {
         (None, None, false) => ExpiryRequest::Default,
-        (Some(text), None, false) => ExpiryRequest::In(parse_duration(text).map_err(ApiError::invalid)?),
-        (None, Some(text), false) => ExpiryRequest::At(parse_rfc3339(text).map_err(ApiError::invalid)?),
+        (Some(text), None, false) => ExpiryRequest::In(parse_duration(text).map_err(ApiError::unprocessable)?),
+        (None, Some(text), false) => ExpiryRequest::At(parse_rfc3339(text).map_err(ApiError::unprocessable)?),
         (None, None, true) => ExpiryRequest::Never,
         _ => return Err(ApiError::bad_request("give at most one of expires_in, expires_at and never_expires")),
     };
@@ -251,12 +251,12 @@ pub(super) async fn change_token(
     let body: ChangeTokenBody = parse_body(&body)?;
     let rate = match body.rate_limit {
         None => {
-            return Err(ApiError::invalid("give rate_limit (a rate or null)"));
+            return Err(ApiError::unprocessable("give rate_limit (a rate or null)"));
         }
         Some(Value::Null) => None,
         Some(Value::String(text)) => Some(parse_rate(&text)?),
         Some(_) => {
-            return Err(ApiError::invalid("rate_limit must be a string such as \"100/min\" or null"));
+            return Err(ApiError::unprocessable("rate_limit must be a string such as \"100/min\" or null"));
         }
     };
     let changed = state.service.set_rate_limit(token_id(&id)?, rate, &caller.actor).await?;
@@ -291,7 +291,8 @@ pub(super) async fn rotate_token(
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<TokenView>)> {
     let body: RotateBody = parse_body(&body)?;
-    let grace: Option<Duration> = body.grace.as_deref().map(parse_duration).transpose().map_err(ApiError::invalid)?;
+    let grace: Option<Duration> =
+        body.grace.as_deref().map(parse_duration).transpose().map_err(ApiError::unprocessable)?;
     let rotated =
         state.service.rotate_token(token_id(&id)?, grace, body.until_first_use.unwrap_or(false), &caller.actor).await?;
     let successor = &rotated.successor;
