@@ -26,12 +26,12 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderValue};
 use tokengate::clock::UnixTime;
-use tokengate::index::TokenIndex;
-use tokengate::proxy::authenticate::{AuthFailure, authenticate};
-use tokengate::proxy::credentials::{CredentialBuffer, read_credentials};
-use tokengate::proxy::route::canonical_path;
-use tokengate::store::{IndexAccountRow, IndexTokenRow};
-use tokengate::token::{Secret, TokenDigest, check_format};
+use tokengate::control::store::{IndexAccountRow, IndexTokenRow};
+use tokengate::data::index::TokenIndex;
+use tokengate::data::proxy::authenticate::{AuthFailure, authenticate};
+use tokengate::data::proxy::credentials::{CredentialBuffer, read_credentials};
+use tokengate::data::proxy::route::canonical_path;
+use tokengate::model::secret::{Secret, TokenDigest, check_format};
 
 /// Index sizes benchmarked.
 const SIZES: [usize; 2] = [10_000, 1_000_000];
@@ -200,7 +200,7 @@ fn bench_parts(c: &mut Criterion) {
     });
     group.bench_function("check_format", |b| b.iter(|| check_format(black_box(secret.expose()))));
     // The per-token limiter step (governor GCRA, a generous limit so every check is allowed).
-    let limits = tokengate::ratelimit::RateLimits::new(&tokengate::config::RateLimitConfig {
+    let limits = tokengate::data::ratelimit::RateLimits::new(&tokengate::config::RateLimitConfig {
         default: Some("1000000/s".parse().unwrap()),
         failed_auth: None,
         redis: None,
@@ -209,7 +209,10 @@ fn bench_parts(c: &mut Criterion) {
     group.bench_function("rate_limit_check", |b| {
         b.iter(|| {
             token_id = (token_id + 1) % 1000;
-            matches!(limits.check_token(black_box(token_id), None), tokengate::ratelimit::TokenVerdict::Allowed(_))
+            matches!(
+                limits.check_token(black_box(token_id), None),
+                tokengate::data::ratelimit::TokenVerdict::Allowed(_)
+            )
         })
     });
     group.bench_function("canonical_path_plain", |b| {

@@ -40,8 +40,8 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use tokengate::clock::Clock;
 use tokengate::config::{Config, SecretUrl};
-use tokengate::service::{Actor, CreateAccount, CreateToken, ExpiryRequest, LifecycleService};
-use tokengate::store::Store;
+use tokengate::control::service::{Actor, CreateAccount, CreateToken, ExpiryRequest, LifecycleService};
+use tokengate::control::store::Store;
 
 /// Set in the environment of the child that serves as the echo upstream.
 const ECHO_CHILD: &str = "PROXY_LOAD_ECHO_CHILD";

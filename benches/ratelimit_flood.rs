@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tokengate::config::{RateLimitConfig, RedisLimits, SecretUrl};
-use tokengate::ratelimit::{RateLimits, TokenVerdict};
+use tokengate::data::ratelimit::{RateLimits, TokenVerdict};
 
 const FLOOD: u32 = 100_000;
 

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use sqlx::{Connection, PgConnection};
 use tokengate::clock::Clock;
 use tokengate::config::{Config, SecretUrl};
-use tokengate::service::{Actor, CreateAccount, CreateToken, ExpiryRequest, LifecycleService};
-use tokengate::store::Store;
+use tokengate::control::service::{Actor, CreateAccount, CreateToken, ExpiryRequest, LifecycleService};
+use tokengate::control::store::Store;
 
 const GATEWAYS: usize = 3;
 const REVOCATIONS: usize = 200;

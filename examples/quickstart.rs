@@ -19,8 +19,8 @@ use std::process::ExitCode;
 
 use tokengate::clock::Clock;
 use tokengate::config::Config;
+use tokengate::control::service::{Actor, CreateAccount, CreateToken, LifecycleService};
 use tokengate::gateway::{Gateway, Listeners};
-use tokengate::service::{Actor, CreateAccount, CreateToken, LifecycleService};
 use tokio_util::sync::CancellationToken;
 
 const DEMO_EMAIL: &str = "demo@example.com";

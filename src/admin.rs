@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, Request, State};
 use tower::Service;
 
-use crate::server::ServeOptions;
+use crate::data::server::ServeOptions;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -24,10 +24,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::NotifyChannel;
+use crate::control::store::Store;
+use crate::control::sync::IndexSync;
+use crate::data::ratelimit::RateLimits;
 use crate::metrics::Metrics;
-use crate::ratelimit::RateLimits;
-use crate::store::Store;
-use crate::sync::IndexSync;
 
 /// Open admin connections at most: people, scripts and scrapers, not proxied traffic.
 const ADMIN_MAX_CONNECTIONS: usize = 1024;
@@ -184,5 +184,5 @@ pub async fn run_admin_listener(
         })
     };
     let options = ServeOptions { max_connections: ADMIN_MAX_CONNECTIONS, tls: config.tls.clone() };
-    crate::server::run_listener(listener, service_for, options, shutdown).await;
+    crate::data::server::run_listener(listener, service_for, options, shutdown).await;
 }

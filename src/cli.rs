@@ -22,9 +22,9 @@ mod accounts;
 mod confirm;
 mod db;
 mod events;
-mod gateway;
 mod gateways;
 mod output;
+mod run;
 mod tokens;
 
 use std::path::PathBuf;
@@ -32,8 +32,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, ConfigError};
-use crate::service::{LifecycleService, ServiceError};
-use crate::store::{Store, StoreError};
+use crate::control::service::{LifecycleService, ServiceError};
+use crate::control::store::{Store, StoreError};
 
 /// A failure, sorted by exit status: 2 for usage and configuration, 1 for everything else.
 #[derive(Debug, thiserror::Error)]
@@ -140,8 +140,8 @@ impl Cli {
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     let config = cli.load_config()?;
     match cli.command {
-        Command::Serve => gateway::serve(config).await,
-        Command::CheckConfig => gateway::check_config(config).await,
+        Command::Serve => run::serve(config).await,
+        Command::CheckConfig => run::check_config(config).await,
         Command::User(command) => accounts::run(command, &service(&config, cli.no_wait).await?).await,
         Command::Token(command) => tokens::run(command, &service(&config, cli.no_wait).await?).await,
         Command::Events(args) => events::run(args, &service(&config, cli.no_wait).await?).await,

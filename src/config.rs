@@ -22,8 +22,8 @@ use std::time::Duration;
 use http::Method;
 use ipnet::IpNet;
 
+use crate::data::tls::ListenerCertificate;
 use crate::model::rate::Rate;
-use crate::tls::ListenerCertificate;
 
 pub use overrides::apply_env_overrides;
 pub use secrets::{SecretString, SecretUrl, masked_webhook_url};
@@ -125,8 +125,8 @@ pub struct SyncConfig {
 
 impl SyncConfig {
     /// How changes wait for the fleet.
-    pub fn confirm_policy(&self) -> crate::fleet::ConfirmPolicy {
-        crate::fleet::ConfirmPolicy { timeout: self.confirm_timeout, stale_after: self.stale_after }
+    pub fn confirm_policy(&self) -> crate::control::fleet::ConfirmPolicy {
+        crate::control::fleet::ConfirmPolicy { timeout: self.confirm_timeout, stale_after: self.stale_after }
     }
 }
 

@@ -12,18 +12,18 @@ use crate::admin::api::ApiState;
 use crate::admin::{Health, run_admin_listener};
 use crate::clock::Clock;
 use crate::config::{Config, NotifyChannel, NotifyConfig};
-use crate::fleet::Registration;
-use crate::gate::Gate;
-use crate::index::TokenIndex;
+use crate::control::fleet::Registration;
+use crate::control::notify::Notifier;
+use crate::control::service::LifecycleService;
+use crate::control::store::{Store, StoreError};
+use crate::control::sync::IndexSync;
+use crate::data::gate::Gate;
+use crate::data::index::TokenIndex;
+use crate::data::proxy::Proxy;
+use crate::data::ratelimit::RateLimits;
+use crate::data::server::{ServeOptions, run_proxy_listener};
+use crate::data::usage::UsageRecorder;
 use crate::metrics::Metrics;
-use crate::notify::Notifier;
-use crate::proxy::Proxy;
-use crate::ratelimit::RateLimits;
-use crate::server::{ServeOptions, run_proxy_listener};
-use crate::service::LifecycleService;
-use crate::store::{Store, StoreError};
-use crate::sync::IndexSync;
-use crate::usage::UsageRecorder;
 
 /// The listeners a gateway serves on; bound by the caller so tests can use port 0.
 pub struct Listeners {
@@ -35,8 +35,8 @@ impl Listeners {
     /// Binds the configured addresses.
     pub async fn bind(config: &Config) -> std::io::Result<Listeners> {
         Ok(Listeners {
-            proxy: crate::server::bind(config.proxy.listen).await?,
-            admin: crate::server::bind(config.admin.listen).await?,
+            proxy: crate::data::server::bind(config.proxy.listen).await?,
+            admin: crate::data::server::bind(config.admin.listen).await?,
         })
     }
 
@@ -102,7 +102,7 @@ impl Gateway {
             .with_default_rate(config.rate_limit.default)
             .with_confirmation(Some(config.sync.confirm_policy()), Some(Arc::clone(&metrics))),
         );
-        let maintenance = tokio::spawn(crate::service::housekeeping::run(
+        let maintenance = tokio::spawn(crate::control::service::housekeeping::run(
             Arc::clone(&lifecycle),
             config.notify.expiry_reminders.clone(),
             config.tokens.sweep_interval,
@@ -148,7 +148,7 @@ impl Gateway {
             service: lifecycle,
             gate,
             trusted_proxies: config.proxy.trusted_proxies.clone(),
-            challenge: crate::proxy::reject::challenge(&config.proxy.realm),
+            challenge: crate::data::proxy::reject::challenge(&config.proxy.realm),
         });
         let admin = tokio::spawn(run_admin_listener(
             listeners.admin,

@@ -1,52 +1,32 @@
 //! tokengate: a reverse-proxy authentication gateway with API-token lifecycle management.
 //!
-//! # The data path (per request; never waits on the database)
+//! The file names show the two paths:
 //!
-//! | step | where |
-//! |---|---|
-//! | accept, TLS (ALPN) or plain, HTTP/1.1 + HTTP/2, limits, graceful drain | [`server`], [`tls`] |
-//! | route by longest path prefix; refuse dot segments | [`proxy::route`] |
-//! | client address (trusted proxies, `X-Forwarded-For`) | [`proxy::client_ip`] |
-//! | `Authorization: Basic` → email and secret | [`proxy::credentials`] |
-//! | checksum, SHA-256, index lookup, owner / revoked / expired / blocked checks | [`proxy::authenticate`], [`token`], [`index`] |
-//! | scope per method → 403 | [`proxy`] |
-//! | last use recorded in memory | [`usage`] |
-//! | header rewrite, the connection's pinned upstream connection (http or verified https), streaming, 502 / 504 | [`proxy::forward`], [`proxy::pinned`] |
-//! | the gateway's own responses (uniform 401, ...) | [`proxy::reject`] |
+//! - [`data`] — **the data path**, per request, never waiting on the database: accept
+//!   (plain or TLS, HTTP/1.1 and HTTP/2), route by the longest path prefix on one canonical form
+//!   of the path, authenticate (`Authorization: Basic`, checksum, SHA-256, the in-memory
+//!   [`data::index`]) through the one [`data::gate`] the admin API uses too, check the route's
+//!   scope, rate-limit, record the last use in memory, forward on the client connection's pinned
+//!   upstream connection, stream both bodies.
+//! - [`control`] — **the control path**, when tokens and accounts change: the CLI and the admin
+//!   API call [`control::service`] (every rule and audit event), which commits through
+//!   [`control::store`] (one transaction that also appends to the change log); [`control::sync`]
+//!   applies the change to every gateway's index; [`control::fleet`] confirms every running
+//!   gateway applied it before the change returns; [`control::notify`] tells token owners.
 //!
-//! # The control path (tokens and accounts change)
-//!
-//! [`cli`], the admin API and its web page ([`admin`]) → [`service`] (every lifecycle rule, audit events) → [`store`]
-//! (one transaction that also appends to the change log) → [`sync`] applies the change to the
-//! [`index`]: at once in the same process, within `sync.interval` in every other gateway.
-//! [`usage`] writes last-use records in one batched transaction per flush interval.
-//!
-//! # Around them
-//!
-//! [`config`] (TOML + environment, validated once), [`gateway`] (wires `serve` together and
-//! shuts it down in order), [`admin`] (health, metrics, API, web page), [`view`] (the JSON shapes of the contract),
-//! [`clock`], [`duration`] and [`rate`] (the time and rate grammars).
+//! Around them: [`model`] (the vocabulary both paths share: accounts, tokens, events, notices,
+//! scopes, secrets, rates and durations), [`config`] (TOML + environment, validated once),
+//! [`cli`] and [`admin`] (the surfaces: commands; the JSON API, health, metrics and the web
+//! page), [`view`] (the JSON shapes of the contract), [`gateway`] (wires `serve` together and
+//! shuts it down in order), [`metrics`] and [`clock`].
 
 pub mod admin;
 pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod duration;
-pub mod fleet;
-pub mod gate;
+pub mod control;
+pub mod data;
 pub mod gateway;
-pub mod index;
 pub mod metrics;
 pub mod model;
-pub mod notify;
-pub mod proxy;
-pub mod ratelimit;
-pub mod scope;
-pub mod server;
-pub mod service;
-pub mod store;
-pub mod sync;
-pub mod tls;
-pub mod token;
-pub mod usage;
 pub mod view;

@@ -5,10 +5,13 @@
 //! admin API show them.
 
 pub mod account;
+pub mod duration;
 pub mod event;
 pub mod filter;
 pub mod notice;
 pub mod rate;
+pub mod scope;
+pub mod secret;
 pub mod token;
 
 pub use account::{AccountChanges, AccountRecord, AccountSummary, NewAccount};

@@ -5,10 +5,10 @@ use serde::Serialize;
 
 use crate::clock::{UnixTime, to_rfc3339};
 use crate::config::TokenPolicy;
-use crate::duration::format_duration;
-use crate::fleet::{Confirmation, GatewayStatus};
-use crate::index::IndexedToken;
-use crate::store::{AccountRecord, AccountSummary, EventRecord, TokenRecord};
+use crate::control::fleet::{Confirmation, GatewayStatus};
+use crate::control::store::{AccountRecord, AccountSummary, EventRecord, TokenRecord};
+use crate::data::index::IndexedToken;
+use crate::model::duration::format_duration;
 
 /// A token as the API and `--json` show it (never the secret, except `token` at creation).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -331,7 +331,7 @@ impl PolicyView {
             allow_never_expires: policy.allow_never_expires,
             scopes: policy.scopes.clone(),
             default_scopes: policy.default_scopes.clone(),
-            reserved_scopes: crate::scope::RESERVED_MEANING
+            reserved_scopes: crate::model::scope::RESERVED_MEANING
                 .iter()
                 .map(|&(name, allows)| ReservedScopeView { name, allows })
                 .collect(),

@@ -2,7 +2,7 @@
 //! authentication with an API token through the same gate as the proxy. The token's scopes
 //! bound what it may call (`admin` for everything, `admin:read` for `GET`); the account's
 //! roles bound what it may do to whom — those rules live in the service, which every
-//! handler calls with the caller as [`Actor`].
+//! handler calls with the caller as [`crate::control::service::Actor`].
 //!
 //! | file | what |
 //! |---|---|
@@ -29,8 +29,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::routing::{get, patch, post};
 use ipnet::IpNet;
 
-use crate::gate::Gate;
-use crate::service::LifecycleService;
+use crate::control::service::LifecycleService;
+use crate::data::gate::Gate;
 use crate::view::{
     AccountView, CallerTokenView, ConfirmationView, EventView, GatewayView, MeView, PendingGatewayView, PolicyView,
     ReservedScopeView, RevokedAllView, TokenView,

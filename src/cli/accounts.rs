@@ -4,8 +4,8 @@ use clap::{ArgAction, Args, Subcommand, builder::BoolishValueParser};
 
 use super::output::{or_dash, print_json, print_table};
 use super::{CliError, confirm};
-use crate::service::{Actor, CreateAccount, LifecycleService};
-use crate::store::AccountChanges;
+use crate::control::service::{Actor, CreateAccount, LifecycleService};
+use crate::control::store::AccountChanges;
 use crate::view::AccountView;
 
 #[derive(Debug, Subcommand)]

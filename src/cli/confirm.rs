@@ -3,7 +3,7 @@
 //! the gateways that did not confirm in time. A timeout is not a failure: the change is
 //! committed and every gateway applies it when it catches up.
 
-use crate::fleet::Confirmation;
+use crate::control::fleet::Confirmation;
 
 /// Says `what` was done and who obeys it now. `verb`: `refused`, `accepted`, `applied`.
 pub fn report(what: &str, verb: &str, confirmation: Option<&Confirmation>) {

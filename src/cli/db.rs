@@ -5,7 +5,7 @@ use clap::Subcommand;
 use super::CliError;
 use super::output::print_json;
 use crate::config::SecretUrl;
-use crate::store::Store;
+use crate::control::store::Store;
 
 #[derive(Debug, Subcommand)]
 pub enum DbCommand {

@@ -4,8 +4,8 @@ use clap::Args;
 
 use super::CliError;
 use super::output::{or_dash, print_json, print_table};
-use crate::service::{Actor, EventQuery, LifecycleService};
-use crate::store::EventFilter;
+use crate::control::service::{Actor, EventQuery, LifecycleService};
+use crate::control::store::EventFilter;
 use crate::view::EventView;
 
 #[derive(Debug, Args)]

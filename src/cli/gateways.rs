@@ -6,7 +6,7 @@ use clap::Args;
 use super::CliError;
 use super::output::{print_json, print_table};
 use crate::config::Config;
-use crate::store::Store;
+use crate::control::store::Store;
 use crate::view::GatewayView;
 
 #[derive(Debug, Args)]
@@ -17,7 +17,7 @@ pub struct GatewaysArgs {
 
 pub async fn run(args: GatewaysArgs, config: &Config) -> Result<(), CliError> {
     let store = Store::open(&config.database.url).await?;
-    let statuses = crate::fleet::running(&store, config.sync.stale_after).await?;
+    let statuses = crate::control::fleet::running(&store, config.sync.stale_after).await?;
     let views: Vec<GatewayView> = statuses.iter().map(GatewayView::new).collect();
     if args.json {
         return print_json(&views);
@@ -25,7 +25,7 @@ pub async fn run(args: GatewaysArgs, config: &Config) -> Result<(), CliError> {
     if views.is_empty() {
         note!(
             "no gateway is running on this database (none with a heartbeat in the last {})",
-            crate::duration::format_duration(config.sync.stale_after)
+            crate::model::duration::format_duration(config.sync.stale_after)
         );
         return Ok(());
     }

@@ -7,11 +7,11 @@ use clap::{ArgGroup, Args, Subcommand};
 use super::output::{or_dash, print_json, print_table};
 use super::{CliError, confirm};
 use crate::clock::{UnixTime, parse_rfc3339};
-use crate::duration::parse_duration;
+use crate::control::service::{Actor, CreateToken, ExpiryRequest, LifecycleService, TokenQuery};
+use crate::control::store::{StatusFilter, TokenSort};
+use crate::control::store::{TokenFilter, TokenRecord};
+use crate::model::duration::parse_duration;
 use crate::model::rate::Rate;
-use crate::service::{Actor, CreateToken, ExpiryRequest, LifecycleService, TokenQuery};
-use crate::store::{StatusFilter, TokenSort};
-use crate::store::{TokenFilter, TokenRecord};
 use crate::view::{RevokedAllView, TokenView};
 
 #[derive(Debug, Subcommand)]

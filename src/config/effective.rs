@@ -17,7 +17,7 @@ use super::{
     AdminConfig, Config, DatabaseConfig, NotifyConfig, ProxyConfig, RateLimitConfig, RedisLimits, RequiredScopes,
     RouteConfig, SmtpConfig, SmtpTls, SyncConfig, TokenPolicy, UsageConfig, WebhookConfig, masked_webhook_url,
 };
-use crate::duration::format_duration;
+use crate::model::duration::format_duration;
 use crate::model::rate::Rate;
 
 impl Config {
@@ -365,7 +365,7 @@ public = true
     }
 
     fn rustls_placeholder() -> rustls::ClientConfig {
-        crate::tls::upstream_client_config(&[]).unwrap()
+        crate::data::tls::upstream_client_config(&[]).unwrap()
     }
 
     #[test]

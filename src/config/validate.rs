@@ -18,9 +18,9 @@ use super::{
     ProxyConfig, RateLimitConfig, RedisLimits, RequiredScopes, RouteConfig, SecretString, SecretUrl, SmtpConfig,
     SmtpTls, SyncConfig, TokenPolicy, Upstream, UsageConfig, WebhookConfig, default_port,
 };
-use crate::duration::{format_duration, parse_duration};
+use crate::data::tls::{CertificateError, ListenerCertificate};
+use crate::model::duration::{format_duration, parse_duration};
 use crate::model::rate::Rate;
-use crate::tls::{CertificateError, ListenerCertificate};
 
 /// Turns the file model into the validated configuration, or names the first key that is wrong.
 pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
@@ -60,12 +60,13 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         upstream_ca_file: raw.proxy.upstream_ca_file.as_ref().map(PathBuf::from),
         upstream_tls: {
             let roots = match &raw.proxy.upstream_ca_file {
-                Some(path) => {
-                    crate::tls::read_certificates(Path::new(path)).map_err(|e| invalid("proxy.upstream_ca_file", e))?
-                }
+                Some(path) => crate::data::tls::read_certificates(Path::new(path))
+                    .map_err(|e| invalid("proxy.upstream_ca_file", e))?,
                 None => Vec::new(),
             };
-            Arc::new(crate::tls::upstream_client_config(&roots).map_err(|e| invalid("proxy.upstream_ca_file", e))?)
+            Arc::new(
+                crate::data::tls::upstream_client_config(&roots).map_err(|e| invalid("proxy.upstream_ca_file", e))?,
+            )
         },
         tls: listener_tls("proxy", &raw.proxy.tls_cert_file, &raw.proxy.tls_key_file)?,
         strip_request_headers: raw
@@ -123,7 +124,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         }
     }
     for scope in &tokens.scopes {
-        if crate::scope::is_reserved(scope) {
+        if crate::model::scope::is_reserved(scope) {
             return Err(invalid(
                 "tokens.scopes",
                 format!("{scope:?} is reserved and always valid: leave it out of tokens.scopes"),
@@ -131,7 +132,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         }
     }
     for scope in &tokens.default_scopes {
-        if crate::scope::is_reserved(scope) || scope == crate::scope::ALL {
+        if crate::model::scope::is_reserved(scope) || scope == crate::model::scope::ALL {
             // A token minted for a script must not administer anything unless someone asked.
             return Err(invalid(
                 "tokens.default_scopes",
@@ -375,7 +376,7 @@ fn validate_route(raw: RawRoute, known_scopes: &[String]) -> Result<RouteConfig,
 
     let mut require = RequiredScopes::default();
     for (method, scope) in &raw.require {
-        if !known_scopes.contains(scope) && !crate::scope::is_reserved(scope) {
+        if !known_scopes.contains(scope) && !crate::model::scope::is_reserved(scope) {
             return Err(at(format!("require names scope {scope:?}, which is not in tokens.scopes")));
         }
         if method == "*" {

@@ -3,8 +3,8 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokengate::service::{Actor, CreateAccount};
-use tokengate::store::AccountChanges;
+use tokengate::control::service::{Actor, CreateAccount};
+use tokengate::control::store::AccountChanges;
 
 use crate::support::{TestGateway, client};
 
@@ -129,8 +129,8 @@ async fn owners_manage_their_own_tokens_only() {
     let bobs =
         f.gw.service
             .list_tokens(
-                tokengate::service::TokenQuery { users: vec![BOB.into()], ..Default::default() },
-                &tokengate::service::Actor::cli(),
+                tokengate::control::service::TokenQuery { users: vec![BOB.into()], ..Default::default() },
+                &tokengate::control::service::Actor::cli(),
             )
             .await
             .unwrap();

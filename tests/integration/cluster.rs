@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use tokengate::clock::Clock;
 use tokengate::config::SecretUrl;
-use tokengate::service::{Actor, CreateAccount, CreateToken, ExpiryRequest, LifecycleService};
-use tokengate::store::Store;
+use tokengate::control::service::{Actor, CreateAccount, CreateToken, ExpiryRequest, LifecycleService};
+use tokengate::control::store::Store;
 
 use crate::postgres::TestDatabase;
 use crate::support::{TestGateway, client, run_cli};

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, ColumnIndex, Decode, PgPool, Row, Type};
 use tokengate::config::SecretUrl;
-use tokengate::store::Store;
+use tokengate::control::store::Store;
 
 use crate::postgres::TestDatabase;
 

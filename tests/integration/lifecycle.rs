@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use tokengate::clock::Clock;
-use tokengate::service::{Actor, ServiceError};
-use tokengate::store::{AccountChanges, TokenRecord};
+use tokengate::control::service::{Actor, ServiceError};
+use tokengate::control::store::{AccountChanges, TokenRecord};
 
 use crate::support::{TestGateway, client};
 
@@ -83,7 +83,7 @@ async fn the_grace_never_outlives_the_old_tokens_expiry() {
     let clock = Clock::manual(START);
     let gw = TestGateway::spawn_with("", &[], clock.clone()).await;
     gw.account(ANN).await;
-    let expiry = tokengate::service::ExpiryRequest::In(Duration::from_secs(600));
+    let expiry = tokengate::control::service::ExpiryRequest::In(Duration::from_secs(600));
     let (old_id, _) = gw.token_with(ANN, "short", &[], expiry).await;
     let rotated =
         gw.service.rotate_token(old_id, Some(Duration::from_secs(86_400)), false, &Actor::cli()).await.unwrap();
@@ -112,11 +112,14 @@ async fn until_first_use_hands_over_when_the_successor_is_first_seen() {
     assert!(handover.detail.contains("successor_first_used"), "{}", handover.detail);
 
     // Another gateway on the same database learns of the hand-over through the change log.
-    let store = tokengate::store::Store::open(&gw.config.database.url).await.unwrap();
-    let synced = tokengate::sync::IndexSync::load(store, std::sync::Arc::new(tokengate::index::TokenIndex::new()))
-        .await
-        .unwrap();
-    let old_entry = synced.index().token(&tokengate::token::TokenDigest::of(&old)).unwrap();
+    let store = tokengate::control::store::Store::open(&gw.config.database.url).await.unwrap();
+    let synced = tokengate::control::sync::IndexSync::load(
+        store,
+        std::sync::Arc::new(tokengate::data::index::TokenIndex::new()),
+    )
+    .await
+    .unwrap();
+    let old_entry = synced.index().token(&tokengate::model::secret::TokenDigest::of(&old)).unwrap();
     assert!(old_entry.is_revoked(gw.service.now()));
 }
 
@@ -168,7 +171,7 @@ async fn attempts_with_dead_tokens_are_counted_on_the_token_and_audited_once_a_m
     assert_eq!(token.refused_last_path.as_deref(), Some("/c"));
     assert_eq!(token.refused_last_ip.as_deref(), Some("127.0.0.1"));
     assert_eq!(token.refused_last_at, Some(START));
-    let refused = |events: Vec<tokengate::store::EventRecord>| {
+    let refused = |events: Vec<tokengate::control::store::EventRecord>| {
         events.into_iter().filter(|e| e.kind == "token.refused_use").collect::<Vec<_>>()
     };
     let events = refused(gw.service.events(None, Some(id), 100).await.unwrap());

@@ -16,6 +16,7 @@ mod confirm;
 mod copy;
 mod credentials;
 mod forwarding;
+mod layout;
 mod lifecycle;
 mod notify;
 mod postgres;

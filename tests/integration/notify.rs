@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use hmac::{Hmac, KeyInit, Mac};
 use tokengate::clock::Clock;
-use tokengate::service::{Actor, ExpiryRequest};
+use tokengate::control::service::{Actor, ExpiryRequest};
 use tokio_util::sync::CancellationToken;
 
 use crate::postgres::TestDatabase;
@@ -43,7 +43,7 @@ fn admin() -> Actor {
         label: "admin@example.com".into(),
         ip: Some("203.0.113.9".into()),
         user_agent: Some("Mozilla/5.0 (tokengate test)".into()),
-        authority: tokengate::service::Authority::Host,
+        authority: tokengate::control::service::Authority::Host,
     }
 }
 
@@ -52,7 +52,7 @@ async fn creation_and_revocation_are_emailed_with_time_ip_and_user_agent() {
     let sink = SmtpSink::start().await;
     let gw = spawn(&smtp_env(sink.addr), Clock::System).await;
     gw.account(ANN).await;
-    let request = tokengate::service::CreateToken {
+    let request = tokengate::control::service::CreateToken {
         owner_email: ANN.into(),
         name: "deploy-bot".into(),
         description: None,

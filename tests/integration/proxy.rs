@@ -9,8 +9,8 @@ use hyper_util::rt::TokioIo;
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokengate::clock::Clock;
-use tokengate::service::{Actor, ExpiryRequest};
-use tokengate::store::AccountChanges;
+use tokengate::control::service::{Actor, ExpiryRequest};
+use tokengate::control::store::AccountChanges;
 
 use crate::support::{TestGateway, client};
 
@@ -334,10 +334,11 @@ async fn a_revocation_by_another_writer_reaches_the_index_through_the_change_log
     assert_eq!(get(&gw, "/x", ANN, &secret).await.0, StatusCode::OK);
 
     // A second writer on the same database, like the CLI: it has no index of its own to update.
-    let store = tokengate::store::Store::open(&gw.config.database.url).await.unwrap();
-    let other = tokengate::service::LifecycleService::new(store, gw.config.tokens.clone(), Clock::System, None);
+    let store = tokengate::control::store::Store::open(&gw.config.database.url).await.unwrap();
+    let other =
+        tokengate::control::service::LifecycleService::new(store, gw.config.tokens.clone(), Clock::System, None);
     let (other_id, other_secret) = {
-        let request = tokengate::service::CreateToken {
+        let request = tokengate::control::service::CreateToken {
             owner_email: ANN.into(),
             name: "from-elsewhere".into(),
             description: None,

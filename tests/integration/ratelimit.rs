@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use tokengate::clock::Clock;
-use tokengate::service::Actor;
+use tokengate::control::service::Actor;
 
 use crate::support::TestGateway;
 
@@ -185,7 +185,8 @@ async fn gateways_sharing_redis_enforce_one_combined_limit_and_fall_back_locally
     // Redis stops: each gateway limits on its own, never failing and never unlimited.
     drop(redis);
     let (_, fresh) = one.token(ANN, "during-outage", &[]).await;
-    let token_id = one.service.list_tokens(Default::default(), &tokengate::service::Actor::cli()).await.unwrap()[0].id;
+    let token_id =
+        one.service.list_tokens(Default::default(), &tokengate::control::service::Actor::cli()).await.unwrap()[0].id;
     one.service.set_rate_limit(token_id, Some("2/min".parse().unwrap()), &Actor::cli()).await.unwrap();
     let statuses = [
         get(&client, &one, ANN, &fresh).await.status(),

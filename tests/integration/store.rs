@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use tokengate::clock::Clock;
 use tokengate::config::{Config, SecretUrl};
-use tokengate::service::{
+use tokengate::control::service::{
     Actor, CreateAccount, CreateToken, ExpiryRequest, LifecycleService, ServiceError, TokenQuery,
 };
-use tokengate::store::{
+use tokengate::control::store::{
     AccountChanges, ActivityBatch, StatusFilter, Store, TokenFilter, TokenSort, TokenStatus, UsageRecord,
 };
 
@@ -44,7 +44,7 @@ async fn token(
     service.create_token(request, &Actor::cli()).await.map(|created| created.token.id)
 }
 
-fn names(tokens: &[tokengate::store::TokenRecord]) -> Vec<&str> {
+fn names(tokens: &[tokengate::control::store::TokenRecord]) -> Vec<&str> {
     tokens.iter().map(|t| t.name.as_str()).collect()
 }
 
@@ -81,7 +81,7 @@ async fn exercise(url: &str) {
     token(&svc, "ann@example.com", "ci", ExpiryRequest::Default).await.unwrap();
 
     // Listings: statuses, owners, text, sorting.
-    let host = tokengate::service::Actor::cli();
+    let host = tokengate::control::service::Actor::cli();
     let list = |filter: TokenFilter, users: Vec<&str>| {
         let query = TokenQuery { users: users.into_iter().map(str::to_owned).collect(), unused_for: None, filter };
         svc.list_tokens(query, &host)
@@ -134,7 +134,7 @@ async fn exercise(url: &str) {
     assert!(!never.iter().any(|t| t.id == short_again));
 
     // Every time range. Tokens so far: created at START (ci, short, 50%, ci/bob) and START+120.
-    let ids = |tokens: Vec<tokengate::store::TokenRecord>| tokens.iter().map(|t| t.id).collect::<Vec<_>>();
+    let ids = |tokens: Vec<tokengate::control::store::TokenRecord>| tokens.iter().map(|t| t.id).collect::<Vec<_>>();
     let all_status = TokenFilter { status: StatusFilter::All, ..Default::default() };
     let created_late = TokenFilter { created_after: Some(START + 60), ..all_status.clone() };
     let late = ids(list(created_late, vec![]).await.unwrap());
@@ -156,14 +156,17 @@ async fn exercise(url: &str) {
         unused_for: Some(Duration::from_secs(600)),
         filter: TokenFilter::default(),
     };
-    let unused = ids(svc.list_tokens(unused, &tokengate::service::Actor::cli()).await.unwrap());
+    let unused = ids(svc.list_tokens(unused, &tokengate::control::service::Actor::cli()).await.unwrap());
     assert!(unused.contains(&short_again), "last used 620 s ago: {unused:?}");
     let recently = TokenQuery {
         users: vec!["ann@example.com".into()],
         unused_for: Some(Duration::from_secs(700)),
         filter: TokenFilter::default(),
     };
-    assert!(!ids(svc.list_tokens(recently, &tokengate::service::Actor::cli()).await.unwrap()).contains(&short_again));
+    assert!(
+        !ids(svc.list_tokens(recently, &tokengate::control::service::Actor::cli()).await.unwrap())
+            .contains(&short_again)
+    );
 
     // Revoke-all, audit events and the change log.
     assert_eq!(svc.revoke_all_tokens("ann@example.com", &actor).await.unwrap().value, 3);

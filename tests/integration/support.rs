@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 use tokengate::clock::Clock;
 use tokengate::config::Config;
+use tokengate::control::service::{Actor, CreateAccount, CreateToken, ExpiryRequest, LifecycleService};
+use tokengate::control::store::Store;
 use tokengate::gateway::{Gateway, Listeners};
-use tokengate::service::{Actor, CreateAccount, CreateToken, ExpiryRequest, LifecycleService};
-use tokengate::store::Store;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -106,8 +106,8 @@ pub struct TestGateway {
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
     pub service: LifecycleService,
-    pub sync: std::sync::Arc<tokengate::sync::IndexSync>,
-    pub limits: std::sync::Arc<tokengate::ratelimit::RateLimits>,
+    pub sync: std::sync::Arc<tokengate::control::sync::IndexSync>,
+    pub limits: std::sync::Arc<tokengate::data::ratelimit::RateLimits>,
     pub config: Config,
     pub upstream: Upstream,
     pub dir: TempDir,

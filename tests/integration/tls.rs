@@ -45,9 +45,9 @@ fn pki() -> Pki {
 
 /// The echo upstream behind TLS, with `pki`'s server certificate.
 async fn tls_echo(pki: &Pki) -> SocketAddr {
-    let chain = tokengate::tls::read_certificates(&pki.cert).unwrap();
-    let key = tokengate::tls::read_private_key(&pki.key).unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tokengate::tls::server_config(chain, key).unwrap()));
+    let chain = tokengate::data::tls::read_certificates(&pki.cert).unwrap();
+    let key = tokengate::data::tls::read_private_key(&pki.key).unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tokengate::data::tls::server_config(chain, key).unwrap()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {

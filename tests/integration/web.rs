@@ -5,8 +5,8 @@
 //! change accounts. Screenshots of each tab are saved under `target/test-artifacts/`.
 
 use reqwest::StatusCode;
-use tokengate::service::{Actor, CreateAccount};
-use tokengate::store::EventFilter;
+use tokengate::control::service::{Actor, CreateAccount};
+use tokengate::control::store::EventFilter;
 
 use crate::support::{TestGateway, client};
 use crate::webdriver::{Browser, eventually};
@@ -115,7 +115,7 @@ async fn requests_from_another_sites_page_cannot_change_anything() {
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
     let list = gw
         .service
-        .list_tokens(tokengate::service::TokenQuery::default(), &tokengate::service::Actor::cli())
+        .list_tokens(tokengate::control::service::TokenQuery::default(), &tokengate::control::service::Actor::cli())
         .await
         .unwrap();
     assert_eq!(list.len(), 1, "nothing was created");
@@ -347,8 +347,8 @@ async fn an_account_creates_uses_rotates_and_revokes_its_tokens_in_the_browser()
 
     // A session whose token is revoked elsewhere ends on its next request, with a reason.
     sign_in(&browser, &gw, ANN, &successor).await;
-    let query = tokengate::service::TokenQuery { users: vec![ANN.into()], ..Default::default() };
-    let tokens = gw.service.list_tokens(query, &tokengate::service::Actor::cli()).await.unwrap();
+    let query = tokengate::control::service::TokenQuery { users: vec![ANN.into()], ..Default::default() };
+    let tokens = gw.service.list_tokens(query, &tokengate::control::service::Actor::cli()).await.unwrap();
     let successor_id = tokens.iter().find(|t| t.name == "laptop").unwrap().id;
     gw.service.revoke_token(successor_id, &Actor::cli()).await.unwrap();
     browser.click("#tab-tokens").await;
@@ -424,8 +424,8 @@ async fn a_superuser_filters_creates_for_others_revokes_and_manages_accounts_in_
     browser.click("#create-submit").await;
     let secret = take_secret(&browser, None).await;
     assert_eq!(proxied_get(&gw, BOB, &secret).await, StatusCode::OK);
-    let query = tokengate::service::TokenQuery { users: vec![BOB.into()], ..Default::default() };
-    let made = gw.service.list_tokens(query, &tokengate::service::Actor::cli()).await.unwrap();
+    let query = tokengate::control::service::TokenQuery { users: vec![BOB.into()], ..Default::default() };
+    let made = gw.service.list_tokens(query, &tokengate::control::service::Actor::cli()).await.unwrap();
     let made = made.iter().find(|t| t.name == "from-manager").unwrap();
     assert_eq!(made.created_by, ROOT);
 

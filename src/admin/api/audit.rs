@@ -10,8 +10,8 @@ use super::ApiState;
 use super::caller::Caller;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::tokens::{query_pairs, time_param, token_id};
-use crate::service::EventQuery;
-use crate::store::EventFilter;
+use crate::control::service::EventQuery;
+use crate::control::store::EventFilter;
 use crate::view::{EventView, GatewayView};
 
 #[utoipa::path(

@@ -11,11 +11,11 @@ use axum::http::{HeaderValue, StatusCode, header};
 
 use super::ApiState;
 use super::error::{ApiError, ApiResult};
-use crate::gate::{Attempt, Refusal};
-use crate::proxy::authenticate::Identity;
-use crate::proxy::client_ip::client_ip;
-use crate::service::{Actor, Authority, Principal};
-use crate::store::AccountRecord;
+use crate::control::service::{Actor, Authority, Principal};
+use crate::control::store::AccountRecord;
+use crate::data::gate::{Attempt, Refusal};
+use crate::data::proxy::authenticate::Identity;
+use crate::data::proxy::client_ip::client_ip;
 
 /// Passes a request's credentials through the gate. `needed`: the scope the call requires
 /// (checked before anything is recorded or changed). Admitted requests count as the token's use.
@@ -62,7 +62,7 @@ pub async fn admit(parts: &Parts, state: &ApiState, needed: Option<&str>) -> Api
 /// The authenticated caller of an API endpoint: its account (roles) and token (scopes).
 pub struct Caller {
     pub account: AccountRecord,
-    pub token: Arc<crate::index::IndexedToken>,
+    pub token: Arc<crate::data::index::IndexedToken>,
     pub actor: Actor,
 }
 
@@ -73,14 +73,14 @@ impl FromRequestParts<Arc<ApiState>> for Caller {
         if !parts.method.is_safe() {
             refuse_cross_site(&parts.headers)?;
         }
-        let needed = crate::scope::for_admin_method(&parts.method);
+        let needed = crate::model::scope::for_admin_method(&parts.method);
         let (identity, ip) = admit(parts, state, Some(needed)).await?;
         let account = state.service.account(&identity.account.email).await?;
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
-            .map(|ua| ua.chars().take(crate::usage::USER_AGENT_MAX).collect());
+            .map(|ua| ua.chars().take(crate::data::usage::USER_AGENT_MAX).collect());
         let principal = Principal {
             account: account.clone(),
             token_id: identity.token.id,

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::service::ServiceError;
+use crate::control::service::ServiceError;
 
 /// An API error: its status, a stable code and a message for people.
 #[derive(Debug)]

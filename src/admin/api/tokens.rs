@@ -15,10 +15,10 @@ use super::ApiState;
 use super::caller::Caller;
 use super::error::{ApiError, ApiResult, ErrorBody, parse_body};
 use crate::clock::parse_rfc3339;
-use crate::duration::parse_duration;
+use crate::control::service::{CreateToken, ExpiryRequest, TokenQuery};
+use crate::control::store::{StatusFilter, TokenSort};
+use crate::model::duration::parse_duration;
 use crate::model::rate::Rate;
-use crate::service::{CreateToken, ExpiryRequest, TokenQuery};
-use crate::store::{StatusFilter, TokenSort};
 use crate::view::{PolicyView, RevokedAllView, TokenView};
 
 #[utoipa::path(

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use super::ApiState;
 use super::caller::Caller;
 use super::error::{ApiResult, ErrorBody, parse_body};
-use crate::service::CreateAccount;
-use crate::store::AccountChanges;
+use crate::control::service::CreateAccount;
+use crate::control::store::AccountChanges;
 use crate::view::{AccountView, MeView};
 
 #[utoipa::path(

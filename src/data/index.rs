@@ -7,9 +7,9 @@ use dashmap::DashMap;
 use http::HeaderValue;
 
 use crate::clock::{UnixTime, to_rfc3339};
+use crate::control::store::{IndexAccountRow, IndexTokenRow};
 use crate::model::rate::Rate;
-use crate::store::{IndexAccountRow, IndexTokenRow};
-use crate::token::TokenDigest;
+use crate::model::secret::TokenDigest;
 
 /// What the gateway knows of a token. Revoked tokens stay in the index so that their use can
 /// be told apart from an unknown token.
@@ -49,9 +49,9 @@ fn header_value(text: &str) -> HeaderValue {
 }
 
 impl IndexedToken {
-    /// Whether the token carries `scope` (see [`crate::scope::grants`]).
+    /// Whether the token carries `scope` (see [`crate::model::scope::grants`]).
     pub fn has_scope(&self, scope: &str) -> bool {
-        crate::scope::carries(&self.scopes, scope)
+        crate::model::scope::carries(&self.scopes, scope)
     }
 
     pub fn is_expired(&self, now: UnixTime) -> bool {

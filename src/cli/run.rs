@@ -7,8 +7,8 @@ use tokio_util::sync::CancellationToken;
 use super::CliError;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::control::store::Store;
 use crate::gateway::{Gateway, Listeners};
-use crate::store::Store;
 
 pub async fn serve(config: Config) -> Result<(), CliError> {
     let listeners = Listeners::bind(&config).await.map_err(|e| CliError::Runtime(e.to_string()))?;

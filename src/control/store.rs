@@ -3,7 +3,7 @@
 //! transaction. No HTTP types here.
 //!
 //! The SQL is written once, in a portable dialect (`$N` placeholders, `RETURNING`, integer
-//! times), and [`with_pool!`] expands each query for both pool types.
+//! times), and `with_pool!` expands each query for both pool types.
 
 mod accounts;
 mod activity;
@@ -89,8 +89,8 @@ pub(crate) enum Backend {
 macro_rules! with_pool {
     ($store:expr, $pool:ident => $body:expr) => {
         match &$store.backend {
-            $crate::store::Backend::Sqlite($pool) => $body,
-            $crate::store::Backend::Postgres($pool) => $body,
+            $crate::control::store::Backend::Sqlite($pool) => $body,
+            $crate::control::store::Backend::Postgres($pool) => $body,
         }
     };
 }
@@ -181,7 +181,7 @@ impl ChangeLogAppend for sqlx::PgConnection {
 /// Appends a change-log row inside the transaction `$tx` (the mutation's last statement).
 macro_rules! append_change {
     ($tx:expr, $at:expr, $account_id:expr, $token_id:expr) => {
-        $crate::store::ChangeLogAppend::append_change(&mut *$tx, $at, $account_id, $token_id).await
+        $crate::control::store::ChangeLogAppend::append_change(&mut *$tx, $at, $account_id, $token_id).await
     };
 }
 pub(crate) use append_change;
@@ -238,7 +238,7 @@ pub(crate) use insert_outbox;
 macro_rules! append_event {
     ($tx:expr, $at:expr, $event:expr, $account_id:expr, $account_email:expr, $token_id:expr) => {{
         let event: &$crate::model::NewEvent = &$event;
-        let inserted = $crate::store::insert_event!(
+        let inserted = $crate::control::store::insert_event!(
             $tx,
             $at,
             event.kind,
@@ -253,8 +253,16 @@ macro_rules! append_event {
         match inserted {
             Ok(()) if event.notify => {
                 let notice = $crate::model::Notice::of_event(event, $at);
-                $crate::store::insert_outbox!($tx, $at, $account_id, $account_email, $token_id, &notice, None::<&str>)
-                    .map(drop)
+                $crate::control::store::insert_outbox!(
+                    $tx,
+                    $at,
+                    $account_id,
+                    $account_email,
+                    $token_id,
+                    &notice,
+                    None::<&str>
+                )
+                .map(drop)
             }
             other => other,
         }

@@ -10,12 +10,12 @@ use http::header::USER_AGENT;
 use http::{HeaderMap, Method};
 
 use crate::clock::Clock;
-use crate::index::TokenIndex;
+use crate::control::store::Store;
+use crate::data::index::TokenIndex;
+use crate::data::proxy::authenticate::{Identity, authenticate};
+use crate::data::ratelimit::RateLimits;
+use crate::data::usage::{Refusal as RefusedUse, UsageRecorder};
 use crate::metrics::{KindLabels, Metrics, ReasonLabels};
-use crate::proxy::authenticate::{Identity, authenticate};
-use crate::ratelimit::RateLimits;
-use crate::store::Store;
-use crate::usage::{Refusal as RefusedUse, UsageRecorder};
 
 /// A request presenting credentials: what the gate needs to decide and to record.
 pub struct Attempt<'a> {
@@ -48,7 +48,7 @@ pub struct Gate {
 /// Paths in log lines are cut to this many bytes: they are chosen by the client.
 const LOGGED_PATH_MAX: usize = 200;
 
-/// The first [`LOGGED_PATH_MAX`] bytes of a path, cut at a character boundary.
+/// The first `LOGGED_PATH_MAX` bytes of a path, cut at a character boundary.
 pub fn loggable(path: &str) -> &str {
     let mut end = path.len().min(LOGGED_PATH_MAX);
     while !path.is_char_boundary(end) {

@@ -18,8 +18,8 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::proxy::Proxy;
-use crate::tls::ListenerCertificate;
+use crate::data::proxy::Proxy;
+use crate::data::tls::ListenerCertificate;
 
 /// Largest request head (request line and headers) accepted; a larger one gets 431.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -150,7 +150,7 @@ pub async fn run_listener<F, S, B>(
     while connections.join_next().await.is_some() {}
 }
 
-/// Serves proxied traffic (see [`serve`]).
+/// Serves proxied traffic (see [`run_listener`]).
 pub async fn run_proxy_listener(
     listener: TcpListener,
     proxy: Arc<Proxy>,

@@ -7,8 +7,8 @@ use http::HeaderMap;
 
 use super::credentials::{CredentialBuffer, CredentialError, read_credentials};
 use crate::clock::UnixTime;
-use crate::index::{IndexedAccount, IndexedToken, TokenIndex};
-use crate::token::{SecretFormatError, TokenDigest, check_format};
+use crate::data::index::{IndexedAccount, IndexedToken, TokenIndex};
+use crate::model::secret::{SecretFormatError, TokenDigest, check_format};
 
 /// Why a request was not authenticated. The client sees one uniform 401 for all of them;
 /// the reason goes to the log.

@@ -1,7 +1,7 @@
 //! What can go wrong in the control path, sorted by whose fault it is: the request (400/422),
 //! the caller's powers (403), missing things (404), conflicts (409), or the system (500/503).
 
-use crate::store::StoreError;
+use crate::control::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {

@@ -26,11 +26,11 @@ use std::time::Duration;
 
 use crate::clock::{Clock, UnixTime};
 use crate::config::TokenPolicy;
-use crate::fleet::{ConfirmPolicy, Confirmation};
+use crate::control::fleet::{ConfirmPolicy, Confirmation};
+use crate::control::store::Store;
+use crate::control::sync::IndexSync;
 use crate::metrics::Metrics;
 use crate::model::rate::Rate;
-use crate::store::Store;
-use crate::sync::IndexSync;
 
 pub use accounts::CreateAccount;
 pub use actor::{Actor, Authority, Principal};
@@ -79,7 +79,7 @@ impl LifecycleService {
         let policy = self.confirm?;
         let waited = async {
             let seq = self.store.latest_change_seq().await?;
-            crate::fleet::confirm(&self.store, seq, policy).await
+            crate::control::fleet::confirm(&self.store, seq, policy).await
         };
         match waited.await {
             Ok(confirmation) => {
@@ -125,17 +125,20 @@ impl LifecycleService {
     // ---- the fleet ----
 
     /// The running gateways and their lag (superusers; the host).
-    pub async fn running_gateways(&self, actor: &Actor) -> Result<Vec<crate::fleet::GatewayStatus>, ServiceError> {
+    pub async fn running_gateways(
+        &self,
+        actor: &Actor,
+    ) -> Result<Vec<crate::control::fleet::GatewayStatus>, ServiceError> {
         match actor.principal() {
             Some(p) if !p.account.superuser => {
                 Err(ServiceError::Forbidden("only a superuser may list the running gateways".into()))
             }
-            _ => Ok(crate::fleet::running(&self.store, self.stale_after()).await?),
+            _ => Ok(crate::control::fleet::running(&self.store, self.stale_after()).await?),
         }
     }
 
     /// When a gateway without a heartbeat counts as not running.
     fn stale_after(&self) -> Duration {
-        self.confirm.map_or(crate::fleet::DEFAULT_STALE_AFTER, |policy| policy.stale_after)
+        self.confirm.map_or(crate::control::fleet::DEFAULT_STALE_AFTER, |policy| policy.stale_after)
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::tokens::ExpiryRequest;
 use super::{LifecycleService, ServiceError};
 use crate::clock::{UnixTime, to_rfc3339};
-use crate::duration::format_duration;
+use crate::model::duration::format_duration;
 
 /// Longest token name accepted.
 const MAX_NAME_CHARS: usize = 100;
@@ -53,14 +53,14 @@ impl LifecycleService {
         let mut scopes: Vec<String> = Vec::new();
         for scope in requested {
             let scope = scope.trim();
-            let known = scope == crate::scope::ALL
-                || crate::scope::is_reserved(scope)
+            let known = scope == crate::model::scope::ALL
+                || crate::model::scope::is_reserved(scope)
                 || self.policy.scopes.iter().any(|s| s == scope);
             if !known {
                 return Err(ServiceError::Invalid(format!(
                     "unknown scope {scope:?}: known scopes are {}, {} (or * for all)",
                     self.policy.scopes.join(", "),
-                    crate::scope::RESERVED.join(", ")
+                    crate::model::scope::RESERVED.join(", ")
                 )));
             }
             if !scopes.iter().any(|s| s == scope) {

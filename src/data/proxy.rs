@@ -24,9 +24,9 @@ use hyper::body::Incoming;
 use ipnet::IpNet;
 
 use crate::config::Config;
-use crate::gate::{Attempt, Gate, Refusal, loggable};
+use crate::data::gate::{Attempt, Gate, Refusal, loggable};
+use crate::data::ratelimit::{LimitHeaders, RateLimits, TokenVerdict};
 use crate::metrics::{KindLabels, Metrics};
-use crate::ratelimit::{LimitHeaders, RateLimits, TokenVerdict};
 use authenticate::Identity;
 use forward::{ForwardContext, ForwardError, RequestHeaderPolicy, X_AUTH_TOKEN_EXPIRES};
 use pinned::{Pinned, Upstreams};

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::clock::wall_ms;
-use crate::store::{GatewayRecord, NewGateway, Store, StoreError};
-use crate::sync::IndexSync;
+use crate::control::store::{GatewayRecord, NewGateway, Store, StoreError};
+use crate::control::sync::IndexSync;
 
 /// `sync.stale_after`'s default.
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(10);

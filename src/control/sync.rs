@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, Notify};
 
-use crate::index::TokenIndex;
-use crate::store::{Store, StoreError};
+use crate::control::store::{Store, StoreError};
+use crate::data::index::TokenIndex;
 
 /// How many change-log rows one read takes.
 const BATCH: i64 = 1000;

@@ -6,7 +6,7 @@ use http::{Response, StatusCode};
 use http_body_util::{Either, Full};
 
 use super::ProxyBody;
-use crate::ratelimit::LimitHeaders;
+use crate::data::ratelimit::LimitHeaders;
 
 static JSON: HeaderValue = HeaderValue::from_static("application/json");
 

@@ -17,7 +17,7 @@ use dashmap::mapref::entry::Entry;
 use http::Method;
 
 use crate::clock::UnixTime;
-use crate::store::{ActivityBatch, HandoverRecord, RefusalRecord, Store, StoreError, UsageRecord};
+use crate::control::store::{ActivityBatch, HandoverRecord, RefusalRecord, Store, StoreError, UsageRecord};
 
 /// The longest user agent kept for the audit log (it is chosen by the client).
 pub const USER_AGENT_MAX: usize = 200;

@@ -9,8 +9,8 @@ use serde_json::json;
 
 use super::{Actor, LifecycleService, ServiceError, TokenQuery};
 use crate::clock::to_rfc3339;
+use crate::control::store::KeyedNotification;
 use crate::model::{EventKind, Notice, NoticeDetail, RevokeReason, TokenFilter, TokenRecord};
-use crate::store::KeyedNotification;
 
 /// The notice kind of an expiry reminder.
 const EXPIRY_REMINDER: &str = "token.expiring";

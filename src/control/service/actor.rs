@@ -115,7 +115,7 @@ impl Actor {
 
     /// A token passes on only scopes it carries itself (`*` only from `*`).
     pub(super) fn require_carries(&self, scopes: &[String]) -> Result<(), ServiceError> {
-        match self.principal().and_then(|p| crate::scope::first_missing(&p.scopes, scopes)) {
+        match self.principal().and_then(|p| crate::model::scope::first_missing(&p.scopes, scopes)) {
             Some(missing) => Err(ServiceError::InsufficientScope(missing.to_owned())),
             None => Ok(()),
         }

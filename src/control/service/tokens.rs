@@ -8,10 +8,10 @@ use serde_json::json;
 use super::policy::validate_token_name;
 use super::{Actor, LifecycleService, ServiceError};
 use crate::clock::{UnixTime, to_rfc3339};
-use crate::fleet::Confirmation;
+use crate::control::fleet::Confirmation;
 use crate::model::rate::Rate;
+use crate::model::secret::Secret;
 use crate::model::{AccountRecord, EventKind, NewToken, RevokeReason, TokenFilter, TokenRecord, TokenStatus};
-use crate::token::Secret;
 
 /// When a new token expires, as requested.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, UnixTime, to_rfc3339};
 use crate::config::{NotifyChannel, NotifyConfig, SecretString, SmtpConfig, SmtpTls, WebhookConfig};
+use crate::control::store::{Delivery, DeliveryOutcome, OutboxMessage, Store, StoreError};
 use crate::model::Notice;
-use crate::store::{Delivery, DeliveryOutcome, OutboxMessage, Store, StoreError};
 
 /// The longest one send may take, by SMTP or webhook.
 const SEND_TIMEOUT: Duration = Duration::from_secs(15);
