@@ -47,9 +47,9 @@ use std::time::{Duration, Instant};
 
 use sqlx::{Connection, PgConnection};
 use tokengate::clock::Clock;
-use tokengate::config::{Config, DatabaseUrl};
-use tokengate::service::{Actor, CreateAccount, CreateToken, ExpiryRequest, LifecycleService};
-use tokengate::store::Store;
+use tokengate::config::{Config, SecretUrl};
+use tokengate::control::service::{Actor, CreateAccount, CreateToken, ExpiryRequest, LifecycleService};
+use tokengate::control::store::Store;
 
 const FLEETS: [usize; 3] = [1, 3, 10];
 const REVOCATIONS: usize = 200;
@@ -296,7 +296,7 @@ async fn latency_run(
 ) -> LatencyRow {
     let config_path = write_config(dir, &format!("{backend}-{gateways}.toml"), db_url, upstream, None);
     let config = Config::load(Some(&config_path), Vec::new()).unwrap();
-    let store = Store::open(&DatabaseUrl::new(db_url)).await.unwrap();
+    let store = Store::open(&SecretUrl::new(db_url)).await.unwrap();
     let actor = Actor::cli();
 
     // Tokens first, before any gateway runs: nothing to wait for yet. One more than revoked:
