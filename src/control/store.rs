@@ -277,6 +277,10 @@ pub struct Store {
     /// The SQLite database file, watched for other processes' commits (none for PostgreSQL
     /// and in-memory databases).
     pub(crate) sqlite_file: Option<std::path::PathBuf>,
+    /// SQLite: the connection options, for the registry's own writer (see `store/gateways.rs`).
+    pub(crate) sqlite_options: Option<SqliteConnectOptions>,
+    /// SQLite: that writer, opened on first use.
+    pub(crate) registry_writer: std::sync::Arc<tokio::sync::OnceCell<SqlitePool>>,
 }
 
 /// Migration state, as `check-config` reports it.
@@ -300,6 +304,7 @@ impl Store {
         let open_error = |message: String| StoreError::Open { url: url.masked(), message };
         let text = url.expose();
         let mut sqlite_file = None;
+        let mut sqlite_options = None;
         let backend = if text.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(text)
                 .map_err(|e| open_error(e.to_string()))?
@@ -316,6 +321,7 @@ impl Store {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| open_error(format!("cannot create directory {}: {e}", dir.display())))?;
             }
+            sqlite_options = Some(options.clone());
             let pool = SqlitePoolOptions::new()
                 .max_connections(4)
                 .acquire_timeout(Duration::from_secs(10))
@@ -342,7 +348,7 @@ impl Store {
                 .map_err(|e| open_error(e.to_string()))?;
             Backend::Postgres(pool)
         };
-        Ok(Store { backend, sqlite_file })
+        Ok(Store { backend, sqlite_file, sqlite_options, registry_writer: Default::default() })
     }
 
     pub fn backend_name(&self) -> &'static str {
