@@ -7,13 +7,15 @@
 
 mod accounts;
 mod activity;
-mod changes;
+mod announcements;
 mod copy;
 mod events;
 mod gateways;
+mod listing;
 mod outbox;
 mod records;
 mod reminders;
+mod sync_reads;
 mod tokens;
 
 use std::str::FromStr;
@@ -30,7 +32,7 @@ pub use crate::model::{
     AccountChanges, AccountRecord, AccountSummary, EventFilter, EventKind, EventRecord, NewAccount, NewEvent, NewToken,
     RevokeReason, SortField, StatusFilter, TokenFilter, TokenRecord, TokenSort, TokenStatus,
 };
-pub use changes::ChangeListener;
+pub use announcements::ChangeListener;
 pub use copy::TableCounts;
 pub use gateways::{GatewayRecord, NewGateway};
 pub use outbox::{Delivery, DeliveryOutcome, KeyedNotification, OutboxMessage};

@@ -109,3 +109,16 @@ pub struct EventFilter {
     pub until: Option<UnixTime>,
     pub limit: i64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sort_and_status_parse() {
+        assert_eq!("-last_used".parse::<TokenSort>(), Ok(TokenSort { field: SortField::LastUsed, descending: true }));
+        assert!("colour".parse::<TokenSort>().is_err());
+        assert_eq!("live".parse::<StatusFilter>(), Ok(StatusFilter::Live));
+        assert!("dead".parse::<StatusFilter>().is_err());
+    }
+}

@@ -278,8 +278,13 @@ impl LifecycleService {
             return Err(ServiceError::Forbidden("you may revoke your own tokens only".into()));
         }
         let account = self.account(email).await?;
-        let event = actor.event(EventKind::TokenRevoked, json!({"reason": RevokeReason::RevokeAll.as_str()}));
-        let ids = self.store.revoke_all_tokens(account.id, &account.email, &actor.label, self.now(), &event).await?;
+        // Each token's event names it, as a single revocation's does (its notice too).
+        let event_for = |name: &str, prefix: &str| {
+            let detail = json!({"name": name, "prefix": prefix, "reason": RevokeReason::RevokeAll.as_str()});
+            actor.event(EventKind::TokenRevoked, detail)
+        };
+        let ids =
+            self.store.revoke_all_tokens(account.id, &account.email, &actor.label, self.now(), &event_for).await?;
         self.apply_locally().await;
         let confirmation = if ids.is_empty() { None } else { self.confirm_change().await };
         Ok(Confirmed { value: ids.len(), confirmation })

@@ -1,45 +1,6 @@
-//! The change log, read by every gateway to keep its index in step with the database.
+//! Change announcements: how a gateway learns at once that another process committed.
 
-use super::{ChangeRow, IndexAccountRow, Store, StoreError, with_pool};
-
-const ACCOUNT_INDEX_SELECT: &str = "SELECT id, email, email_norm, enabled, can_create_tokens FROM accounts";
-
-impl Store {
-    /// The highest sequence in the change log (0 when empty): where a freshly loaded index
-    /// starts following.
-    pub async fn latest_change_seq(&self) -> Result<i64, StoreError> {
-        Ok(with_pool!(self, pool => {
-            sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(seq) FROM changes").fetch_one(pool).await?.unwrap_or(0)
-        }))
-    }
-
-    /// Change-log rows after `seq`, oldest first, at most `limit`.
-    pub async fn changes_after(&self, seq: i64, limit: i64) -> Result<Vec<ChangeRow>, StoreError> {
-        Ok(with_pool!(self, pool => {
-            sqlx::query_as::<_, ChangeRow>(
-                "SELECT seq, account_id, token_id FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2",
-            )
-            .bind(seq)
-            .bind(limit)
-            .fetch_all(pool)
-            .await?
-        }))
-    }
-
-    /// Every account, for loading the index.
-    pub async fn index_accounts(&self) -> Result<Vec<IndexAccountRow>, StoreError> {
-        Ok(with_pool!(self, pool => {
-            sqlx::query_as::<_, IndexAccountRow>(ACCOUNT_INDEX_SELECT).fetch_all(pool).await?
-        }))
-    }
-
-    pub async fn index_account(&self, id: i64) -> Result<Option<IndexAccountRow>, StoreError> {
-        let sql = format!("{ACCOUNT_INDEX_SELECT} WHERE id = $1");
-        Ok(with_pool!(self, pool => {
-            sqlx::query_as::<_, IndexAccountRow>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(pool).await?
-        }))
-    }
-}
+use super::{Store, StoreError};
 
 /// Announcements that another process committed: PostgreSQL's NOTIFY, or for SQLite the
 /// kernel telling that the database file or its write-ahead log changed (inotify, through the
