@@ -49,6 +49,8 @@ pub struct Health {
 }
 
 impl Health {
+    /// The health state of a gateway that has loaded its index; `notify_channels` are the channels
+    /// it delivers through.
     pub fn new(
         sync: Arc<IndexSync>,
         limits: Arc<RateLimits>,
@@ -69,6 +71,8 @@ impl Health {
         }
     }
 
+    /// Turns `/readyz` to 503 (`draining`) at shutdown, so load balancers stop sending before the
+    /// listeners close.
     pub fn set_draining(&self) {
         self.serving.store(false, Ordering::Release);
     }
@@ -98,6 +102,8 @@ impl Health {
     }
 }
 
+/// The admin listener's routes: probes, `/metrics`, the web page and the JSON API, with the body
+/// limit and `nosniff` on every response.
 pub fn router(health: Arc<Health>, api: Arc<api::ApiState>, metrics_require_auth: bool) -> Router {
     let probes = Router::new()
         .route("/healthz", get(|| async { (StatusCode::OK, "ok\n") }))

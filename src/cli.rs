@@ -38,10 +38,13 @@ use crate::control::store::{Store, StoreError};
 /// A failure, sorted by exit status: 2 for usage and configuration, 1 for everything else.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
+    /// A bad flag value, or a request the rules refuse as malformed or outside the policy: exit 2.
     #[error("{0}")]
     Usage(String),
+    /// The configuration file or environment cannot be used: exit 2.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// Everything else (the database, a missing account or token, a conflict): exit 1.
     #[error("{0}")]
     Runtime(String),
     /// Stdout was a pipe whose reader went away (`| head -n 1`): the command stops, quietly.
@@ -50,6 +53,8 @@ pub enum CliError {
 }
 
 impl CliError {
+    /// The process's exit status: 2 for usage and configuration, 1 at run time, 0 for a closed
+    /// stdout.
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Usage(_) | CliError::Config(_) => 2,
@@ -79,6 +84,7 @@ impl From<StoreError> for CliError {
     }
 }
 
+/// The parsed command line: the global flags and one command.
 #[derive(Debug, Parser)]
 #[command(
     name = "tokengate",
@@ -97,10 +103,12 @@ pub struct Cli {
     /// wait up to sync.confirm_timeout and say how many gateways obey the change).
     #[arg(long, global = true)]
     pub no_wait: bool,
+    /// The command to run.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The commands; each group's flags are defined in its file under `cli/`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the proxy and admin listeners until SIGINT/SIGTERM.

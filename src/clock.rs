@@ -13,8 +13,11 @@ pub type UnixTime = i64;
 /// Where "now" comes from. `System` in production; `Manual` in tests that move time by hand.
 #[derive(Clone, Debug, Default)]
 pub enum Clock {
+    /// The operating system's clock.
     #[default]
     System,
+    /// A clock that moves only when a test calls [`Clock::advance`]; shared by every clone, so the
+    /// gateway and the test see the same time.
     Manual(Arc<AtomicI64>),
 }
 
@@ -30,6 +33,8 @@ impl Clock {
         Clock::Manual(Arc::new(AtomicI64::new(start)))
     }
 
+    /// The current time in whole seconds: what expiry, revocation and last-use times are compared
+    /// with and stored as.
     pub fn now(&self) -> UnixTime {
         match self {
             Clock::System => SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0),

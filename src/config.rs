@@ -38,10 +38,25 @@ pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(90 * 24 * 60 * 
 /// Why a configuration cannot be used; every message names the file, the key or the variable.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file named by `--config` or `TOKENGATE_CONFIG` cannot be read.
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why it cannot be read.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not fit the model (an unknown section or key, a wrong
+    /// type); the message gives the line.
     #[error("config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, starting with `line N: ` where the parser knows it.
+        message: String,
+    },
+    /// A value that cannot be used, from the file, the environment or a `*_file`; the message names
+    /// the key or the variable.
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
@@ -51,13 +66,22 @@ pub enum ConfigError {
 pub struct Config {
     /// The file it was read from; `None` for built-in defaults. `check-config` names it.
     pub source: Option<PathBuf>,
+    /// `[proxy]`: the listener API clients connect to, and how requests go upstream.
     pub proxy: ProxyConfig,
+    /// `[admin]`: the listener for the web page, the JSON API, health and metrics.
     pub admin: AdminConfig,
+    /// `[database]`: the one store every gateway and the CLI share.
     pub database: DatabaseConfig,
+    /// `[sync]`: how this gateway follows changes others commit, and how long a change waits for
+    /// the fleet.
     pub sync: SyncConfig,
+    /// `[usage]`: how often last uses are written.
     pub usage: UsageConfig,
+    /// `[tokens]`: the bounds every new token is checked against.
     pub tokens: TokenPolicy,
+    /// `[rate_limit]`: per-token limits and the failed-authentication limit per client address.
     pub rate_limit: RateLimitConfig,
+    /// `[notify]`: how owners hear about their tokens.
     pub notify: NotifyConfig,
     /// What the proxy forwards where; never empty (a built-in route when the file has none).
     pub routes: Vec<RouteConfig>,
@@ -177,9 +201,11 @@ pub struct SmtpConfig {
     pub host: String,
     /// The relay's port; its default follows `tls`.
     pub port: u16,
+    /// How the connection to the relay is secured.
     pub tls: SmtpTls,
     /// Set: the relay wants authentication.
     pub username: Option<String>,
+    /// Used with `username`; masked wherever the configuration is shown.
     pub password: Option<SecretString>,
     /// The sender owners see (and reply to).
     pub from: String,
@@ -208,7 +234,9 @@ impl fmt::Debug for WebhookConfig {
 /// progress survives restarts and is shared by every gateway that has the same channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum NotifyChannel {
+    /// Email through the `[notify] smtp_*` relay.
     Smtp,
+    /// JSON POSTs to `notify.webhook_url`.
     Webhook,
 }
 
@@ -233,7 +261,9 @@ impl fmt::Display for NotifyChannel {
 /// channel.
 #[derive(Clone, Debug)]
 pub struct NotifyConfig {
+    /// Set: every notice is also sent by email.
     pub smtp: Option<SmtpConfig>,
+    /// Set: every notice is also POSTed to the webhook.
     pub webhook: Option<WebhookConfig>,
     /// Remind owners this long before a token expires.
     pub expiry_reminders: Vec<Duration>,
@@ -290,9 +320,11 @@ pub struct RedisLimits {
 pub struct RouteConfig {
     /// The path prefix it answers, matched on whole segments; the longest match wins.
     pub prefix: String,
+    /// Where its requests are forwarded.
     pub upstream: Upstream,
     /// No authentication: for health checks and public assets behind the same host.
     pub public: bool,
+    /// The scope each method needs; not consulted on a public route.
     pub require: RequiredScopes,
     /// Forward the client's `Authorization` header, for upstreams that check it themselves.
     pub keep_authorization: bool,
@@ -308,7 +340,9 @@ pub fn default_port(scheme: &http::uri::Scheme) -> u16 {
 /// Where a route forwards: `scheme://authority` plus an optional base path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Upstream {
+    /// `http` or `https`: whether the upstream connection speaks TLS.
     pub scheme: http::uri::Scheme,
+    /// The host and port connected to.
     pub authority: http::uri::Authority,
     /// Without a trailing slash; empty when the upstream URL has no path.
     pub base_path: String,

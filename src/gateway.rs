@@ -27,7 +27,9 @@ use crate::metrics::Metrics;
 
 /// The listeners a gateway serves on; bound by the caller so tests can use port 0.
 pub struct Listeners {
+    /// Where API clients connect.
     pub proxy: TcpListener,
+    /// Where the web page, the JSON API, health and metrics are served.
     pub admin: TcpListener,
 }
 
@@ -40,6 +42,7 @@ impl Listeners {
         })
     }
 
+    /// The bound addresses (proxy, admin): with port 0 the caller learns the real ports here.
     pub fn addresses(&self) -> std::io::Result<(SocketAddr, SocketAddr)> {
         Ok((self.proxy.local_addr()?, self.admin.local_addr()?))
     }
@@ -47,9 +50,13 @@ impl Listeners {
 
 /// A running gateway's shared parts, for callers that also drive the control path in-process.
 pub struct Gateway {
+    /// The database, shared with an in-process lifecycle service.
     pub store: Store,
+    /// The index and its sync; an in-process service applies its own changes through it at once.
     pub sync: Arc<IndexSync>,
+    /// Last-use records, flushed in batches and once more at shutdown.
     pub usage: Arc<UsageRecorder>,
+    /// The rate limiters: per token, per failing address, and the Redis connection when shared.
     pub limits: Arc<RateLimits>,
 }
 

@@ -12,37 +12,56 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+/// The labels of `tokengate_requests_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     /// The matched route's prefix (`none` when no route matched).
     pub route: Arc<str>,
+    /// The HTTP status answered.
     pub status: u16,
     /// authorised, public, unauthenticated, forbidden, rate_limited, upstream_error, rejected
     pub outcome: &'static str,
 }
 
+/// The labels of `tokengate_auth_failures_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
+    /// Why authentication failed (`unknown_token`, `revoked`, `bad_checksum`, ...): the failure's
+    /// fixed name, never anything the client sent.
     pub reason: &'static str,
 }
 
+/// The labels of `tokengate_rate_limited_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
+    /// `token` (a token's limit) or `failed_auth` (a throttled client address).
     pub kind: &'static str,
 }
 
 /// Every metric; the gauges of state held elsewhere are set when scraped.
 pub struct Metrics {
     registry: Registry,
+    /// `tokengate_requests_total`: counted once per proxied request, with its duration.
     pub requests: Family<RequestLabels, Counter>,
+    /// `tokengate_auth_failures_total`, from the one gate the proxy and the admin API share.
     pub auth_failures: Family<ReasonLabels, Counter>,
+    /// `tokengate_rate_limited_total`: every 429.
     pub rate_limited: Family<KindLabels, Counter>,
+    /// `tokengate_request_duration_seconds`: until the response head is ready.
     pub request_duration: Histogram,
+    /// `tokengate_upstream_duration_seconds`: until the upstream's response head arrives.
     pub upstream_duration: Histogram,
+    /// `tokengate_usage_flush_duration_seconds`: one batched write of the usage recorder.
     pub flush_duration: Histogram,
+    /// `tokengate_index_tokens`, set from the index at each scrape.
     pub index_tokens: Gauge,
+    /// `tokengate_sync_lag_seconds`, set from the sync at each scrape: past `sync.max_lag`
+    /// `/readyz` fails too.
     pub sync_lag: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// `tokengate_notification_backlog`, read from the outbox at each scrape.
     pub outbox_backlog: Gauge,
+    /// `tokengate_rate_limits_shared`, set at each scrape: 1 while Redis answers for the token
+    /// limits.
     pub rate_limits_shared: Gauge,
     /// Gateways with a recent heartbeat, read from the registry at each scrape.
     pub gateways_running: Gauge,
@@ -62,6 +81,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Every metric at zero, registered under the `tokengate_` prefix.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("tokengate");
         let metrics = Metrics {
@@ -122,6 +142,7 @@ impl Metrics {
         Metrics { registry, ..metrics }
     }
 
+    /// Counts one proxied request and observes how long its head took.
     pub fn observe_request(&self, route: Arc<str>, status: u16, outcome: &'static str, took: Duration) {
         self.requests.get_or_create(&RequestLabels { route, status, outcome }).inc();
         self.request_duration.observe(took.as_secs_f64());

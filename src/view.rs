@@ -13,30 +13,60 @@ use crate::model::duration::format_duration;
 /// A token as the API and `--json` show it (never the secret, except `token` at creation).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenView {
+    /// The token's id: what `token show`, `token revoke` and `/api/v1/tokens/{id}` take.
     pub id: i64,
+    /// The owner's email.
     pub user: String,
+    /// The token's name, unique among the owner's live tokens.
     pub name: String,
+    /// Free text given at creation, or null.
     pub description: Option<String>,
+    /// `tg_` and the next 8 characters of the secret: enough to recognise the token in listings,
+    /// logs and notices, never enough to use it.
     pub prefix: String,
+    /// The scopes the token carries; `*` carries every scope.
     pub scopes: Vec<String>,
+    /// The token's own rate limit (`100/min burst 20`), or null when `rate_limit.default` applies.
     pub rate_limit: Option<String>,
+    /// When the token was minted.
     pub created_at: String,
+    /// Who minted it: an account's email, or `cli:<os user>` for the CLI.
     pub created_by: String,
+    /// When the token stops working, or null when it never expires.
     pub expires_at: Option<String>,
+    /// When the token was (or, during a rotation's grace, will be) revoked; null while it is not.
     pub revoked_at: Option<String>,
+    /// `active`, `revoked`, `expired` or `blocked` (the owner's account is disabled or lacks the
+    /// token permission), as of the answer.
     pub status: &'static str,
+    /// The last admitted use, or null until the token is used. Recorded in memory and written in
+    /// batches, so it may trail the request by a flush interval.
     pub last_used_at: Option<String>,
+    /// The HTTP method of the last admitted use, or null.
     pub last_used_method: Option<String>,
+    /// The path of the last admitted use, or null.
     pub last_used_path: Option<String>,
+    /// The client IP of the last admitted use, or null.
     pub last_used_ip: Option<String>,
+    /// Who revoked the token: an email, `cli:<os user>`, `system:inactivity` or `gateway` (a
+    /// rotation's old token retired at the successor's first use); null while it is not revoked.
     pub revoked_by: Option<String>,
+    /// `manual`, `revoke_all`, `rotation` or `inactivity`; null while it is not revoked.
     pub revoke_reason: Option<String>,
+    /// The id of the token this one succeeded in a rotation, or null.
     pub rotated_from: Option<i64>,
+    /// The id of the token that succeeded this one in a rotation, or null.
     pub rotated_to: Option<i64>,
+    /// How often the token was presented while revoked, expired or blocked: a client still holding
+    /// a dead token shows here.
     pub refused_count: i64,
+    /// When the latest such refused attempt was made, or null.
     pub refused_last_at: Option<String>,
+    /// The client IP of the latest refused attempt, or null.
     pub refused_last_ip: Option<String>,
+    /// The HTTP method of the latest refused attempt, or null.
     pub refused_last_method: Option<String>,
+    /// The path of the latest refused attempt, or null.
     pub refused_last_path: Option<String>,
     /// The secret: only in the response that minted it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -47,6 +77,8 @@ pub struct TokenView {
 }
 
 impl TokenView {
+    /// The view of a stored token, its status as of `now`; without the secret and without a
+    /// confirmation.
     pub fn new(record: &TokenRecord, now: UnixTime) -> Self {
         let t = record.clone();
         TokenView {
@@ -94,14 +126,18 @@ impl TokenView {
 /// `token revoke-all` and `POST /api/v1/users/{email}/tokens/revoke-all`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RevokedAllView {
+    /// The account whose live tokens were revoked.
     pub user: String,
     /// How many tokens were revoked.
     pub revoked: usize,
+    /// Which running gateways applied the revocations (absent with `--no-wait` or when none were
+    /// live).
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub confirmation: Option<ConfirmationView>,
 }
 
 impl RevokedAllView {
+    /// The answer for `user`, whose `revoked` tokens were revoked, with what the fleet confirmed.
     pub fn new(user: &str, revoked: usize, confirmation: Option<&Confirmation>) -> Self {
         RevokedAllView { user: user.to_owned(), revoked, confirmation: confirmation.map(ConfirmationView::new) }
     }
@@ -123,14 +159,18 @@ pub struct ConfirmationView {
 /// A gateway that has not yet applied a change.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PendingGatewayView {
+    /// The gateway's registry id: random, new each time a `serve` process starts.
     pub id: String,
+    /// The host the gateway runs on.
     pub host: String,
+    /// Its process id on that host.
     pub pid: i64,
     /// Its proxy listener's address.
     pub proxy: String,
 }
 
 impl ConfirmationView {
+    /// The view of a confirmation: the wait in milliseconds and the pending gateways' names.
     pub fn new(confirmation: &Confirmation) -> Self {
         ConfirmationView {
             gateways_running: confirmation.running,
@@ -153,14 +193,19 @@ impl ConfirmationView {
 /// A running gateway, as `tokengate gateways` and `GET /api/v1/gateways` list it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct GatewayView {
+    /// The gateway's registry id: random, new each time a `serve` process starts.
     pub id: String,
+    /// The host the gateway runs on.
     pub host: String,
+    /// Its process id on that host.
     pub pid: i64,
     /// Its proxy listener's address.
     pub proxy: String,
     /// Its admin listener's address.
     pub admin: String,
+    /// The tokengate version it runs (during a rolling upgrade the fleet shows more than one).
     pub version: String,
+    /// When the `serve` process started.
     pub started_at: String,
     /// Its last heartbeat (every second while it runs).
     pub heartbeat_at: String,
@@ -173,6 +218,7 @@ pub struct GatewayView {
 }
 
 impl GatewayView {
+    /// The view of a running gateway and its lag behind the change log.
     pub fn new(status: &GatewayStatus) -> Self {
         let g = &status.record;
         let at = |ms: i64| crate::clock::to_rfc3339_ms(ms);
@@ -192,16 +238,27 @@ impl GatewayView {
     }
 }
 
+/// An account as the API and `--json` show it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AccountView {
+    /// The account's email: its name, and the user name in its tokens' Basic credentials (compared
+    /// without case).
     pub email: String,
+    /// A display name, or null.
     pub name: Option<String>,
+    /// Manages every account and every token.
     pub superuser: bool,
+    /// Sees, creates and revokes every account's tokens, but changes no account.
     pub token_manager: bool,
+    /// A disabled account's tokens are refused (`status: blocked`) until it is enabled again.
     pub enabled: bool,
+    /// The token permission: without it the account may not be given tokens, and its tokens are
+    /// blocked like a disabled account's.
     pub can_create_tokens: bool,
+    /// In listings only: how many live (active or blocked) tokens the account holds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens: Option<i64>,
+    /// When the account was created.
     pub created_at: String,
     /// After a change the data path obeys (`user set`): which running gateways applied it.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
@@ -209,6 +266,7 @@ pub struct AccountView {
 }
 
 impl AccountView {
+    /// The view of an account, without the token count.
     pub fn new(account: &AccountRecord) -> Self {
         AccountView {
             email: account.email.clone(),
@@ -228,6 +286,7 @@ impl AccountView {
         AccountView { confirmation: confirmation.map(ConfirmationView::new), ..self }
     }
 
+    /// The listing's view: the account with the number of its live tokens.
     pub fn summary(summary: &AccountSummary) -> Self {
         AccountView { tokens: Some(summary.live_tokens), ..AccountView::new(&summary.account) }
     }
@@ -237,20 +296,27 @@ impl AccountView {
 /// web page) knows what this token may do before it tries.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MeView {
+    /// The caller's account; its fields are at the top level of the document.
     #[serde(flatten)]
     pub account: AccountView,
+    /// The token the caller authenticated with.
     pub token: CallerTokenView,
 }
 
 /// The token a caller authenticated with.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CallerTokenView {
+    /// The calling token's id.
     pub id: i64,
+    /// The calling token's name.
     pub name: String,
+    /// The calling token's scopes: they bound what the caller may do, and what a token it creates
+    /// may carry.
     pub scopes: Vec<String>,
 }
 
 impl MeView {
+    /// The caller's view: its account and the token it presented.
     pub fn new(account: &AccountRecord, token: &IndexedToken) -> Self {
         MeView {
             account: AccountView::new(account),
@@ -263,21 +329,35 @@ impl MeView {
     }
 }
 
+/// An audit event as the API and `tokengate events --json` show it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventView {
+    /// The event's id; newer events have larger ids.
     pub id: i64,
+    /// When it happened.
     pub at: String,
+    /// What happened: `token.created`, `token.revoked`, `account.updated`, ... (one of the audit
+    /// event kinds).
     pub kind: String,
+    /// Who acted: an account's email (admin API, web page), `cli:<os user>` (the CLI),
+    /// `system:inactivity` (the inactivity policy) or `gateway` (the gateway itself).
     pub actor: String,
+    /// The email of the account the event is about, or null.
     pub account: Option<String>,
+    /// The id of the token the event is about, or null.
     pub token_id: Option<i64>,
+    /// The client IP of the request that caused it, or null.
     pub ip: Option<String>,
+    /// The user agent of the request that caused it (`cli` for the CLI), or null.
     pub user_agent: Option<String>,
+    /// What is particular to the kind: for `token.revoked` the token's `name`, `prefix` and the
+    /// `reason`; for `account.updated` the changed flags.
     #[schema(value_type = Object)]
     pub detail: serde_json::Value,
 }
 
 impl EventView {
+    /// The view of a stored event; a detail that is not valid JSON shows as null.
     pub fn new(event: &EventRecord) -> Self {
         EventView {
             id: event.id,
@@ -299,10 +379,13 @@ impl EventView {
 pub struct PolicyView {
     /// The lifetime of a token created without an expiry, as written in the config (`30d`).
     pub default_lifetime: String,
+    /// `default_lifetime` in seconds.
     pub default_lifetime_seconds: u64,
     /// The longest lifetime a token may be given.
     pub max_lifetime: String,
+    /// `max_lifetime` in seconds.
     pub max_lifetime_seconds: u64,
+    /// Whether a token may be created that never expires.
     pub allow_never_expires: bool,
     /// The scopes a token may carry (`*` grants every scope).
     pub scopes: Vec<String>,
@@ -317,11 +400,14 @@ pub struct PolicyView {
 /// A reserved scope and what it allows.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ReservedScopeView {
+    /// The scope: `admin` or `admin:read`.
     pub name: &'static str,
+    /// What a token with this scope may do, in a sentence for people.
     pub allows: &'static str,
 }
 
 impl PolicyView {
+    /// The view of the configured token policy, with the reserved scopes and their meanings.
     pub fn new(policy: &TokenPolicy) -> Self {
         PolicyView {
             default_lifetime: format_duration(policy.default_lifetime),

@@ -40,7 +40,7 @@ static CONNECTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64:
 
 /// Accepts connections on `listener` until `shutdown` completes; each connection is
 /// served (HTTP/1.1 or HTTP/2 prior knowledge) in its own task.
-pub async fn serve(listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) {
+pub(crate) async fn serve(listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) {
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -59,7 +59,7 @@ pub async fn serve(listener: TcpListener, shutdown: impl Future<Output = ()> + S
 }
 
 /// Serves one connection — a TCP stream, or a TLS stream over one — until it closes.
-pub async fn serve_connection<I>(io: I)
+pub(crate) async fn serve_connection<I>(io: I)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {

@@ -49,10 +49,14 @@ pub const MAX_BODY: usize = 64 * 1024;
 
 /// What the API handlers share.
 pub struct ApiState {
+    /// Every rule and audit event of the control path; the handlers only translate HTTP.
     pub service: Arc<LifecycleService>,
     /// The proxy's gate: authentication, the failed-authentication throttle, last use.
     pub gate: Arc<Gate>,
+    /// `proxy.trusted_proxies`: peers whose `X-Forwarded-For` is believed, for the client address
+    /// the API audits and throttles.
     pub trusted_proxies: Vec<IpNet>,
+    /// The `WWW-Authenticate` value of a 401, built once from the proxy's realm.
     pub challenge: HeaderValue,
 }
 
@@ -94,6 +98,7 @@ pub fn openapi_json() -> String {
     ApiDoc::openapi().to_pretty_json().unwrap_or_else(|_| "{}".to_owned())
 }
 
+/// The JSON API's routes under `/api/v1`, and its OpenAPI document; unknown paths get a JSON 404.
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/api/v1/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], openapi_json()) }))

@@ -20,6 +20,8 @@ const APP_JS: &str = include_str!("web/app.js");
 const APP_CSS: &str = include_str!("web/app.css");
 const ICON_SVG: &str = include_str!("web/icon.svg");
 
+/// The web page and its assets, compiled into the binary and served under
+/// [`CONTENT_SECURITY_POLICY`].
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/", get(|| async { page("text/html; charset=utf-8", INDEX_HTML) }))

@@ -53,7 +53,7 @@ pub struct SetArgs {
     json: bool,
 }
 
-pub async fn run(command: UserCommand, service: &LifecycleService) -> Result<(), CliError> {
+pub(super) async fn run(command: UserCommand, service: &LifecycleService) -> Result<(), CliError> {
     let actor = Actor::cli();
     match command {
         UserCommand::Add(args) => {

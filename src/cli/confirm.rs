@@ -6,7 +6,7 @@
 use crate::control::fleet::Confirmation;
 
 /// Says `what` was done and who obeys it now. `verb`: `refused`, `accepted`, `applied`.
-pub fn report(what: &str, verb: &str, confirmation: Option<&Confirmation>) {
+pub(super) fn report(what: &str, verb: &str, confirmation: Option<&Confirmation>) {
     let Some(confirmation) = confirmation else {
         note!("{what}");
         return;

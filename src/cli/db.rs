@@ -21,7 +21,7 @@ pub enum DbCommand {
     },
 }
 
-pub async fn run(command: DbCommand) -> Result<(), CliError> {
+pub(super) async fn run(command: DbCommand) -> Result<(), CliError> {
     match command {
         DbCommand::Copy { from, to, json } => {
             let (from, to) = (SecretUrl::new(from), SecretUrl::new(to));

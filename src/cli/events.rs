@@ -32,7 +32,7 @@ pub struct EventsArgs {
     json: bool,
 }
 
-pub async fn run(args: EventsArgs, service: &LifecycleService) -> Result<(), CliError> {
+pub(super) async fn run(args: EventsArgs, service: &LifecycleService) -> Result<(), CliError> {
     let filter = EventFilter {
         token_id: args.token,
         kind: args.kind,

@@ -14,7 +14,7 @@ use super::CliError;
 /// Writes one line to stdout. A closed pipe (the reader has gone, as with `| head`) becomes
 /// [`CliError::OutputClosed`], which ends the command at once and exits 0 without a message:
 /// nobody is left to read anything more.
-pub fn out_line(args: fmt::Arguments<'_>) -> Result<(), CliError> {
+pub(super) fn out_line(args: fmt::Arguments<'_>) -> Result<(), CliError> {
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{args}").and_then(|()| stdout.flush()).map_err(|error| match error.kind() {
         std::io::ErrorKind::BrokenPipe => CliError::OutputClosed,
@@ -24,18 +24,18 @@ pub fn out_line(args: fmt::Arguments<'_>) -> Result<(), CliError> {
 
 /// Writes one line of human text to stderr. Failures are ignored: a closed stderr has no
 /// reader to tell, and the command's result (on stdout and in its exit status) still stands.
-pub fn note(args: fmt::Arguments<'_>) {
+pub(super) fn note(args: fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr().lock(), "{args}");
 }
 
-pub fn print_json(value: &impl Serialize) -> Result<(), CliError> {
+pub(super) fn print_json(value: &impl Serialize) -> Result<(), CliError> {
     let text =
         serde_json::to_string_pretty(value).map_err(|e| CliError::Runtime(format!("cannot encode JSON: {e}")))?;
     outln!("{text}")
 }
 
 /// Prints rows under headers, each column as wide as its widest cell.
-pub fn print_table(headers: &[&str], rows: &[Vec<String>]) -> Result<(), CliError> {
+pub(super) fn print_table(headers: &[&str], rows: &[Vec<String>]) -> Result<(), CliError> {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -54,6 +54,6 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) -> Result<(), CliErro
 }
 
 /// A cell for an optional value.
-pub fn or_dash(value: Option<impl ToString>) -> String {
+pub(super) fn or_dash(value: Option<impl ToString>) -> String {
     value.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }

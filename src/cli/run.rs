@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::control::store::Store;
 use crate::gateway::{Gateway, Listeners};
 
-pub async fn serve(config: Config) -> Result<(), CliError> {
+pub(super) async fn serve(config: Config) -> Result<(), CliError> {
     let listeners = Listeners::bind(&config).await.map_err(|e| CliError::Runtime(e.to_string()))?;
     let gateway = Gateway::start(&config).await?;
     let shutdown = CancellationToken::new();
@@ -78,7 +78,7 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
-pub async fn check_config(config: Config) -> Result<(), CliError> {
+pub(super) async fn check_config(config: Config) -> Result<(), CliError> {
     match &config.source {
         Some(path) => note!("configuration {} is valid", path.display()),
         None => note!("no configuration file; built-in defaults are valid"),

@@ -153,7 +153,7 @@ pub struct ListArgs {
     json: bool,
 }
 
-pub async fn run(command: TokenCommand, service: &LifecycleService) -> Result<(), CliError> {
+pub(super) async fn run(command: TokenCommand, service: &LifecycleService) -> Result<(), CliError> {
     let actor = Actor::cli();
     match command {
         TokenCommand::Create(args) => create(args, service, &actor).await,

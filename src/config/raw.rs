@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawConfig {
+pub(super) struct RawConfig {
     pub proxy: RawProxy,
     pub admin: RawAdmin,
     pub database: RawDatabase,
@@ -23,7 +23,7 @@ pub struct RawConfig {
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawProxy {
+pub(super) struct RawProxy {
     pub listen: String,
     pub realm: String,
     pub trusted_proxies: Vec<String>,
@@ -55,7 +55,7 @@ impl Default for RawProxy {
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawAdmin {
+pub(super) struct RawAdmin {
     pub listen: String,
     pub metrics_require_auth: bool,
     pub tls_cert_file: Option<String>,
@@ -75,14 +75,14 @@ impl Default for RawAdmin {
 
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawDatabase {
+pub(super) struct RawDatabase {
     pub url: Option<String>,
     pub url_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawSync {
+pub(super) struct RawSync {
     pub interval: String,
     pub max_lag: String,
     pub confirm_timeout: String,
@@ -102,7 +102,7 @@ impl Default for RawSync {
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawUsage {
+pub(super) struct RawUsage {
     pub flush_interval: String,
 }
 
@@ -114,7 +114,7 @@ impl Default for RawUsage {
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawTokens {
+pub(super) struct RawTokens {
     /// `None`: not set by the operator, so it follows a lower `max_lifetime` (see `validate`).
     pub default_lifetime: Option<String>,
     pub max_lifetime: String,
@@ -144,7 +144,7 @@ impl Default for RawTokens {
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawNotify {
+pub(super) struct RawNotify {
     pub smtp_host: Option<String>,
     pub smtp_port: Option<u16>,
     pub smtp_tls: String,
@@ -182,7 +182,7 @@ impl Default for RawNotify {
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawRateLimit {
+pub(super) struct RawRateLimit {
     /// `None` or `"none"`: tokens without their own limit are not limited.
     pub default: Option<String>,
     pub failed_auth: Option<String>,
@@ -207,7 +207,7 @@ impl Default for RawRateLimit {
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawRoute {
+pub(super) struct RawRoute {
     pub prefix: String,
     pub upstream: String,
     #[serde(default)]
@@ -224,7 +224,7 @@ pub struct RawRoute {
 
 impl RawRoute {
     /// The route used when the configuration names none: everything to the example upstream.
-    pub fn built_in_default() -> Self {
+    pub(super) fn built_in_default() -> Self {
         RawRoute {
             prefix: "/".into(),
             upstream: "http://127.0.0.1:9000".into(),

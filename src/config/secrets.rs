@@ -18,6 +18,7 @@ impl SecretString {
         SecretString(secret)
     }
 
+    /// The secret itself, for the one place that uses it (a login, a signature).
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -34,6 +35,7 @@ impl fmt::Debug for SecretString {
 pub struct SecretUrl(String);
 
 impl SecretUrl {
+    /// A URL to keep masked.
     pub fn new(url: impl Into<String>) -> Self {
         SecretUrl(url.into())
     }

@@ -36,6 +36,8 @@ pub struct Confirmation {
     pub running: usize,
     /// Of those, how many had applied the change.
     pub confirmed: usize,
+    /// How long the wait took: the CLI's `after N ms`, the API's `confirm_ms` and
+    /// `tokengate_confirm_duration_seconds`.
     pub elapsed: Duration,
     /// The running gateways that had not applied it when the wait timed out.
     pub pending: Vec<GatewayRecord>,
@@ -112,6 +114,7 @@ impl Registration {
         }
     }
 
+    /// This gateway's registry id, random per process start.
     pub fn id(&self) -> &str {
         &self.gateway.id
     }
@@ -178,6 +181,7 @@ impl Registration {
 /// A running gateway as `tokengate gateways` and the API show it.
 #[derive(Debug, Clone)]
 pub struct GatewayStatus {
+    /// Its row in the registry.
     pub record: GatewayRecord,
     /// Change-log rows it has not applied yet.
     pub lag_seqs: i64,

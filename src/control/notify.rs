@@ -40,10 +40,23 @@ const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 /// Why the configured channels cannot be set up (the config is valid, the values unusable).
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
+    /// The TLS setup for `notify.smtp_host` cannot be built (a host name TLS cannot verify).
     #[error("notify.smtp_host {host}: {message}")]
-    SmtpHost { host: String, message: String },
+    SmtpHost {
+        /// `notify.smtp_host` as configured.
+        host: String,
+        /// Why it is unusable.
+        message: String,
+    },
+    /// `notify.from` is not a mailbox.
     #[error("notify.from {from:?}: {message}")]
-    From { from: String, message: String },
+    From {
+        /// `notify.from` as configured.
+        from: String,
+        /// Why it does not parse.
+        message: String,
+    },
+    /// The HTTP client for the webhook cannot be built.
     #[error("cannot build the webhook client: {0}")]
     WebhookClient(String),
 }
@@ -51,7 +64,9 @@ pub enum NotifyError {
 /// A message as a person reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
+    /// The email's subject: what happened to which token (`API token "ci" (tg_AbC12345) revoked`).
     pub subject: String,
+    /// The plain-text body, one `Label: value` line per particular; the webhook sends it too.
     pub text: String,
 }
 

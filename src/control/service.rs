@@ -54,6 +54,8 @@ pub struct LifecycleService {
 }
 
 impl LifecycleService {
+    /// A service over `store` within `policy`. With `sync` (a process that serves traffic), its
+    /// changes reach this process's index before they return.
     pub fn new(store: Store, policy: TokenPolicy, clock: Clock, sync: Option<Arc<IndexSync>>) -> Self {
         LifecycleService { store, policy, clock, sync, default_rate: None, confirm: None, metrics: None }
     }
@@ -104,10 +106,12 @@ impl LifecycleService {
         &self.policy
     }
 
+    /// The store underneath, for what has no rule to enforce (counting accounts, say).
     pub fn store(&self) -> &Store {
         &self.store
     }
 
+    /// The service's now, from its clock: tests move it to expire and age tokens.
     pub fn now(&self) -> UnixTime {
         self.clock.now()
     }

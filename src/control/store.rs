@@ -41,14 +41,25 @@ pub use records::*;
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// Why the store failed. The duplicates and the last superuser become the service's conflicts;
+/// the rest are failures of the system, which the admin API logs and answers without their text.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database cannot be opened or reached at start; the URL is masked.
     #[error("cannot open database {url}: {message}")]
-    Open { url: String, message: String },
+    Open {
+        /// The database URL, its password masked.
+        url: String,
+        /// The driver's reason (refused, unknown host, authentication failed, ...).
+        message: String,
+    },
+    /// An embedded migration failed.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// An account with this email (compared without case) exists already.
     #[error("an account with email {0} already exists")]
     DuplicateAccount(String),
+    /// The owner has a live token with this name already.
     #[error("a live token named {0:?} already exists for this account")]
     DuplicateTokenName(String),
     /// The change would leave no enabled superuser, and with it nobody to manage accounts
@@ -61,6 +72,7 @@ pub enum StoreError {
     /// `db copy` met a table or column it cannot carry.
     #[error("{0}")]
     CannotCopy(String),
+    /// Anything else the database reported.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     /// The database file's watcher could not be set up (change announcements on SQLite).
@@ -288,7 +300,9 @@ pub struct Store {
 /// Migration state, as `check-config` reports it.
 #[derive(Debug, Clone)]
 pub struct MigrationStatus {
+    /// The versions of the embedded migrations the database has.
     pub applied: Vec<i64>,
+    /// The versions and descriptions of those it lacks; `check-config` lists them and applies none.
     pub pending: Vec<(i64, String)>,
 }
 
@@ -353,6 +367,7 @@ impl Store {
         Ok(Store { backend, sqlite_file, sqlite_options, registry_writer: Default::default() })
     }
 
+    /// `sqlite` or `postgres`, for `check-config`'s report.
     pub fn backend_name(&self) -> &'static str {
         match self.backend {
             Backend::Sqlite(_) => "sqlite",
@@ -367,6 +382,7 @@ impl Store {
         }
     }
 
+    /// Applies the embedded migrations the database lacks (the backend's own set).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let migrator = self.migrator();
         with_pool!(self, pool => migrator.run(pool).await?);
@@ -406,6 +422,7 @@ impl Store {
         Ok(())
     }
 
+    /// Closes the pool, waiting for open connections: the last step of a clean shutdown.
     pub async fn close(&self) {
         with_pool!(self, pool => pool.close().await);
     }

@@ -58,6 +58,7 @@ impl IndexSync {
         }))
     }
 
+    /// The index this sync keeps up to date, which the data path reads.
     pub fn index(&self) -> &Arc<TokenIndex> {
         &self.index
     }

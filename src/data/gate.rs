@@ -19,10 +19,14 @@ use crate::metrics::{KindLabels, Metrics, ReasonLabels};
 
 /// A request presenting credentials: what the gate needs to decide and to record.
 pub struct Attempt<'a> {
+    /// The request's headers: the credentials and the user agent are read from them.
     pub headers: &'a HeaderMap,
+    /// The request's method, recorded with the use.
     pub method: &'a Method,
     /// The canonical path (without query), as recorded for last use.
     pub path: &'a str,
+    /// The client's address (see `trusted_proxies`): throttled when it fails too often, recorded
+    /// with the use.
     pub client_ip: IpAddr,
 }
 
@@ -32,9 +36,14 @@ pub enum Refusal {
     /// 401.
     Unauthenticated,
     /// 429: the address failed too often and failed again; it may retry after this many seconds.
-    Throttled { retry_after: u64 },
+    Throttled {
+        /// Seconds until the address may try again, sent as `Retry-After`.
+        retry_after: u64,
+    },
 }
 
+/// The one gate: shared by the proxy and the admin API, so both authenticate, throttle and record
+/// uses alike.
 pub struct Gate {
     index: Arc<TokenIndex>,
     usage: Arc<UsageRecorder>,
@@ -58,6 +67,7 @@ pub fn loggable(path: &str) -> &str {
 }
 
 impl Gate {
+    /// A gate over the gateway's index, usage recorder, limiters and metrics.
     pub fn new(
         index: Arc<TokenIndex>,
         usage: Arc<UsageRecorder>,
@@ -69,6 +79,7 @@ impl Gate {
         Gate { index, usage, limits, metrics, store, clock }
     }
 
+    /// The clock the gate judges expiry and records uses by.
     pub fn clock(&self) -> &Clock {
         &self.clock
     }

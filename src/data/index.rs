@@ -15,11 +15,17 @@ use crate::model::secret::TokenDigest;
 /// be told apart from an unknown token.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IndexedToken {
+    /// The token's database id: in the identity headers, the usage records and audit events.
     pub id: i64,
+    /// The owner, whose [`IndexedAccount`] every request also checks.
     pub account_id: i64,
+    /// The token's name, for `GET /api/v1/me`.
     pub name: Box<str>,
+    /// The scopes routes and the admin API check; `*` carries every scope.
     pub scopes: Box<[Box<str>]>,
+    /// The token's own limit, parsed once; `None`: `rate_limit.default` applies.
     pub rate_limit: Option<Rate>,
+    /// `None`: it never expires.
     pub expires_at: Option<UnixTime>,
     /// When it is (or will be, during a rotation's grace) revoked.
     pub revoked_at: Option<UnixTime>,
@@ -32,7 +38,9 @@ pub struct IndexedToken {
 /// The header values the proxy sends for a token, prebuilt.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IdentityHeaders {
+    /// `X-Auth-Token-Id`.
     pub id: HeaderValue,
+    /// `X-Auth-Token-Name`.
     pub name: HeaderValue,
     /// Space-separated.
     pub scopes: HeaderValue,
@@ -54,10 +62,12 @@ impl IndexedToken {
         crate::model::scope::carries(&self.scopes, scope)
     }
 
+    /// Whether the token has expired by `now`.
     pub fn is_expired(&self, now: UnixTime) -> bool {
         self.expires_at.is_some_and(|at| at <= now)
     }
 
+    /// Whether the token's revocation has taken effect by `now` (a scheduled one has not yet).
     pub fn is_revoked(&self, now: UnixTime) -> bool {
         self.revoked_at.is_some_and(|at| at <= now)
     }
@@ -90,13 +100,17 @@ impl IndexedToken {
 /// What the gateway knows of an account.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IndexedAccount {
+    /// The account's id, which tokens refer to.
     pub id: i64,
     /// As the owner wrote it, for the identity header.
     pub email: Box<str>,
+    /// `X-Auth-User`: the email, prebuilt once like the token's headers.
     pub email_header: HeaderValue,
     /// Lower-cased, for matching the credentials' user name.
     pub email_norm: Box<str>,
+    /// A disabled account's tokens are refused until it is enabled again.
     pub enabled: bool,
+    /// The token permission: without it the account's tokens are refused like a disabled account's.
     pub can_create_tokens: bool,
 }
 
@@ -134,14 +148,17 @@ pub struct TokenIndex {
 }
 
 impl TokenIndex {
+    /// An empty index; sync loads it before the gateway serves.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// The token with this digest, revoked and expired ones included; `None`: unknown.
     pub fn token(&self, digest: &TokenDigest) -> Option<Arc<IndexedToken>> {
         self.tokens.get(digest).map(|entry| Arc::clone(entry.value()))
     }
 
+    /// The account with this id; `None`: not loaded (its tokens are then refused as unknown).
     pub fn account(&self, id: i64) -> Option<Arc<IndexedAccount>> {
         self.accounts.get(&id).map(|entry| Arc::clone(entry.value()))
     }
@@ -166,10 +183,12 @@ impl TokenIndex {
         }
     }
 
+    /// Inserts or replaces an account from its database row.
     pub fn upsert_account(&self, row: IndexAccountRow) {
         self.accounts.insert(row.id, Arc::new(IndexedAccount::from(row)));
     }
 
+    /// How many tokens the index holds (the `tokengate_index_tokens` gauge).
     pub fn token_count(&self) -> usize {
         self.tokens.len()
     }

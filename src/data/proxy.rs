@@ -54,6 +54,8 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// The data path of a configuration: its routes, upstream connections and header rules,
+    /// admitting requests through the shared `gate`.
     pub fn new(config: &Config, gate: Arc<Gate>, limits: Arc<RateLimits>, metrics: Arc<Metrics>) -> Self {
         Proxy {
             router: Router::new(&config.routes),

@@ -60,6 +60,7 @@ static RATELIMIT_POLICY: http::HeaderName = http::HeaderName::from_static("ratel
 static RATELIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit");
 
 impl LimitHeaders {
+    /// Adds both headers to a response.
     pub fn apply(&self, headers: &mut http::HeaderMap) {
         headers.insert(&RATELIMIT_POLICY, self.policy.clone());
         headers.insert(&RATELIMIT, self.state.clone());
@@ -71,10 +72,13 @@ impl LimitHeaders {
 pub enum TokenVerdict {
     /// The token has no limit (none of its own, no default).
     Unlimited,
+    /// Under the limit; the headers tell the client how much is left.
     Allowed(LimitHeaders),
     /// Over the limit: 429 with `Retry-After` in whole seconds (rounded up).
     Limited {
+        /// Seconds until the token may send again.
         retry_after: u64,
+        /// The limit's headers, sent with the 429 too.
         headers: LimitHeaders,
     },
 }
@@ -125,6 +129,8 @@ fn seconds_up(duration: Duration) -> u64 {
 }
 
 impl RateLimits {
+    /// The limiters of `[rate_limit]`, empty; the Redis connection, if configured, is made by
+    /// `connect_shared`.
     pub fn new(config: &RateLimitConfig) -> Self {
         RateLimits {
             default: config.default,

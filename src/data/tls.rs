@@ -69,6 +69,7 @@ pub enum CertificateError {
     /// The certificate file, or the pair (a certificate that is not the key's).
     #[error("{0}")]
     Certificate(String),
+    /// The key file: unreadable, or no private key in it.
     #[error("{0}")]
     Key(String),
 }
@@ -77,7 +78,9 @@ pub enum CertificateError {
 /// swapped while the listener serves: each new connection takes the current one; connections
 /// already open keep theirs.
 pub struct ListenerCertificate {
+    /// Read again on `SIGHUP`.
     pub cert_file: PathBuf,
+    /// Read again on `SIGHUP`, with the certificate.
     pub key_file: PathBuf,
     current: RwLock<Arc<ServerConfig>>,
 }

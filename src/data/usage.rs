@@ -45,12 +45,19 @@ struct PendingRefusal {
 
 /// One refused use, as the data path saw it.
 pub struct Refusal<'a> {
+    /// The dead token that was presented.
     pub token_id: i64,
+    /// When it was refused.
     pub at: UnixTime,
+    /// Why it was refused: the failure's metric reason (`revoked`, `expired`, ...).
     pub reason: &'static str,
+    /// The request's method.
     pub method: &'a Method,
+    /// The request's path.
     pub path: &'a str,
+    /// The client IP.
     pub ip: IpAddr,
+    /// The request's `User-Agent`, cut to [`USER_AGENT_MAX`] characters when kept.
     pub user_agent: Option<&'a str>,
 }
 
@@ -65,6 +72,7 @@ pub struct UsageRecorder {
 }
 
 impl UsageRecorder {
+    /// A recorder with nothing pending.
     pub fn new() -> Self {
         Self::default()
     }

@@ -5,9 +5,11 @@ use crate::clock::UnixTime;
 /// An account as stored: its identity and the flags every permission rule reads.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AccountRecord {
+    /// The database id: what tokens, events and the change log refer to.
     pub id: i64,
     /// As the owner wrote it; compared without case.
     pub email: String,
+    /// A display name.
     pub name: Option<String>,
     /// Manages every account and token.
     pub superuser: bool,
@@ -17,7 +19,9 @@ pub struct AccountRecord {
     pub enabled: bool,
     /// The token permission: without it the account's tokens are blocked too.
     pub can_create_tokens: bool,
+    /// When it was created.
     pub created_at: UnixTime,
+    /// When its flags last changed.
     pub updated_at: UnixTime,
 }
 
@@ -31,25 +35,36 @@ impl AccountRecord {
 /// An account with its number of live (not revoked, not expired) tokens.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AccountSummary {
+    /// The account.
     #[sqlx(flatten)]
     pub account: AccountRecord,
+    /// Its live tokens: `user list`'s `TOKENS` column.
     pub live_tokens: i64,
 }
 
 /// An account to create.
 pub struct NewAccount {
+    /// Its name and the Basic user name of its tokens; unique without case.
     pub email: String,
+    /// A display name.
     pub name: Option<String>,
+    /// Manages every account and token.
     pub superuser: bool,
+    /// Sees, creates and revokes every account's tokens, but changes no account.
     pub token_manager: bool,
+    /// The token permission; `false` for an account that must never hold tokens.
     pub can_create_tokens: bool,
 }
 
 /// Changes to an account; `None` leaves a field as it is.
 #[derive(Debug, Default, Clone)]
 pub struct AccountChanges {
+    /// Disable (the account's tokens are blocked) or enable again.
     pub enabled: Option<bool>,
+    /// Grant or take away superuser; the last enabled superuser cannot lose it.
     pub superuser: Option<bool>,
+    /// Grant or take away token management.
     pub token_manager: Option<bool>,
+    /// Grant or take away the token permission (without it the account's tokens are blocked).
     pub can_create_tokens: Option<bool>,
 }

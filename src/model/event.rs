@@ -6,14 +6,21 @@ use crate::clock::UnixTime;
 /// What happened. Stored as its text (`token.revoked`); the one list of kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
+    /// `account.created`.
     AccountCreated,
+    /// `account.updated`: a flag changed; the detail lists the changed flags.
     AccountUpdated,
+    /// `token.created`: minted, also as a rotation's successor.
     TokenCreated,
+    /// `token.revoked`, with the reason in the detail.
     TokenRevoked,
+    /// `token.rotated`: a successor was minted; the old token's end is in the detail.
     TokenRotated,
+    /// `token.limit_changed`: the token's own rate limit, from and to.
     TokenLimitChanged,
     /// The owner's account was disabled or lost the token permission.
     TokenBlocked,
+    /// The owner's account was enabled again or got the token permission back.
     TokenUnblocked,
     /// A revoked, expired or blocked token was presented (at most one per token a minute).
     TokenRefusedUse,
@@ -22,6 +29,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// The stored text, also the `kind` filter's and the webhook's.
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::AccountCreated => "account.created",
@@ -54,11 +62,15 @@ impl std::fmt::Display for EventKind {
 /// An audit event to append with a mutation. The store fills in the account and token.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
+    /// What happened.
     pub kind: EventKind,
     /// An email, `cli:<os user>`, `system:inactivity` or `gateway`.
     pub actor: String,
+    /// The client IP of the request that caused it (`None` for the CLI and the gateway itself).
     pub ip: Option<String>,
+    /// The user agent of that request (`cli` for the CLI).
     pub user_agent: Option<String>,
+    /// A JSON object of what is particular to the kind (name, prefix, reason, changed flags, ...).
     pub detail: serde_json::Value,
     /// Also tell the account's owner (through the notification outbox): the kind's rule, unless
     /// [`NewEvent::without_notice`] says another event of the same change tells it already.
@@ -92,14 +104,21 @@ impl NewEvent {
 /// An event as the audit log holds it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct EventRecord {
+    /// The event's id; newer events have larger ids (listings order by it).
     pub id: i64,
+    /// When it happened.
     pub at: UnixTime,
     /// The kind's text: older databases may hold kinds this version does not know.
     pub kind: String,
+    /// Who acted: an email, `cli:<os user>`, `system:inactivity` or `gateway`.
     pub actor: String,
+    /// The email of the account it is about, as it was written then.
     pub account: Option<String>,
+    /// The token it is about.
     pub token_id: Option<i64>,
+    /// The client IP of the request that caused it.
     pub ip: Option<String>,
+    /// The user agent of that request.
     pub user_agent: Option<String>,
     /// JSON object text.
     pub detail: String,

@@ -5,13 +5,18 @@ use crate::clock::UnixTime;
 /// Which tokens a listing shows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum StatusFilter {
+    /// Live, and the owner may hold tokens: what the gateway admits.
     Active,
+    /// Live, but refused while the owner is disabled or lacks the token permission.
     Blocked,
     /// Active or blocked: neither revoked nor expired.
     #[default]
     Live,
+    /// Revoked (a revocation scheduled by a rotation's grace does not count yet).
     Revoked,
+    /// Expired and not revoked.
     Expired,
+    /// Every token, dead or alive.
     All,
 }
 
@@ -37,16 +42,24 @@ impl std::str::FromStr for StatusFilter {
 /// The order of a listing. Fields without a value (never used, never expires) come last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenSort {
+    /// What to sort by.
     pub field: SortField,
+    /// Descending (a leading `-`); ties are broken by the token id in the same direction.
     pub descending: bool,
 }
 
+/// The value a listing is sorted by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SortField {
+    /// The creation time (`created`): the default, newest first.
     Created,
+    /// The name, ignoring case.
     Name,
+    /// The owner's email, ignoring case.
     User,
+    /// The last admitted use; never-used tokens come last.
     LastUsed,
+    /// The expiry; tokens that never expire come last.
     Expires,
 }
 
@@ -83,30 +96,47 @@ impl std::str::FromStr for TokenSort {
 /// The token manager's filters. Empty `account_ids` means every account.
 #[derive(Debug, Clone, Default)]
 pub struct TokenFilter {
+    /// The owners whose tokens to list (any of them); the service confines an actor who is not a
+    /// manager to its own account.
     pub account_ids: Vec<i64>,
+    /// Text to find in the name or description, ignoring case; `%` and `_` match only themselves.
     pub search: Option<String>,
+    /// Which lifecycle states to show; live tokens by default.
     pub status: StatusFilter,
+    /// Created at or after this time.
     pub created_after: Option<UnixTime>,
+    /// Created before this time.
     pub created_before: Option<UnixTime>,
+    /// Last used at or after this time.
     pub used_after: Option<UnixTime>,
+    /// Last used before this time.
     pub used_before: Option<UnixTime>,
+    /// Only tokens never used.
     pub never_used: bool,
+    /// Expiring at or after this time.
     pub expires_after: Option<UnixTime>,
+    /// Expiring before this time.
     pub expires_before: Option<UnixTime>,
     /// Not used since this time (or never used and created before it).
     pub unused_since: Option<UnixTime>,
+    /// The order of the result.
     pub sort: TokenSort,
 }
 
 /// Which events to list, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
+    /// Only events about this account.
     pub account_id: Option<i64>,
+    /// Only events about this token.
     pub token_id: Option<i64>,
     /// Exact kind (`token.revoked`), or a prefix ending in `.` (`token.`).
     pub kind: Option<String>,
+    /// Only events at or after this time.
     pub since: Option<UnixTime>,
+    /// Only events before this time.
     pub until: Option<UnixTime>,
+    /// At most this many events; the surfaces bound it (`--limit`, `limit`).
     pub limit: i64,
 }
 

@@ -12,13 +12,18 @@ pub struct Notice {
     /// `token.created`, `token.revoked`, `token.rotated`, `token.expiring`,
     /// `token.inactivity_warning`.
     pub kind: String,
+    /// When the action happened.
     pub at: UnixTime,
+    /// Who acted, named as the audit log names actors.
     #[serde(default)]
     pub actor: Option<String>,
+    /// The client IP of the request that acted.
     #[serde(default)]
     pub ip: Option<String>,
+    /// The user agent of that request.
     #[serde(default)]
     pub user_agent: Option<String>,
+    /// The token and the particulars of what happened.
     #[serde(default)]
     pub detail: NoticeDetail,
 }
@@ -27,20 +32,26 @@ pub struct Notice {
 /// `more`, so a webhook receives the whole event.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NoticeDetail {
+    /// The token's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The token's display prefix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
     /// Why a token was revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// When the token expires (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
     /// When a token stops working (a rotation's old token, an inactivity revocation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<String>,
+    /// Since when the token is unused (an inactivity warning or revocation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unused_since: Option<String>,
+    /// Whatever else the event said (`successor_prefix`, `from`, `to`, ...): the webhook gets it
+    /// all.
     #[serde(flatten)]
     pub more: serde_json::Map<String, serde_json::Value>,
 }
@@ -75,6 +86,7 @@ impl Notice {
         })
     }
 
+    /// The stored form, as the outbox holds it.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
     }

@@ -7,8 +7,11 @@ use std::time::Duration;
 /// A number of requests per period, with an optional burst (default: the count itself).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rate {
+    /// Requests per period; at least 1.
     pub count: u32,
+    /// The period: a second, a minute, an hour or a day.
     pub period: Duration,
+    /// Requests allowed back to back; `None`: `count`.
     pub burst: Option<u32>,
 }
 

@@ -46,6 +46,7 @@ impl Secret {
         &self.0
     }
 
+    /// The digest stored for this secret and looked up when it is presented.
     pub fn digest(&self) -> TokenDigest {
         TokenDigest::of(&self.0)
     }
@@ -75,8 +76,12 @@ pub fn display_prefix(secret: &str) -> String {
 /// Why a presented secret was refused before any lookup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecretFormatError {
+    /// An empty secret.
     Empty,
+    /// Longer than [`MAX_SECRET_LEN`]: refused without hashing.
     TooLong,
+    /// Shaped like one of ours, but the checksum does not match: a typo or a made-up token, refused
+    /// without a lookup.
     BadChecksum,
 }
 
@@ -110,14 +115,17 @@ fn looks_minted_here(secret: &str) -> bool {
 pub struct TokenDigest([u8; 32]);
 
 impl TokenDigest {
+    /// The digest of a presented or minted secret.
     pub fn of(secret: &str) -> Self {
         TokenDigest(Sha256::digest(secret.as_bytes()).into())
     }
 
+    /// A digest as the database holds it; `None` unless it is exactly 32 bytes.
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
         bytes.try_into().ok().map(TokenDigest)
     }
 
+    /// The 32 bytes, to store.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }

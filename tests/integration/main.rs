@@ -5,6 +5,8 @@
 //! Run with `scripts/test` (or `cargo nextest run`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// A test binary, not an API: its helpers are `pub` for the sibling modules and need no docs.
+#![allow(missing_docs, unreachable_pub)]
 
 #[path = "../../examples/support/echo.rs"]
 mod echo;

@@ -61,8 +61,12 @@ pub async fn admit(parts: &Parts, state: &ApiState, needed: Option<&str>) -> Api
 
 /// The authenticated caller of an API endpoint: its account (roles) and token (scopes).
 pub struct Caller {
+    /// The caller's account as the database has it now: its roles decide what the caller may do.
     pub account: AccountRecord,
+    /// The token the caller authenticated with: its scopes bound what it may do and pass on.
     pub token: Arc<crate::data::index::IndexedToken>,
+    /// The caller as the service sees it: for permission checks and the audit log (email, IP, user
+    /// agent).
     pub actor: Actor,
 }
 

@@ -100,10 +100,10 @@ impl From<ServiceError> for ApiError {
     }
 }
 
-pub type ApiResult<T> = Result<T, ApiError>;
+pub(super) type ApiResult<T> = Result<T, ApiError>;
 
 /// Parses a JSON body (empty: the type's default) with messages that say what is wrong.
-pub fn parse_body<T: DeserializeOwned + Default>(bytes: &Bytes) -> ApiResult<T> {
+pub(super) fn parse_body<T: DeserializeOwned + Default>(bytes: &Bytes) -> ApiResult<T> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }

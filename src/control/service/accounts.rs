@@ -7,16 +7,23 @@ use super::policy::validate_email;
 use super::{Actor, Confirmed, LifecycleService, ServiceError};
 use crate::model::{AccountChanges, AccountRecord, AccountSummary, EventKind, NewAccount};
 
+/// An account to create, as the CLI and the admin API both ask for it.
 #[derive(Debug, Clone, Default)]
 pub struct CreateAccount {
+    /// Its name and its tokens' Basic user name; validated, unique without case.
     pub email: String,
+    /// A display name; blank means none.
     pub name: Option<String>,
+    /// Manages every account and token.
     pub superuser: bool,
+    /// Sees, creates and revokes every account's tokens, but changes no account.
     pub token_manager: bool,
+    /// The token permission; the CLI and the API default it to `true`.
     pub can_create_tokens: bool,
 }
 
 impl LifecycleService {
+    /// Creates an account (superusers only); audited as `account.created`.
     pub async fn create_account(&self, request: CreateAccount, actor: &Actor) -> Result<AccountRecord, ServiceError> {
         actor.require_superuser()?;
         let email = validate_email(&request.email)?;
@@ -41,6 +48,7 @@ impl LifecycleService {
         Ok(account)
     }
 
+    /// The account with this email (compared without case), or `NotFound`.
     pub async fn account(&self, email: &str) -> Result<AccountRecord, ServiceError> {
         self.store
             .account_by_email(email)
@@ -48,6 +56,7 @@ impl LifecycleService {
             .ok_or_else(|| ServiceError::NotFound(format!("no account with email {email}")))
     }
 
+    /// Every account with its number of live tokens (superusers only).
     pub async fn list_accounts(&self, actor: &Actor) -> Result<Vec<AccountSummary>, ServiceError> {
         actor.require_superuser()?;
         Ok(self.store.list_accounts(self.now()).await?)

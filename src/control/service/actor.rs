@@ -12,8 +12,11 @@ use super::ServiceError;
 pub struct Actor {
     /// An email, or `cli:<os user>`.
     pub label: String,
+    /// The client IP of the request that acts, for the audit log; `None` for the host.
     pub ip: Option<String>,
+    /// Its user agent, for the audit log; `cli` for the CLI.
     pub user_agent: Option<String>,
+    /// Whose powers the action is taken with: every permission rule reads it.
     pub authority: Authority,
 }
 
@@ -31,8 +34,11 @@ pub enum Authority {
 /// whom, the token's scopes bound what it may pass on.
 #[derive(Debug, Clone)]
 pub struct Principal {
+    /// The account: its roles bound what the principal may do to whom.
     pub account: AccountRecord,
+    /// The id of the token it acts through.
     pub token_id: i64,
+    /// That token's scopes: a token passes on only scopes it carries itself.
     pub scopes: Vec<String>,
 }
 

@@ -7,11 +7,16 @@ use crate::model::{EventFilter, EventRecord};
 /// Audit-log filters as people write them: by email rather than account id.
 #[derive(Debug, Clone, Default)]
 pub struct EventQuery {
+    /// The account whose events to list, by email; an actor who is not a manager may name only its
+    /// own, and gets its own when it names none.
     pub user: Option<String>,
+    /// The other filters.
     pub filter: EventFilter,
 }
 
 impl LifecycleService {
+    /// The CLI's audit listing (host authority): `user`'s or `token_id`'s events, newest first, at
+    /// most `limit`.
     pub async fn events(
         &self,
         user: Option<&str>,

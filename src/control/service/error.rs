@@ -3,6 +3,8 @@
 
 use crate::control::store::StoreError;
 
+/// Why the service refused or failed. Each surface maps it once: the CLI to an exit status, the
+/// admin API to an HTTP status and code.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     /// The request itself is wrong (a malformed name, an unknown scope).
@@ -11,6 +13,8 @@ pub enum ServiceError {
     /// A lifetime outside the administrator's bounds.
     #[error("{0}")]
     OutsidePolicy(String),
+    /// No such account or token, or one the actor may not see (the same answer, so ids cannot be
+    /// probed).
     #[error("{0}")]
     NotFound(String),
     /// A duplicate account or token name.

@@ -55,6 +55,8 @@ impl LifecycleService {
         Ok(revoked)
     }
 
+    /// Whether `tokens.revoke_unused_after` is set: the periodic work sweeps only then, and a sweep
+    /// without it is refused.
     pub fn has_inactivity_policy(&self) -> bool {
         self.policy.revoke_unused_after.is_some()
     }

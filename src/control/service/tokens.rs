@@ -19,26 +19,39 @@ pub enum ExpiryRequest {
     /// The policy's default lifetime.
     #[default]
     Default,
+    /// This long from now (`--expires-in`, `expires_in`); at most `tokens.max_lifetime`.
     In(Duration),
+    /// At this time (`--expires-at`, `expires_at`): in the future, at most `tokens.max_lifetime`
+    /// away.
     At(UnixTime),
+    /// No expiry (`--never-expires`); only with `tokens.allow_never_expires`.
     Never,
 }
 
+/// A token to mint, as the CLI and the admin API both ask for it.
 #[derive(Debug, Clone)]
 pub struct CreateToken {
+    /// The owner; an actor who is not a manager may name only its own account.
     pub owner_email: String,
+    /// Unique among the owner's live tokens; 1 to 100 characters, no control characters.
     pub name: String,
+    /// Free text for the owner's listings.
     pub description: Option<String>,
+    /// When it expires; checked against the policy.
     pub expiry: ExpiryRequest,
     /// Empty: the policy's default scopes.
     pub scopes: Vec<String>,
+    /// The token's own limit (`None`: `rate_limit.default` applies); a plain account may not set
+    /// one above the default.
     pub rate_limit: Option<Rate>,
 }
 
 /// A minted token: its metadata and the secret, which exists only in this value.
 #[derive(Debug)]
 pub struct CreatedToken {
+    /// The stored token, as listings will show it.
     pub token: TokenRecord,
+    /// The secret: shown to the caller once, never stored.
     pub secret: Secret,
     /// Which running gateways accept it already (`None`: not waited for).
     pub confirmation: Option<Confirmation>,
@@ -48,7 +61,9 @@ pub struct CreatedToken {
 /// before this returned (`None`: the caller did not wait).
 #[derive(Debug)]
 pub struct Confirmed<T> {
+    /// What the change produced.
     pub value: T,
+    /// Which running gateways applied the change (`None`: not waited for, or nothing changed).
     pub confirmation: Option<Confirmation>,
 }
 
@@ -62,6 +77,8 @@ impl<T> std::ops::Deref for Confirmed<T> {
 /// The outcome of a rotation: the predecessor (revoked, or scheduled to be) and the successor.
 #[derive(Debug)]
 pub struct Rotated {
+    /// The old token as it now is: revoked, or scheduled to be (after the grace, or at the
+    /// successor's first use).
     pub predecessor: TokenRecord,
     /// Its `confirmation` says which gateways know both tokens' new state.
     pub successor: CreatedToken,
@@ -73,7 +90,9 @@ const DEFAULT_HANDOVER_WINDOW: Duration = Duration::from_secs(7 * 86_400);
 /// The outcome of a revocation: `already` when the token had been revoked before.
 #[derive(Debug)]
 pub struct Revoked {
+    /// The token, as it is now.
     pub token: TokenRecord,
+    /// It had been revoked before: nothing changed, and nothing waited for the fleet.
     pub already: bool,
     /// Which running gateways refuse it already (`None`: not waited for).
     pub confirmation: Option<Confirmation>,
@@ -82,8 +101,12 @@ pub struct Revoked {
 /// Token filters as people write them: by email rather than account id.
 #[derive(Debug, Clone, Default)]
 pub struct TokenQuery {
+    /// Owners' emails (any of them); empty: every account. An actor who is not a manager may name
+    /// only its own, and gets its own when it names none.
     pub users: Vec<String>,
+    /// Not used for this long (never used: created that long ago); measured from the service's now.
     pub unused_for: Option<Duration>,
+    /// The other filters and the sort, as the store takes them.
     pub filter: TokenFilter,
 }
 
@@ -202,6 +225,8 @@ impl LifecycleService {
         Ok(Rotated { predecessor, successor: CreatedToken { token: successor, secret, confirmation } })
     }
 
+    /// A token by id, without checking who may see it: for the CLI, which runs with the host's
+    /// authority; the admin API uses [`Self::visible_token`].
     pub async fn token(&self, id: i64) -> Result<TokenRecord, ServiceError> {
         self.store.token_by_id(id).await?.ok_or_else(|| no_token(id))
     }

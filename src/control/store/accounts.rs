@@ -56,6 +56,7 @@ impl Store {
         }))
     }
 
+    /// How many accounts exist: the quick start creates its demo account only in an empty database.
     pub async fn account_count(&self) -> Result<i64, StoreError> {
         Ok(with_pool!(self, pool => {
             sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM accounts").fetch_one(pool).await?

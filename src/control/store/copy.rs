@@ -20,13 +20,21 @@ use super::{Backend, BeginWrite, Store, StoreError, with_pool};
 /// Rows read and written per round trip.
 const BATCH: i64 = 1000;
 
+/// Rows per table: what `db copy` carried, checked against both databases after the copy, and
+/// printed with `--json`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct TableCounts {
+    /// Rows of `accounts`.
     pub accounts: i64,
+    /// Rows of `tokens`.
     pub tokens: i64,
+    /// Rows of `events`, the audit log.
     pub events: i64,
+    /// Rows of `changes`, the change log.
     pub changes: i64,
+    /// Rows of `outbox`, the notifications.
     pub outbox: i64,
+    /// Rows of `outbox_deliveries`, each channel's delivery state.
     pub outbox_deliveries: i64,
 }
 

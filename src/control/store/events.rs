@@ -3,6 +3,7 @@
 use super::{EventFilter, EventRecord, Store, StoreError, with_pool};
 
 impl Store {
+    /// The events `filter` selects, newest first, at most `filter.limit`.
     pub async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError> {
         // NULL parameters switch a condition off, so one statement serves every filter.
         let sql = "SELECT id, at, kind, actor, account, token_id, ip, user_agent, detail FROM events \

@@ -26,27 +26,46 @@ macro_rules! registry_write {
 /// A gateway as it registers itself.
 #[derive(Debug, Clone)]
 pub struct NewGateway {
+    /// Random, new each time a `serve` process starts: the row's key.
     pub id: String,
+    /// The host it runs on, so an operator can find it.
     pub host: String,
+    /// Its process id on that host.
     pub pid: i64,
+    /// Its proxy listener's address (`-` when it has none), named when it lags.
     pub proxy_addr: String,
+    /// Its admin listener's address (`-` when it has none).
     pub admin_addr: String,
+    /// The tokengate version it runs.
     pub version: String,
+    /// When the process started (milliseconds since the epoch).
     pub started_ms: i64,
 }
 
 /// A registered gateway.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct GatewayRecord {
+    /// Random, new each time a `serve` process starts: the row's key.
     pub id: String,
+    /// The host it runs on.
     pub host: String,
+    /// Its process id on that host.
     pub pid: i64,
+    /// Its proxy listener's address (`-` when it has none).
     pub proxy_addr: String,
+    /// Its admin listener's address (`-` when it has none).
     pub admin_addr: String,
+    /// The tokengate version it runs.
     pub version: String,
+    /// When the process started (milliseconds since the epoch).
     pub started_ms: i64,
+    /// Its last heartbeat (milliseconds): a gateway silent for `sync.stale_after` is not running,
+    /// and is not waited for.
     pub heartbeat_ms: i64,
+    /// The last change-log sequence it applied: a change is confirmed once every running gateway
+    /// reports at least its sequence.
     pub applied_seq: i64,
+    /// When `applied_seq` last moved (milliseconds), for measuring how long reports take.
     pub applied_ms: i64,
 }
 

@@ -14,21 +14,33 @@ const PARKED: UnixTime = i64::MAX;
 
 /// A notification queued at most once per `dedupe_key`.
 pub struct KeyedNotification<'a> {
+    /// Names the notice (an expiry reminder: `expiry:<token id>:<lead>`): one once queued under it
+    /// is never queued again, whichever gateway's sweep gets there first.
     pub dedupe_key: &'a str,
+    /// The account the notice is about.
     pub account_id: i64,
+    /// The owner's email.
     pub recipient: &'a str,
+    /// The token the notice is about.
     pub token_id: i64,
+    /// What to tell.
     pub notice: &'a crate::model::Notice,
 }
 
 /// A message to deliver.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct OutboxMessage {
+    /// The outbox row's id; the webhook's `X-Tokengate-Delivery`, so a receiver can drop repeats.
     pub id: i64,
+    /// When it was queued.
     pub created_at: UnixTime,
+    /// The notice's kind (`token.revoked`, `token.expiring`, ...), which picks the email's subject.
     pub kind: String,
+    /// The account it is about.
     pub account_id: Option<i64>,
+    /// Where it goes: the owner's email.
     pub recipient: String,
+    /// The token it is about.
     pub token_id: Option<i64>,
     /// JSON: kind, at, actor, ip, user_agent, detail.
     pub payload: String,
@@ -39,17 +51,22 @@ pub struct OutboxMessage {
 /// One channel's claim on one message.
 #[derive(Debug, Clone)]
 pub struct Delivery {
+    /// The claimed message.
     pub message: OutboxMessage,
+    /// The channel that claimed it; other channels' claims on the same message are their own.
     pub channel: NotifyChannel,
 }
 
 /// How one attempt went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeliveryOutcome {
+    /// Delivered: this channel is done with the message.
     Sent,
     /// Retried at `retry_at`, or given up when `None`.
     Failed {
+        /// What went wrong, for the `notification.failed` event and the log.
         error: String,
+        /// When this channel tries again; `None`: never (attempts used up).
         retry_at: Option<UnixTime>,
     },
 }

@@ -7,7 +7,7 @@ use crate::model::token::live_sql;
 use crate::model::{Notice, NoticeDetail};
 
 /// The notice kind of a warning that the inactivity policy will revoke a token.
-pub const INACTIVITY_WARNING: &str = "token.inactivity_warning";
+pub(super) const INACTIVITY_WARNING: &str = "token.inactivity_warning";
 
 impl Store {
     /// Live tokens that expire within `lead` of `now` and lived longer than `lead` (a token

@@ -37,6 +37,8 @@ impl Store {
         }))
     }
 
+    /// One account as the index needs it, re-read when the change log names it; `None` when it is
+    /// gone.
     pub async fn index_account(&self, id: i64) -> Result<Option<IndexAccountRow>, StoreError> {
         let sql = format!("{ACCOUNT_INDEX_SELECT} WHERE id = $1");
         Ok(with_pool!(self, pool => {

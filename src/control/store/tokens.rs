@@ -134,6 +134,7 @@ impl Store {
         })
     }
 
+    /// One token, whoever owns it; `None` when no token has this id.
     pub async fn token_by_id(&self, id: i64) -> Result<Option<TokenRecord>, StoreError> {
         let sql = format!("{TOKEN_SELECT} WHERE t.id = $1");
         Ok(with_pool!(self, pool => {

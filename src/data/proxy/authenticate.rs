@@ -14,18 +14,27 @@ use crate::model::secret::{SecretFormatError, TokenDigest, check_format};
 /// the reason goes to the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthFailure {
+    /// The `Authorization` header does not hold readable Basic credentials.
     Credentials(CredentialError),
+    /// The secret is empty, too long, or fails its checksum: refused before any lookup.
     SecretFormat(SecretFormatError),
+    /// No token has this secret's digest.
     UnknownToken,
+    /// The token exists, but the credentials name another account: both halves must match.
     WrongEmail,
     /// The token (by id) was revoked.
     Revoked(i64),
+    /// The token (by id) has expired.
     Expired(i64),
+    /// The token's (by id) account is disabled.
     AccountDisabled(i64),
+    /// The token's (by id) account lacks the token permission.
     NoTokenPermission(i64),
 }
 
 impl AuthFailure {
+    /// The `reason` label of `tokengate_auth_failures_total`, the log line's reason and a refused
+    /// use's.
     pub fn reason(self) -> &'static str {
         match self {
             AuthFailure::Credentials(e) => e.reason(),
@@ -57,7 +66,10 @@ impl AuthFailure {
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Identity {
+    /// The token presented: the route's scopes are checked against it, its limit applied, its use
+    /// recorded.
     pub token: Arc<IndexedToken>,
+    /// Its owner, whose email the credentials matched: sent upstream as `X-Auth-User`.
     pub account: Arc<IndexedAccount>,
 }
 

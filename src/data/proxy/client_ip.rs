@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use http::HeaderMap;
 use ipnet::IpNet;
 
+/// Read from trusted proxies to find the client; rewritten on every forwarded request.
 pub static X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
 
 /// Whether `ip` is one of the trusted proxies.

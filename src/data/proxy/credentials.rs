@@ -19,19 +19,30 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
 /// Why credentials could not be read. Every one of them becomes the same 401.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CredentialError {
+    /// No `Authorization` header.
     Missing,
+    /// More than one `Authorization` header: which one an upstream would read is anyone's guess.
     Repeated,
+    /// The header is longer than any real credentials, refused before decoding.
     TooLong,
+    /// A scheme other than `Basic` (a bearer token, say).
     NotBasic,
+    /// The credentials are not base64.
     BadBase64,
+    /// The decoded credentials are not UTF-8.
     NotUtf8,
+    /// No `:` between the email and the secret.
     NoColon,
+    /// A control character in the email or the secret (it could forge log lines or headers).
     ControlCharacter,
+    /// Nothing before the `:`.
     EmptyUser,
+    /// Nothing after the `:`.
     EmptySecret,
 }
 
 impl CredentialError {
+    /// The `reason` label of `tokengate_auth_failures_total` and of the log line.
     pub fn reason(self) -> &'static str {
         match self {
             CredentialError::Missing => "missing_credentials",
@@ -59,6 +70,7 @@ pub struct CredentialBuffer {
 }
 
 impl CredentialBuffer {
+    /// A zeroed buffer; one per request, on the stack.
     pub fn new() -> Self {
         CredentialBuffer { bytes: [0; MAX_DECODED_LEN], used: 0 }
     }
@@ -78,7 +90,9 @@ impl Drop for CredentialBuffer {
 
 /// Decoded credentials, borrowed from a [`CredentialBuffer`]. `Debug` never shows the secret.
 pub struct Credentials<'a> {
+    /// The user name: the token owner's email, as presented (matched without case).
     pub email: &'a str,
+    /// The token's secret, as presented; hashed and never logged.
     pub secret: &'a str,
 }
 

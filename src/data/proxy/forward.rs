@@ -19,12 +19,20 @@ use super::pinned::{Pinned, UpstreamError};
 use super::progress::ProgressBody;
 use super::route::Route;
 
+/// Set to `http` or `https` as the client reached the gateway; a trusted proxy's value is kept.
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// The `Host` the client asked for; a trusted proxy's value is kept.
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// The token owner's email, sent upstream on authenticated routes.
 pub static X_AUTH_USER: HeaderName = HeaderName::from_static("x-auth-user");
+/// The token's id, sent upstream on authenticated routes.
 pub static X_AUTH_TOKEN_ID: HeaderName = HeaderName::from_static("x-auth-token-id");
+/// The token's name, sent upstream on authenticated routes.
 pub static X_AUTH_TOKEN_NAME: HeaderName = HeaderName::from_static("x-auth-token-name");
+/// The token's scopes, space-separated, sent upstream on authenticated routes.
 pub static X_AUTH_SCOPES: HeaderName = HeaderName::from_static("x-auth-scopes");
+/// The token's expiry (RFC 3339), sent back to the client on an authorised response so it knows
+/// when to rotate.
 pub static X_AUTH_TOKEN_EXPIRES: HeaderName = HeaderName::from_static("x-auth-token-expires");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -75,6 +83,7 @@ pub struct RequestHeaderPolicy {
 }
 
 impl RequestHeaderPolicy {
+    /// The built-in list plus the operator's `proxy.strip_request_headers`.
     pub fn new(extra: &[HeaderName]) -> Self {
         RequestHeaderPolicy { extra: extra.iter().map(|name| name.as_str().replace('_', "-")).collect() }
     }
@@ -132,6 +141,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// What the request rewrite needs to know about the caller.
 pub struct ForwardContext<'a> {
+    /// The client's address as the gateway decided it: sent as `X-Forwarded-For` unless a trusted
+    /// proxy's chain is extended.
     pub client_ip: IpAddr,
     /// The socket peer: the hop a trusted proxy's `X-Forwarded-For` chain is extended with.
     pub peer: IpAddr,
@@ -139,6 +150,7 @@ pub struct ForwardContext<'a> {
     pub peer_trusted: bool,
     /// The client reached the gateway over TLS (`X-Forwarded-Proto: https`).
     pub over_tls: bool,
+    /// The authenticated caller, whose identity headers are sent; `None` on a public route.
     pub identity: Option<&'a Identity>,
 }
 

@@ -60,6 +60,8 @@ pub struct Upstreams {
 }
 
 impl Upstreams {
+    /// Upstream connections that give up connecting after `connect_timeout`, and speak TLS to
+    /// `https://` upstreams with `tls` (its ALPN set to HTTP/1.1 only).
     pub fn new(connect_timeout: Duration, mut tls: rustls::ClientConfig) -> Self {
         // The pinned connection speaks HTTP/1.1 only.
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -169,6 +171,7 @@ pub struct Pinned {
 }
 
 impl Pinned {
+    /// A client connection's holder, empty until its first forwarded request.
     pub fn new(upstreams: Arc<Upstreams>) -> Self {
         Pinned { upstreams, held: Mutex::new(None) }
     }

@@ -51,6 +51,7 @@ pub struct ProgressBody {
 }
 
 impl ProgressBody {
+    /// Wraps a request body; the [`Progress`] it returns is what the upstream timeout watches.
     pub fn new(inner: Incoming) -> (ProgressBody, Arc<Progress>) {
         let progress = Arc::new(Progress { start: Instant::now(), last_ms: AtomicU64::new(0) });
         (ProgressBody { inner, progress: Arc::clone(&progress) }, progress)

@@ -56,6 +56,8 @@ pub fn too_many_requests(retry_after: u64, limit: Option<&LimitHeaders>) -> Resp
     response
 }
 
+/// 400: a path servers could read differently than the route check did, so it is refused rather
+/// than guessed at.
 pub fn bad_path() -> Response<ProxyBody> {
     json_error(
         StatusCode::BAD_REQUEST,
@@ -71,10 +73,12 @@ pub fn bad_method() -> Response<ProxyBody> {
     )
 }
 
+/// 404: no route's prefix matches the path.
 pub fn no_route() -> Response<ProxyBody> {
     json_error(StatusCode::NOT_FOUND, r#"{"error":{"code":"not_found","message":"no route matches this path"}}"#)
 }
 
+/// 502: the upstream could not be connected to, or the connection broke.
 pub fn bad_gateway() -> Response<ProxyBody> {
     json_error(
         StatusCode::BAD_GATEWAY,
@@ -82,6 +86,7 @@ pub fn bad_gateway() -> Response<ProxyBody> {
     )
 }
 
+/// 504: the upstream said nothing within `proxy.upstream_timeout`.
 pub fn gateway_timeout() -> Response<ProxyBody> {
     json_error(
         StatusCode::GATEWAY_TIMEOUT,

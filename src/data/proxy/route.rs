@@ -12,10 +12,16 @@ pub struct Route {
     prefix: String,
     /// The prefix as configured, for metrics.
     pub label: Arc<str>,
+    /// Where its requests are forwarded.
     pub upstream: Upstream,
+    /// No authentication: the request goes upstream without identity headers.
     pub public: bool,
+    /// The scope each method needs, checked after authentication.
     pub require: RequiredScopes,
+    /// Forward the client's `Authorization` header (otherwise it is removed), for upstreams that
+    /// check it themselves.
     pub keep_authorization: bool,
+    /// Send the path upstream without the route's prefix.
     pub strip_prefix: bool,
 }
 
@@ -53,6 +59,7 @@ pub struct Router {
 }
 
 impl Router {
+    /// The data path's routes from the validated configuration, longest prefix first.
     pub fn new(configs: &[RouteConfig]) -> Self {
         let mut routes: Vec<Arc<Route>> = configs
             .iter()

@@ -38,12 +38,18 @@ const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 /// The outcome of one shared step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SharedOutcome {
+    /// Whether the request is within the token's limit.
     pub allowed: bool,
+    /// Requests left in the burst, for the `RateLimit` header.
     pub remaining: u32,
+    /// When refused: how long until the next request would be allowed (`Retry-After`).
     pub retry_after: Duration,
+    /// How long until the bucket is full again, for the `RateLimit` header's `t`.
     pub reset: Duration,
 }
 
+/// The fleet's token limiter: GCRA on Redis, with a step that gives up after
+/// `rate_limit.redis_timeout` so the caller can limit locally instead.
 pub struct SharedLimiter {
     connection: OnceLock<ConnectionManager>,
     script: Script,
@@ -56,6 +62,8 @@ pub struct SharedLimiter {
 }
 
 impl SharedLimiter {
+    /// A limiter not yet connected (every step falls back to local limiting until
+    /// [`SharedLimiter::connect`] succeeds).
     pub fn new(config: &RedisLimits) -> Self {
         SharedLimiter {
             connection: OnceLock::new(),
