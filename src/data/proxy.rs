@@ -32,6 +32,40 @@ use forward::{ForwardContext, ForwardError, RequestHeaderPolicy, X_AUTH_TOKEN_EX
 use pinned::{Pinned, Upstreams};
 use route::{Router, canonical_path};
 
+/// How a proxied request ended, as `tokengate_requests_total{outcome}` counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Authenticated, authorised and forwarded (whatever the upstream answered).
+    Authorised,
+    /// Forwarded on a public route, without authentication.
+    Public,
+    /// 401: no usable credentials.
+    Unauthenticated,
+    /// 403: the token lacks the route's scope.
+    Forbidden,
+    /// 429: the token's limit, or an address that failed too often.
+    RateLimited,
+    /// 502 or 504: the upstream could not be reached or did not answer in time.
+    UpstreamError,
+    /// 400 or 404 before any authentication: a method, path or route the gateway refuses.
+    Rejected,
+}
+
+impl Outcome {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Authorised => "authorised",
+            Outcome::Public => "public",
+            Outcome::Unauthenticated => "unauthenticated",
+            Outcome::Forbidden => "forbidden",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::UpstreamError => "upstream_error",
+            Outcome::Rejected => "rejected",
+        }
+    }
+}
+
 /// A response body: the upstream's, streamed, or one of the gateway's own.
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
 
@@ -83,7 +117,7 @@ impl Proxy {
         let started = std::time::Instant::now();
         let (response, route, outcome) = self.serve(request, peer, pinned).await;
         let route = route.unwrap_or_else(|| Arc::clone(&self.no_route_label));
-        self.metrics.observe_request(route, response.status().as_u16(), outcome, started.elapsed());
+        self.metrics.observe_request(route, response.status().as_u16(), outcome.as_str(), started.elapsed());
         response
     }
 
@@ -93,12 +127,12 @@ impl Proxy {
         request: Request<Incoming>,
         peer: SocketAddr,
         pinned: &Pinned,
-    ) -> (Response<ProxyBody>, Option<Arc<str>>, &'static str) {
+    ) -> (Response<ProxyBody>, Option<Arc<str>>, Outcome) {
         // A method the upstream might read differently from us (`delete` executed as DELETE by
         // frameworks that upper-case it) never reaches it: scopes are decided per method.
         if !route::is_standard_spelling(request.method()) {
             tracing::info!(method = %request.method(), "request refused: method not in upper case");
-            return (reject::bad_method(), None, "rejected");
+            return (reject::bad_method(), None, Outcome::Rejected);
         }
         // Routed, recorded and forwarded in one canonical form, so the router and the upstream
         // never disagree about which resource is meant.
@@ -111,16 +145,16 @@ impl Proxy {
             Ok(path) => path,
             Err(error) => {
                 tracing::info!(?error, path = loggable(raw_path), "request refused: unsafe path");
-                return (reject::bad_path(), None, "rejected");
+                return (reject::bad_path(), None, Outcome::Rejected);
             }
         };
         let path = &*path;
         let route = match self.router.route(path) {
             Ok(Some(route)) => Arc::clone(route),
-            Ok(None) => return (reject::no_route(), None, "rejected"),
+            Ok(None) => return (reject::no_route(), None, Outcome::Rejected),
             Err(error) => {
                 tracing::info!(?error, path = loggable(path), "request refused: ambiguous path");
-                return (reject::bad_path(), None, "rejected");
+                return (reject::bad_path(), None, Outcome::Rejected);
             }
         };
         let label = Some(Arc::clone(&route.label));
@@ -135,23 +169,23 @@ impl Proxy {
             let identity = match self.gate.admit(&attempt, "proxy") {
                 Ok(identity) => identity,
                 Err(Refusal::Unauthenticated) => {
-                    return (reject::unauthorized(&self.challenge), label, "unauthenticated");
+                    return (reject::unauthorized(&self.challenge), label, Outcome::Unauthenticated);
                 }
                 Err(Refusal::Throttled { retry_after }) => {
-                    return (reject::too_many_requests(retry_after, None), label, "rate_limited");
+                    return (reject::too_many_requests(retry_after, None), label, Outcome::RateLimited);
                 }
             };
             if let Some(scope) = route.require.for_method(request.method())
                 && !identity.token.has_scope(scope)
             {
                 tracing::info!(token_id = identity.token.id, scope, client = %client_ip, "request refused: missing scope");
-                return (reject::missing_scope(scope), label, "forbidden");
+                return (reject::missing_scope(scope), label, Outcome::Forbidden);
             }
             match self.limits.admit_token(identity.token.id, identity.token.rate_limit).await {
                 TokenVerdict::Limited { retry_after, headers } => {
                     tracing::info!(token_id = identity.token.id, retry_after, "request refused: rate limited");
                     self.metrics.rate_limited.get_or_create(&KindLabels { kind: "token" }).inc();
-                    return (reject::too_many_requests(retry_after, Some(&headers)), label, "rate_limited");
+                    return (reject::too_many_requests(retry_after, Some(&headers)), label, Outcome::RateLimited);
                 }
                 TokenVerdict::Allowed(headers) => limit_headers = Some(headers),
                 TokenVerdict::Unlimited => {}
@@ -170,9 +204,9 @@ impl Proxy {
         let client_version = request.version();
         let Some(upstream_request) = forward::upstream_request(request, path, &route, &caller, &self.header_policy)
         else {
-            return (reject::bad_path(), label, "rejected");
+            return (reject::bad_path(), label, Outcome::Rejected);
         };
-        let outcome = if identity.is_some() { "authorised" } else { "public" };
+        let outcome = if identity.is_some() { Outcome::Authorised } else { Outcome::Public };
         let upstream_started = std::time::Instant::now();
         let sent = forward::send(pinned, &route, upstream_request, client_version, self.upstream_timeout).await;
         self.metrics.upstream_duration.observe(upstream_started.elapsed().as_secs_f64());
@@ -180,12 +214,12 @@ impl Proxy {
             Ok(response) => (respond(response, identity.as_ref(), limit_headers.as_ref()), label, outcome),
             Err(ForwardError::Unreachable(error)) => {
                 tracing::warn!(upstream = %route.upstream, %error, "upstream unreachable");
-                (reject::bad_gateway(), label, "upstream_error")
+                (reject::bad_gateway(), label, Outcome::UpstreamError)
             }
             Err(ForwardError::TimedOut) => {
                 tracing::warn!(upstream = %route.upstream, timeout_ms = self.upstream_timeout.as_millis() as u64,
                     "upstream timed out");
-                (reject::gateway_timeout(), label, "upstream_error")
+                (reject::gateway_timeout(), label, Outcome::UpstreamError)
             }
         }
     }

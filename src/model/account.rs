@@ -32,6 +32,24 @@ impl AccountRecord {
     }
 }
 
+/// Whether changing an account from `before` to `after` takes away an enabled superuser: then
+/// at least one other must remain, or nobody could manage accounts through the API or the page.
+/// (The store applies it inside the write transaction, so two superusers demoting each other at
+/// once cannot both succeed.)
+pub fn removes_a_superuser(before: &AccountRecord, after: &AccountRecord) -> bool {
+    before.superuser && before.enabled && !(after.superuser && after.enabled)
+}
+
+/// What a change does to the account's live tokens, as each token's own history tells it:
+/// blocked (the account was disabled or lost the token permission), unblocked, or nothing.
+pub fn token_event_of_change(before: &AccountRecord, after: &AccountRecord) -> Option<super::EventKind> {
+    match (before.tokens_usable(), after.tokens_usable()) {
+        (true, false) => Some(super::EventKind::TokenBlocked),
+        (false, true) => Some(super::EventKind::TokenUnblocked),
+        _ => None,
+    }
+}
+
 /// An account with its number of live (not revoked, not expired) tokens.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AccountSummary {

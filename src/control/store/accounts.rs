@@ -1,10 +1,11 @@
 //! Accounts: creation, lookup, listing and permission changes.
 
 use super::{
-    AccountChanges, AccountRecord, AccountSummary, BeginWrite, EventKind, NewAccount, NewEvent, Store, StoreError,
-    append_change, append_event, is_unique_violation, with_pool,
+    AccountChanges, AccountRecord, AccountSummary, BeginWrite, NewAccount, NewEvent, Store, StoreError, append_change,
+    append_event, is_unique_violation, with_pool,
 };
 use crate::clock::UnixTime;
+use crate::model::account::{removes_a_superuser, token_event_of_change};
 use crate::model::token::live_sql;
 
 const ACCOUNT_COLUMNS: &str =
@@ -106,9 +107,8 @@ impl Store {
             if (AccountRecord { updated_at: before.updated_at, ..after.clone() }) == before {
                 return Ok(Some((before.clone(), before)));
             }
-            // Checked inside the write transaction, so two superusers demoting each other at
-            // once cannot both succeed.
-            if before.superuser && before.enabled && !(after.superuser && after.enabled) {
+            // Checked inside the write transaction (see the rule's doc).
+            if removes_a_superuser(&before, &after) {
                 let others: i64 =
                     sqlx::query_scalar("SELECT COUNT(*) FROM accounts WHERE superuser AND enabled AND id <> $1")
                         .bind(account_id)
@@ -133,8 +133,7 @@ impl Store {
             append_event!(tx, now, event, account_id, &after.email, None::<i64>)?;
             // Each live token of the account is blocked (or unblocked) by this change: say so
             // on each, so a token's own history shows why it stopped (or resumed) working.
-            if before.tokens_usable() != after.tokens_usable() {
-                let kind = if after.tokens_usable() { EventKind::TokenUnblocked } else { EventKind::TokenBlocked };
+            if let Some(kind) = token_event_of_change(&before, &after) {
                 let token_event = event.with_kind(kind);
                 let live: Vec<i64> = sqlx::query_scalar(
                     sqlx::AssertSqlSafe(format!(
