@@ -192,14 +192,7 @@ async fn api(
     who: (&str, &str),
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let mut request = client().request(method, gw.admin_url(path)).basic_auth(who.0, Some(who.1));
-    if let Some(body) = body {
-        request = request.header("content-type", "application/json").body(body.to_string());
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    gw.admin_call(method, path, who, body).await
 }
 
 /// The id in `token create`'s first line: `created token 7 (laptop) for ...`.

@@ -290,6 +290,25 @@ impl GatewayProcess {
         format!("http://{}{path}", self.admin)
     }
 
+    /// Calls this gateway's admin API as `who` (email, token) with an optional JSON body;
+    /// returns the status and the JSON answer (or the text, when it is not JSON).
+    pub async fn admin_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        who: (&str, &str),
+        body: Option<serde_json::Value>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let mut request = client().request(method, self.admin_url(path)).basic_auth(who.0, Some(who.1));
+        if let Some(body) = body {
+            request = request.header("content-type", "application/json").body(body.to_string());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    }
+
     /// Kills the process at once (SIGKILL): no drain, no final flush.
     pub fn kill_now(mut self) {
         let _ = self.child.kill();
