@@ -38,6 +38,10 @@
 #[path = "../examples/support/echo.rs"]
 mod echo;
 
+#[path = "support/cpu.rs"]
+mod cpu;
+use cpu::{clock_ticks_per_second, cpu_ticks};
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -135,25 +139,6 @@ fn write_config(dir: &Path, name: &str, db_url: &str, upstream: SocketAddr, inte
 // ---------------------------------------------------------------------------------------------
 // CPU accounting
 // ---------------------------------------------------------------------------------------------
-
-fn clock_ticks_per_second() -> u64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|out| String::from_utf8(out.stdout).ok())
-        .and_then(|text| text.trim().parse().ok())
-        .unwrap_or(100)
-}
-
-/// utime + stime of a process, all its threads, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // The command name, in parentheses, may hold spaces: count fields after its closing one.
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..].split_whitespace().collect();
-    // Fields 14 and 15 of proc(5); the first after the name is field 3.
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
 
 /// On-CPU time of every live thread of a process in nanoseconds (/proc/PID/task/*/schedstat):
 /// finer than the clock ticks of /proc/PID/stat, which a 1 s sample of an idle process needs,
