@@ -82,7 +82,7 @@ impl TokenView {
     pub fn new(record: &TokenRecord, now: UnixTime) -> Self {
         let t = record.clone();
         TokenView {
-            id: t.id,
+            id: t.id.0,
             status: t.status(now).as_str(),
             scopes: t.scope_list(),
             user: t.user_email,
@@ -100,8 +100,8 @@ impl TokenView {
             last_used_ip: t.last_used_ip,
             revoked_by: t.revoked_by,
             revoke_reason: t.revoke_reason,
-            rotated_from: t.rotated_from,
-            rotated_to: t.rotated_to,
+            rotated_from: t.rotated_from.map(i64::from),
+            rotated_to: t.rotated_to.map(i64::from),
             refused_count: t.refused_count,
             refused_last_at: t.refused_last_at.map(to_rfc3339),
             refused_last_ip: t.refused_last_ip,

@@ -34,7 +34,7 @@ pub struct EventsArgs {
 
 pub(super) async fn run(args: EventsArgs, service: &LifecycleService) -> Result<(), CliError> {
     let filter = EventFilter {
-        token_id: args.token,
+        token_id: args.token.map(crate::model::TokenId),
         kind: args.kind,
         since: args.since,
         until: args.until,

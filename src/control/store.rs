@@ -27,6 +27,7 @@ use sqlx::{Connection, Postgres, Sqlite, Transaction};
 
 use crate::clock::UnixTime;
 use crate::config::SecretUrl;
+use crate::model::{AccountId, TokenId};
 
 pub use crate::model::{
     AccountChanges, AccountRecord, AccountSummary, EventFilter, EventKind, EventRecord, NewAccount, NewEvent, NewToken,
@@ -158,13 +159,18 @@ pub(crate) trait ChangeLogAppend {
     fn append_change(
         &mut self,
         at: UnixTime,
-        account_id: i64,
-        token_id: Option<i64>,
+        account_id: AccountId,
+        token_id: Option<TokenId>,
     ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
 }
 
 impl ChangeLogAppend for sqlx::SqliteConnection {
-    async fn append_change(&mut self, at: UnixTime, account_id: i64, token_id: Option<i64>) -> Result<(), sqlx::Error> {
+    async fn append_change(
+        &mut self,
+        at: UnixTime,
+        account_id: AccountId,
+        token_id: Option<TokenId>,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query("INSERT INTO changes (at, at_ms, account_id, token_id) VALUES ($1, $2, $3, $4)")
             .bind(at)
             .bind(crate::clock::wall_ms())
@@ -177,7 +183,12 @@ impl ChangeLogAppend for sqlx::SqliteConnection {
 }
 
 impl ChangeLogAppend for sqlx::PgConnection {
-    async fn append_change(&mut self, at: UnixTime, account_id: i64, token_id: Option<i64>) -> Result<(), sqlx::Error> {
+    async fn append_change(
+        &mut self,
+        at: UnixTime,
+        account_id: AccountId,
+        token_id: Option<TokenId>,
+    ) -> Result<(), sqlx::Error> {
         let seq: i64 = sqlx::query_scalar(
             "INSERT INTO changes (at, at_ms, account_id, token_id) VALUES ($1, $2, $3, $4) RETURNING seq",
         )

@@ -1,12 +1,13 @@
 //! Accounts: who holds tokens, and the roles and permissions that bound what they may do.
 
 use crate::clock::UnixTime;
+use crate::model::AccountId;
 
 /// An account as stored: its identity and the flags every permission rule reads.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AccountRecord {
     /// The database id: what tokens, events and the change log refer to.
-    pub id: i64,
+    pub id: AccountId,
     /// As the owner wrote it; compared without case.
     pub email: String,
     /// A display name.

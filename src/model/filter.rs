@@ -1,6 +1,7 @@
 //! What a listing asks for: the token manager's filters and sorts, and the audit log's filter.
 
 use crate::clock::UnixTime;
+use crate::model::{AccountId, TokenId};
 
 /// Which tokens a listing shows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -98,7 +99,7 @@ impl std::str::FromStr for TokenSort {
 pub struct TokenFilter {
     /// The owners whose tokens to list (any of them); the service confines an actor who is not a
     /// manager to its own account.
-    pub account_ids: Vec<i64>,
+    pub account_ids: Vec<AccountId>,
     /// Text to find in the name or description, ignoring case; `%` and `_` match only themselves.
     pub search: Option<String>,
     /// Which lifecycle states to show; live tokens by default.
@@ -127,9 +128,9 @@ pub struct TokenFilter {
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
     /// Only events about this account.
-    pub account_id: Option<i64>,
+    pub account_id: Option<AccountId>,
     /// Only events about this token.
-    pub token_id: Option<i64>,
+    pub token_id: Option<TokenId>,
     /// Exact kind (`token.revoked`), or a prefix ending in `.` (`token.`).
     pub kind: Option<String>,
     /// Only events at or after this time.

@@ -2,15 +2,16 @@
 //! is live — in Rust here, and as the SQL fragment every query that means "live" uses.
 
 use crate::clock::UnixTime;
+use crate::model::{AccountId, TokenId};
 
 /// A token's metadata as listed and shown (never the secret: nothing stores it).
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct TokenRecord {
     /// The database id: what commands, URLs (`/api/v1/tokens/{id}`), audit events and the change
     /// log name the token by.
-    pub id: i64,
+    pub id: TokenId,
     /// The owner's account id: what the index and the permission checks key on.
-    pub account_id: i64,
+    pub account_id: AccountId,
     /// The owner's email, joined in: every surface shows tokens by owner.
     pub user_email: String,
     /// Unique among the owner's live tokens.
@@ -36,9 +37,9 @@ pub struct TokenRecord {
     /// Why: a [`RevokeReason`] as stored.
     pub revoke_reason: Option<String>,
     /// The token this one succeeded in a rotation.
-    pub rotated_from: Option<i64>,
+    pub rotated_from: Option<TokenId>,
     /// The token that succeeded this one: a token is rotated at most once.
-    pub rotated_to: Option<i64>,
+    pub rotated_to: Option<TokenId>,
     /// The last admitted use, as the gateways recorded it.
     pub last_used_at: Option<UnixTime>,
     /// The method of the last admitted use.
@@ -134,7 +135,7 @@ impl TokenRecord {
 /// A token to mint: its digest and display prefix, never the secret.
 pub struct NewToken {
     /// The owner; the service has checked it may hold tokens.
-    pub account_id: i64,
+    pub account_id: AccountId,
     /// Unique among the owner's live tokens; the store's unique index enforces it too.
     pub name: String,
     /// Free text from its creator.
@@ -153,9 +154,9 @@ pub struct NewToken {
     /// `None`: never (only where the policy allows it).
     pub expires_at: Option<UnixTime>,
     /// The token this one replaces, when minted by a rotation.
-    pub rotated_from: Option<i64>,
+    pub rotated_from: Option<TokenId>,
     /// Set when the predecessor stays valid until this token's first use.
-    pub handover_from: Option<i64>,
+    pub handover_from: Option<TokenId>,
 }
 
 /// Why a token was revoked (`revoke_reason`).

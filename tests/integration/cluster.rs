@@ -54,7 +54,7 @@ async fn mint(service: &LifecycleService, name: &str) -> (i64, String) {
         rate_limit: None,
     };
     let created = service.create_token(request, &Actor::cli()).await.unwrap();
-    (created.token.id, created.secret.expose().to_owned())
+    (created.token.id.0, created.secret.expose().to_owned())
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -44,7 +44,7 @@ async fn rotation_without_grace_revokes_the_old_token_at_once() {
     let new = rotated.successor.secret.expose().to_owned();
     let successor = &rotated.successor.token;
     assert_eq!((successor.name.as_str(), successor.scopes.as_str()), ("deploy", "read"));
-    assert_eq!(successor.rotated_from, Some(old_id));
+    assert_eq!(successor.rotated_from, Some(old_id.into()));
     assert_eq!(rotated.predecessor.rotated_to, Some(successor.id));
     assert_eq!(rotated.predecessor.revoke_reason.as_deref(), Some("rotation"));
     assert_eq!(status(&gw, &old).await, StatusCode::UNAUTHORIZED);

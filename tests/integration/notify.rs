@@ -71,7 +71,7 @@ async fn creation_and_revocation_are_emailed_with_time_ip_and_user_agent() {
     }
     assert!(!mail.data.contains(created.secret.expose()), "the secret is never mailed");
     // The audit row has the same who, where from and with what.
-    let events = gw.service.events(None, Some(created.token.id), 10).await.unwrap();
+    let events = gw.service.events(None, Some(created.token.id.0), 10).await.unwrap();
     let event = events.iter().find(|e| e.kind == "token.created").unwrap();
     assert_eq!(event.actor, "admin@example.com");
     assert_eq!(event.ip.as_deref(), Some("203.0.113.9"));

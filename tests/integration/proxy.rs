@@ -322,7 +322,7 @@ async fn last_use_is_recorded_by_the_flusher_and_at_shutdown() {
     let (id2, secret2) = gw2.token(ANN, "ci", &[]).await;
     assert_eq!(get(&gw2, "/late", ANN, &secret2).await.0, StatusCode::OK);
     let (store, _dir) = gw2.stop().await;
-    let token = store.token_by_id(id2).await.unwrap().unwrap();
+    let token = store.token_by_id(id2.into()).await.unwrap().unwrap();
     assert_eq!(token.last_used_path.as_deref(), Some("/late"));
 }
 

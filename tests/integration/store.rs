@@ -41,7 +41,7 @@ async fn token(
         scopes: vec![],
         rate_limit: None,
     };
-    service.create_token(request, &Actor::cli()).await.map(|created| created.token.id)
+    service.create_token(request, &Actor::cli()).await.map(|created| created.token.id.0)
 }
 
 fn names(tokens: &[tokengate::control::store::TokenRecord]) -> Vec<&str> {
@@ -134,7 +134,7 @@ async fn exercise(url: &str) {
     assert!(!never.iter().any(|t| t.id == short_again));
 
     // Every time range. Tokens so far: created at START (ci, short, 50%, ci/bob) and START+120.
-    let ids = |tokens: Vec<tokengate::control::store::TokenRecord>| tokens.iter().map(|t| t.id).collect::<Vec<_>>();
+    let ids = |tokens: Vec<tokengate::control::store::TokenRecord>| tokens.iter().map(|t| t.id.0).collect::<Vec<_>>();
     let all_status = TokenFilter { status: StatusFilter::All, ..Default::default() };
     let created_late = TokenFilter { created_after: Some(START + 60), ..all_status.clone() };
     let late = ids(list(created_late, vec![]).await.unwrap());

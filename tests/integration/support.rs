@@ -183,7 +183,7 @@ impl TestGateway {
             rate_limit: None,
         };
         let created = self.service.create_token(request, &Actor::cli()).await.unwrap();
-        (created.token.id, created.secret.expose().to_owned())
+        (created.token.id.0, created.secret.expose().to_owned())
     }
 
     /// Stops the gateway the way SIGTERM does, and waits for it to finish.

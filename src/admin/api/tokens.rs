@@ -17,6 +17,7 @@ use super::error::{ApiError, ApiResult, ErrorBody, parse_body};
 use crate::clock::parse_rfc3339;
 use crate::control::service::{CreateToken, ExpiryRequest, TokenQuery};
 use crate::control::store::{StatusFilter, TokenSort};
+use crate::model::TokenId;
 use crate::model::duration::parse_duration;
 use crate::model::rate::Rate;
 use crate::view::{PolicyView, RevokedAllView, TokenView};
@@ -166,7 +167,7 @@ pub(super) async fn create_token(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
-pub(super) fn token_id(raw: &str) -> ApiResult<i64> {
+pub(super) fn token_id(raw: &str) -> ApiResult<TokenId> {
     raw.parse().map_err(|_| ApiError::bad_request(format!("{raw:?} is not a token id")))
 }
 

@@ -2,7 +2,7 @@
 //! events unless the caller manages tokens.
 
 use super::{Actor, LifecycleService, ServiceError};
-use crate::model::{EventFilter, EventRecord};
+use crate::model::{EventFilter, EventRecord, TokenId};
 
 /// Audit-log filters as people write them: by email rather than account id.
 #[derive(Debug, Clone, Default)]
@@ -23,7 +23,7 @@ impl LifecycleService {
         token_id: Option<i64>,
         limit: i64,
     ) -> Result<Vec<EventRecord>, ServiceError> {
-        let filter = EventFilter { token_id, limit, ..EventFilter::default() };
+        let filter = EventFilter { token_id: token_id.map(TokenId), limit, ..EventFilter::default() };
         self.find_events(EventQuery { user: user.map(str::to_owned), filter }, &Actor::cli()).await
     }
 

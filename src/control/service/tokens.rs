@@ -11,7 +11,7 @@ use crate::clock::{UnixTime, to_rfc3339};
 use crate::control::fleet::Confirmation;
 use crate::model::rate::Rate;
 use crate::model::secret::Secret;
-use crate::model::{AccountRecord, EventKind, NewToken, RevokeReason, TokenFilter, TokenRecord, TokenStatus};
+use crate::model::{AccountRecord, EventKind, NewToken, RevokeReason, TokenFilter, TokenId, TokenRecord, TokenStatus};
 
 /// When a new token expires, as requested.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -148,11 +148,12 @@ impl LifecycleService {
     /// never extends the predecessor's own expiry.
     pub async fn rotate_token(
         &self,
-        id: i64,
+        id: impl Into<TokenId>,
         grace: Option<Duration>,
         until_first_use: bool,
         actor: &Actor,
     ) -> Result<Rotated, ServiceError> {
+        let id = id.into();
         let predecessor = self.visible_token(id, actor).await?;
         let now = self.now();
         match predecessor.status(now) {
@@ -227,13 +228,15 @@ impl LifecycleService {
 
     /// A token by id, without checking who may see it: for the CLI, which runs with the host's
     /// authority; the admin API uses [`Self::visible_token`].
-    pub async fn token(&self, id: i64) -> Result<TokenRecord, ServiceError> {
+    pub async fn token(&self, id: impl Into<TokenId>) -> Result<TokenRecord, ServiceError> {
+        let id = id.into();
         self.store.token_by_id(id).await?.ok_or_else(|| no_token(id))
     }
 
     /// A token the actor may see. Another account's token answers exactly like a missing one,
     /// so token ids cannot be probed.
-    pub async fn visible_token(&self, id: i64, actor: &Actor) -> Result<TokenRecord, ServiceError> {
+    pub async fn visible_token(&self, id: impl Into<TokenId>, actor: &Actor) -> Result<TokenRecord, ServiceError> {
+        let id = id.into();
         let token = self.token(id).await?;
         if actor.may_manage(&token.user_email) { Ok(token) } else { Err(no_token(id)) }
     }
@@ -256,7 +259,8 @@ impl LifecycleService {
 
     /// Revokes a token; from the next request on, the gateway refuses it. Revoking a revoked
     /// token changes nothing and says so.
-    pub async fn revoke_token(&self, id: i64, actor: &Actor) -> Result<Revoked, ServiceError> {
+    pub async fn revoke_token(&self, id: impl Into<TokenId>, actor: &Actor) -> Result<Revoked, ServiceError> {
+        let id = id.into();
         let current = self.visible_token(id, actor).await?;
         let event = actor.event(
             EventKind::TokenRevoked,
@@ -277,10 +281,11 @@ impl LifecycleService {
     /// applies it on the token's next request.
     pub async fn set_rate_limit(
         &self,
-        id: i64,
+        id: impl Into<TokenId>,
         rate: Option<Rate>,
         actor: &Actor,
     ) -> Result<Confirmed<TokenRecord>, ServiceError> {
+        let id = id.into();
         let current = self.visible_token(id, actor).await?;
         actor.require_limit_within(rate.as_ref(), self.default_rate.as_ref())?;
         let rate_limit = rate.map(|r| r.to_string());
@@ -317,7 +322,7 @@ impl LifecycleService {
 }
 
 /// The one answer for a token that is missing or not the caller's.
-fn no_token(id: i64) -> ServiceError {
+fn no_token(id: TokenId) -> ServiceError {
     ServiceError::NotFound(format!("no token with id {id}"))
 }
 

@@ -7,6 +7,7 @@ use super::{
 use crate::clock::UnixTime;
 use crate::model::account::{removes_a_superuser, token_event_of_change};
 use crate::model::token::live_sql;
+use crate::model::{AccountId, TokenId};
 
 const ACCOUNT_COLUMNS: &str =
     "id, email, name, superuser, token_manager, enabled, can_create_tokens, created_at, updated_at";
@@ -81,7 +82,7 @@ impl Store {
     /// changes change nothing.
     pub async fn update_account(
         &self,
-        account_id: i64,
+        account_id: AccountId,
         changes: &AccountChanges,
         now: UnixTime,
         event: &NewEvent,
@@ -135,7 +136,7 @@ impl Store {
             // on each, so a token's own history shows why it stopped (or resumed) working.
             if let Some(kind) = token_event_of_change(&before, &after) {
                 let token_event = event.with_kind(kind);
-                let live: Vec<i64> = sqlx::query_scalar(
+                let live: Vec<TokenId> = sqlx::query_scalar(
                     sqlx::AssertSqlSafe(format!(
                         "SELECT id FROM tokens WHERE account_id = $1 AND {} ORDER BY id",
                         live_sql("", "$2")

@@ -3,6 +3,8 @@
 
 use serde_json::json;
 
+use crate::model::{AccountId, TokenId};
+
 use super::{ActivityBatch, BeginWrite, EventKind, Store, StoreError, append_change, insert_event, with_pool};
 
 /// At most one `token.refused_use` event per token in this many seconds.
@@ -88,7 +90,7 @@ impl Store {
                     .bind(handover.predecessor_id)
                     .execute(&mut *tx)
                     .await?;
-                let owner: Option<(i64, String)> = sqlx::query_as(
+                let owner: Option<(AccountId, String)> = sqlx::query_as(
                     "SELECT a.id, a.email FROM tokens t JOIN accounts a ON a.id = t.account_id WHERE t.id = $1",
                 )
                 .bind(handover.predecessor_id)
@@ -102,8 +104,8 @@ impl Store {
                         Some(handover.predecessor_id), None::<&str>, None::<&str>, detail.to_string()
                     )?;
                 }
-                append_change!(tx, handover.at, account_id, Some(handover.predecessor_id))?;
-                append_change!(tx, handover.at, account_id, Some(handover.successor_id))?;
+                append_change!(tx, handover.at, account_id, Some(TokenId(handover.predecessor_id)))?;
+                append_change!(tx, handover.at, account_id, Some(TokenId(handover.successor_id)))?;
             }
             tx.commit().await?;
         });

@@ -60,7 +60,7 @@ fn listing_sql(filter: &TokenFilter, now: UnixTime) -> (String, Vec<Bind>) {
         StatusFilter::Blocked => c.push(format!("{live} AND NOT (a.enabled AND a.can_create_tokens)")),
     }
     if !filter.account_ids.is_empty() {
-        let ids: Vec<String> = filter.account_ids.iter().map(|id| c.placeholder(Bind::Int(*id))).collect();
+        let ids: Vec<String> = filter.account_ids.iter().map(|id| c.placeholder(Bind::Int(id.0))).collect();
         c.push(format!("t.account_id IN ({})", ids.join(", ")));
     }
     if let Some(search) = filter.search.as_deref().filter(|s| !s.is_empty()) {
@@ -122,6 +122,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::AccountId;
 
     #[test]
     fn search_patterns_escape_wildcards() {
@@ -131,7 +132,7 @@ mod tests {
     #[test]
     fn listing_binds_every_value() {
         let filter = TokenFilter {
-            account_ids: vec![3, 4],
+            account_ids: vec![AccountId(3), AccountId(4)],
             search: Some("x'; DROP TABLE tokens; --".into()),
             unused_since: Some(10),
             ..TokenFilter::default()

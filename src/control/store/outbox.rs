@@ -8,6 +8,7 @@ use serde_json::json;
 use super::{BeginWrite, EventKind, Store, StoreError, insert_event, insert_outbox, with_pool};
 use crate::clock::UnixTime;
 use crate::config::NotifyChannel;
+use crate::model::{AccountId, TokenId};
 
 /// Where a parked message or a given-up delivery waits: never due again, kept for the record.
 const PARKED: UnixTime = i64::MAX;
@@ -18,11 +19,11 @@ pub struct KeyedNotification<'a> {
     /// is never queued again, whichever gateway's sweep gets there first.
     pub dedupe_key: &'a str,
     /// The account the notice is about.
-    pub account_id: i64,
+    pub account_id: AccountId,
     /// The owner's email.
     pub recipient: &'a str,
     /// The token the notice is about.
-    pub token_id: i64,
+    pub token_id: TokenId,
     /// What to tell.
     pub notice: &'a crate::model::Notice,
 }

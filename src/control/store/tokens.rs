@@ -6,6 +6,7 @@ use super::{
 };
 use crate::clock::UnixTime;
 use crate::model::token::live_sql;
+use crate::model::{AccountId, TokenId};
 
 /// Every token column, joined with the owner's email and the flags that make it blocked.
 pub(super) const TOKEN_SELECT: &str = "SELECT t.id, t.account_id, a.email AS user_email, t.name, t.description, t.prefix, \
@@ -20,7 +21,7 @@ pub(super) const TOKEN_SELECT: &str = "SELECT t.id, t.account_id, a.email AS use
 macro_rules! insert_token_row {
     ($tx:expr, $new:expr, $now:expr) => {{
         let new: &NewToken = $new;
-        let inserted = sqlx::query_scalar::<_, i64>(
+        let inserted = sqlx::query_scalar::<_, TokenId>(
             "INSERT INTO tokens (account_id, name, live_name, description, digest, prefix, scopes, rate_limit, \
              created_at, created_by, expires_at, rotated_from, handover_from) \
              VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
@@ -85,7 +86,7 @@ impl Store {
     /// predecessor and the successor, or `None` when the token is not live or already rotated.
     pub async fn rotate_token(
         &self,
-        id: i64,
+        id: TokenId,
         successor: &NewToken,
         predecessor_revoked_at: UnixTime,
         now: UnixTime,
@@ -135,7 +136,7 @@ impl Store {
     }
 
     /// One token, whoever owns it; `None` when no token has this id.
-    pub async fn token_by_id(&self, id: i64) -> Result<Option<TokenRecord>, StoreError> {
+    pub async fn token_by_id(&self, id: TokenId) -> Result<Option<TokenRecord>, StoreError> {
         let sql = format!("{TOKEN_SELECT} WHERE t.id = $1");
         Ok(with_pool!(self, pool => {
             sqlx::query_as::<_, TokenRecord>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(pool).await?
@@ -146,7 +147,7 @@ impl Store {
     /// (false: it was revoked already), or `None` when there is no such token.
     pub async fn revoke_token(
         &self,
-        id: i64,
+        id: TokenId,
         by: &str,
         reason: RevokeReason,
         now: UnixTime,
@@ -186,7 +187,7 @@ impl Store {
     /// Sets (or clears) a token's own rate limit; `None` when there is no such token.
     pub async fn set_rate_limit(
         &self,
-        id: i64,
+        id: TokenId,
         rate_limit: Option<&str>,
         now: UnixTime,
         event: &NewEvent,
@@ -215,15 +216,15 @@ impl Store {
     /// builds for each (the service decides what it says); returns their ids.
     pub async fn revoke_all_tokens(
         &self,
-        account_id: i64,
+        account_id: AccountId,
         account_email: &str,
         by: &str,
         now: UnixTime,
         event_for: &(dyn Fn(&str, &str) -> NewEvent + Sync),
-    ) -> Result<Vec<i64>, StoreError> {
+    ) -> Result<Vec<TokenId>, StoreError> {
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            let revoked: Vec<(i64, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            let revoked: Vec<(TokenId, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "UPDATE tokens SET revoked_at = $1, revoked_by = $2, revoke_reason = $3, live_name = NULL \
                  WHERE account_id = $4 AND {} RETURNING id, name, prefix",
                 live_sql("", "$1")
