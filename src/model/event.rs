@@ -59,6 +59,10 @@ impl std::fmt::Display for EventKind {
     }
 }
 
+/// At most one `token.refused_use` event per token in this many seconds: the audit log shows
+/// who still holds a dead token, not every attempt (the token's `refused_count` counts them all).
+pub const REFUSED_USE_EVENT_EVERY: i64 = 60;
+
 /// An audit event to append with a mutation. The store fills in the account and token.
 #[derive(Debug, Clone)]
 pub struct NewEvent {

@@ -12,6 +12,9 @@ use crate::clock::to_rfc3339;
 use crate::control::store::KeyedNotification;
 use crate::model::{EventKind, Notice, NoticeDetail, RevokeReason, TokenFilter, TokenRecord};
 
+/// The notice kind of a warning that the inactivity policy will revoke a token.
+const INACTIVITY_WARNING: &str = "token.inactivity_warning";
+
 /// The notice kind of an expiry reminder.
 const EXPIRY_REMINDER: &str = "token.expiring";
 
@@ -66,7 +69,19 @@ impl LifecycleService {
         let Some(unused_for) = self.policy.revoke_unused_after else { return Ok(0) };
         let now = self.now();
         let warn_after = unused_for.saturating_sub(self.policy.warn_before).as_secs() as i64;
-        Ok(self.store.warn_inactive(now - warn_after, unused_for.as_secs() as i64, now).await?.len())
+        let revoke_after = unused_for.as_secs() as i64;
+        let notice_for = |token: &TokenRecord| {
+            let last = token.last_used_at.unwrap_or(token.created_at);
+            let detail = NoticeDetail {
+                name: Some(token.name.clone()),
+                prefix: Some(token.prefix.clone()),
+                unused_since: Some(to_rfc3339(last)),
+                revoked_at: Some(to_rfc3339((last + revoke_after).max(now))),
+                ..NoticeDetail::default()
+            };
+            Notice::from_gateway(INACTIVITY_WARNING, now, detail)
+        };
+        Ok(self.store.warn_inactive(now - warn_after, now, &notice_for).await?.len())
     }
 
     /// Queues expiry reminders: for each token, one message per lead time it enters (a token

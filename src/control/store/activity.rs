@@ -3,12 +3,10 @@
 
 use serde_json::json;
 
+use crate::model::event::REFUSED_USE_EVENT_EVERY;
 use crate::model::{AccountId, TokenId};
 
 use super::{ActivityBatch, BeginWrite, EventKind, Store, StoreError, append_change, insert_event, with_pool};
-
-/// At most one `token.refused_use` event per token in this many seconds.
-const REFUSED_EVENT_EVERY: i64 = 60;
 
 impl Store {
     /// Writes a batch in one transaction. A last use older than what the database already has
@@ -65,7 +63,7 @@ impl Store {
                 )
                 .bind(refusal.token_id)
                 .bind(EventKind::TokenRefusedUse.as_str())
-                .bind(refusal.at - REFUSED_EVENT_EVERY)
+                .bind(refusal.at - REFUSED_USE_EVENT_EVERY)
                 .fetch_optional(&mut *tx)
                 .await?;
                 if let Some((account_id, email)) = owner {

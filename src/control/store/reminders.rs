@@ -2,12 +2,9 @@
 
 use super::tokens::TOKEN_SELECT;
 use super::{BeginWrite, Store, StoreError, TokenRecord, insert_outbox, with_pool};
-use crate::clock::{UnixTime, to_rfc3339};
+use crate::clock::UnixTime;
+use crate::model::Notice;
 use crate::model::token::live_sql;
-use crate::model::{Notice, NoticeDetail};
-
-/// The notice kind of a warning that the inactivity policy will revoke a token.
-pub(super) const INACTIVITY_WARNING: &str = "token.inactivity_warning";
 
 impl Store {
     /// Live tokens that expire within `lead` of `now` and lived longer than `lead` (a token
@@ -28,14 +25,14 @@ impl Store {
         }))
     }
 
-    /// Warns the owners of live tokens unused since `unused_since` (never used: created
-    /// before) that they will be revoked at `revoke_after` past their last use; each token
-    /// once per period of disuse. Returns the tokens warned.
+    /// Queues `notice_for(token)` for each live token unused since `unused_since` (never used:
+    /// created before), once per period of disuse, and marks it warned, in one transaction.
+    /// Returns the tokens warned. What the warning says is the service's.
     pub async fn warn_inactive(
         &self,
         unused_since: UnixTime,
-        revoke_after: i64,
         now: UnixTime,
+        notice_for: &(dyn Fn(&TokenRecord) -> Notice + Sync),
     ) -> Result<Vec<TokenRecord>, StoreError> {
         let sql = format!(
             "{TOKEN_SELECT} WHERE {live} \
@@ -52,15 +49,7 @@ impl Store {
                 .fetch_all(&mut *tx)
                 .await?;
             for token in &tokens {
-                let last = token.last_used_at.unwrap_or(token.created_at);
-                let detail = NoticeDetail {
-                    name: Some(token.name.clone()),
-                    prefix: Some(token.prefix.clone()),
-                    unused_since: Some(to_rfc3339(last)),
-                    revoked_at: Some(to_rfc3339((last + revoke_after).max(now))),
-                    ..NoticeDetail::default()
-                };
-                let notice = Notice::from_gateway(INACTIVITY_WARNING, now, detail);
+                let notice = notice_for(token);
                 insert_outbox!(tx, now, token.account_id, &token.user_email, token.id, &notice, None::<&str>)?;
                 sqlx::query("UPDATE tokens SET inactivity_warned_at = $1 WHERE id = $2")
                     .bind(now)
