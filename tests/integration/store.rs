@@ -184,6 +184,16 @@ async fn exercise(url: &str) {
     assert!(changes.windows(2).all(|w| w[0].seq < w[1].seq));
     assert_eq!(store.latest_change_seq().await.unwrap(), changes.last().unwrap().seq);
     assert_eq!(store.index_tokens().await.unwrap().len(), 6);
+
+    // Several tokens' uses in one batch (one statement): each row gets its own, the older one
+    // still loses.
+    let both = ActivityBatch {
+        uses: vec![use_at(START + 450, "/older"), UsageRecord { token_id: short, ..use_at(START + 600, "/short") }],
+        ..ActivityBatch::default()
+    };
+    store.record_activity(&both).await.unwrap();
+    assert_eq!(svc.token(short_again).await.unwrap().last_used_path.as_deref(), Some("/new"));
+    assert_eq!(svc.token(short).await.unwrap().last_used_path.as_deref(), Some("/short"));
     store.close().await;
 }
 

@@ -6,7 +6,42 @@ use serde_json::json;
 use crate::model::event::REFUSED_USE_EVENT_EVERY;
 use crate::model::{AccountId, TokenId};
 
-use super::{ActivityBatch, BeginWrite, EventKind, Store, StoreError, append_change, insert_event, with_pool};
+use super::{ActivityBatch, Backend, BeginWrite, EventKind, Store, StoreError, append_change, insert_event, with_pool};
+
+/// Last uses written by one statement (its rows travel as one JSON array).
+const USES_PER_STATEMENT: usize = 50_000;
+
+/// Sets each listed token's last use, unless the database already has a later one (written by
+/// another gateway). The rows arrive as a JSON array of `{id, at, method, path, ip}`: one bind
+/// whatever the count, and the same bind on both backends.
+const USES_SQLITE: &str = "UPDATE tokens SET last_used_at = u.at, last_used_method = u.method, \
+     last_used_path = u.path, last_used_ip = u.ip \
+     FROM (SELECT value ->> 'id' AS id, value ->> 'at' AS at, value ->> 'method' AS method, \
+     value ->> 'path' AS path, value ->> 'ip' AS ip FROM json_each($1)) AS u \
+     WHERE tokens.id = u.id AND (tokens.last_used_at IS NULL OR tokens.last_used_at <= u.at)";
+
+/// [`USES_SQLITE`] for PostgreSQL.
+const USES_POSTGRES: &str = "UPDATE tokens AS t SET last_used_at = u.at, last_used_method = u.method, \
+     last_used_path = u.path, last_used_ip = u.ip \
+     FROM jsonb_to_recordset($1::jsonb) AS u(id BIGINT, at BIGINT, method TEXT, path TEXT, ip TEXT) \
+     WHERE t.id = u.id AND (t.last_used_at IS NULL OR t.last_used_at <= u.at)";
+
+/// One use as the uses statements read it.
+#[derive(serde::Serialize)]
+struct UseRow<'a> {
+    id: i64,
+    at: i64,
+    method: &'a str,
+    path: &'a str,
+    ip: &'a str,
+}
+
+/// The JSON array the uses statements read, serialised straight from the records.
+fn uses_json(uses: &[super::UsageRecord]) -> String {
+    let rows: Vec<UseRow<'_>> =
+        uses.iter().map(|u| UseRow { id: u.token_id, at: u.at, method: &u.method, path: &u.path, ip: &u.ip }).collect();
+    serde_json::to_string(&rows).unwrap_or_else(|_| "[]".to_owned())
+}
 
 impl Store {
     /// Writes a batch in one transaction. A last use older than what the database already has
@@ -15,20 +50,16 @@ impl Store {
         if batch.is_empty() {
             return Ok(());
         }
+        let uses_sql = match self.backend {
+            Backend::Sqlite(_) => USES_SQLITE,
+            Backend::Postgres(_) => USES_POSTGRES,
+        };
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            for record in &batch.uses {
-                sqlx::query(
-                    "UPDATE tokens SET last_used_at = $1, last_used_method = $2, last_used_path = $3, last_used_ip = $4 \
-                     WHERE id = $5 AND (last_used_at IS NULL OR last_used_at <= $1)",
-                )
-                .bind(record.at)
-                .bind(&record.method)
-                .bind(&record.path)
-                .bind(&record.ip)
-                .bind(record.token_id)
-                .execute(&mut *tx)
-                .await?;
+            // One statement per chunk of uses, not one per token: a flush of 100 000 tokens
+            // made 100 000 round trips (7 s on SQLite, 13 s on PostgreSQL, measured).
+            for chunk in batch.uses.chunks(USES_PER_STATEMENT) {
+                sqlx::query(uses_sql).bind(uses_json(chunk)).execute(&mut *tx).await?;
             }
             for refusal in &batch.refusals {
                 // Every right-hand side reads the row as it was, so the CASEs see the old time.

@@ -1,0 +1,102 @@
+//! The last-use flush of 100 000 distinct tokens used in one interval: the usage recorder's
+//! `flush`, one transaction, on SQLite (a file) and on PostgreSQL (a database the bench
+//! creates and drops). Target: under 1 s. Prints the time of each of three flushes per
+//! backend (each flush after recording a fresh use of every token), and their median.
+//!
+//! ```text
+//! cargo bench --bench usage_flush
+//! ```
+//!
+//! PostgreSQL: `TOKENGATE_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`);
+//! when nothing answers there, that part is skipped and says so.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use http::Method;
+use sqlx::{Connection, PgConnection};
+use tokengate::config::SecretUrl;
+use tokengate::control::store::Store;
+use tokengate::data::usage::UsageRecorder;
+
+const TOKENS: i64 = 100_000;
+const ROUNDS: usize = 3;
+
+/// Fills a migrated database with one account and `TOKENS` tokens, in one statement each,
+/// through a connection of the bench's own (minting them one by one would take minutes).
+async fn fill(url: &str) {
+    let account = "INSERT INTO accounts (email, email_norm, superuser, token_manager, enabled, can_create_tokens, \
+                   created_at, updated_at) VALUES ('bench@example.com', 'bench@example.com', FALSE, FALSE, TRUE, TRUE, 0, 0)";
+    if url.starts_with("sqlite:") {
+        let mut db = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query(account).execute(&mut db).await.unwrap();
+        let tokens = format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {TOKENS}) \
+             INSERT INTO tokens (account_id, name, live_name, digest, prefix, scopes, created_at, created_by) \
+             SELECT 1, 't' || i, 't' || i, randomblob(32), 'tg_bench', 'read', 0, 'bench' FROM n"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(tokens)).execute(&mut db).await.unwrap();
+    } else {
+        let mut db = PgConnection::connect(url).await.unwrap();
+        sqlx::query(account).execute(&mut db).await.unwrap();
+        let tokens = format!(
+            "INSERT INTO tokens (account_id, name, live_name, digest, prefix, scopes, created_at, created_by) \
+             SELECT 1, 't' || i, 't' || i, sha256(i::text::bytea), 'tg_bench', 'read', 0, 'bench' \
+             FROM generate_series(1, {TOKENS}) AS i"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(tokens)).execute(&mut db).await.unwrap();
+    }
+}
+
+/// Records a use of every token at `at`, then times one flush.
+async fn timed_flush(store: &Store, at: i64) -> Duration {
+    let recorder = UsageRecorder::new();
+    let ip: IpAddr = "192.0.2.7".parse().unwrap();
+    for id in 1..=TOKENS {
+        recorder.record(id, at, &Method::GET, "/orders/42", ip);
+    }
+    let started = Instant::now();
+    let written = recorder.flush(store).await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(written as i64, TOKENS, "every token's use was written");
+    took
+}
+
+async fn measure(name: &str, url: &str) {
+    let store = Store::open(&SecretUrl::new(url)).await.unwrap();
+    fill(url).await;
+    let mut times = Vec::new();
+    for round in 0..ROUNDS {
+        times.push(timed_flush(&store, 1_800_000_000 + round as i64).await);
+    }
+    let shown: Vec<String> = times.iter().map(|t| format!("{:.0} ms", t.as_secs_f64() * 1000.0)).collect();
+    times.sort();
+    println!(
+        "  {name:<11} {TOKENS} tokens, one transaction per flush: {}  (median {:.0} ms)",
+        shown.join(", "),
+        times[ROUNDS / 2].as_secs_f64() * 1000.0
+    );
+    store.close().await;
+}
+
+#[tokio::main]
+async fn main() {
+    println!("usage_flush: the last-use flush of {TOKENS} distinct tokens (target < 1 s)");
+    let dir = tempfile::tempdir().unwrap();
+    measure("SQLite", &format!("sqlite://{}", dir.path().join("flush.db").display())).await;
+
+    let server = std::env::var("TOKENGATE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let Ok(mut admin) = PgConnection::connect(&server).await else {
+        println!("  PostgreSQL  skipped: nothing answers at {server}");
+        return;
+    };
+    let db_name = format!("tg_flush_{}", std::process::id());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}"))).execute(&mut admin).await.unwrap();
+    let db_url = format!("{}/{db_name}", &server[..server.rfind('/').unwrap()]);
+    measure("PostgreSQL", &db_url).await;
+    let drop_db = format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)");
+    sqlx::query(sqlx::AssertSqlSafe(drop_db)).execute(&mut admin).await.unwrap();
+}
