@@ -103,6 +103,9 @@ pub struct ProxyConfig {
     pub upstream_timeout: Duration,
     /// Open client connections at most; past it the listener stops accepting until one closes.
     pub max_connections: usize,
+    /// Runtime worker threads for `serve` (`None`: one per core), like nginx's
+    /// `worker_processes`: an operator sizes the gateway to the cores it may use.
+    pub workers: Option<usize>,
     /// Extra CA certificates trusted for `https://` upstreams (besides the public web's).
     pub upstream_ca_file: Option<PathBuf>,
     /// The client side of `https://` upstreams, built once from the roots above.

@@ -10,7 +10,15 @@ use tracing_subscriber::EnvFilter;
 fn main() {
     let cli = Cli::parse();
     init_logging(matches!(cli.command, Command::Serve));
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // `proxy.workers` sizes the runtime that serves; a config that does not load is reported
+    // by the command itself.
+    if matches!(cli.command, Command::Serve)
+        && let Some(workers) = cli.load_config().ok().and_then(|config| config.proxy.workers)
+    {
+        builder.worker_threads(workers);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             report(&format_args!("cannot start the runtime: {error}"));

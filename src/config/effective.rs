@@ -86,6 +86,7 @@ fn effective_proxy(proxy: &ProxyConfig) -> RawProxy {
         connect_timeout,
         upstream_timeout,
         max_connections,
+        workers,
         upstream_ca_file,
         // Built from `upstream_ca_file`, which is printed.
         upstream_tls: _,
@@ -100,6 +101,7 @@ fn effective_proxy(proxy: &ProxyConfig) -> RawProxy {
         upstream_timeout: format_duration(*upstream_timeout),
         // Read from a `u32` in the first place.
         max_connections: u32::try_from(*max_connections).unwrap_or(u32::MAX),
+        workers: workers.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
         upstream_ca_file: upstream_ca_file.as_ref().map(|path| path.display().to_string()),
         tls_cert_file: tls.as_ref().map(|tls| tls.cert_file.display().to_string()),
         tls_key_file: tls.as_ref().map(|tls| tls.key_file.display().to_string()),
@@ -247,6 +249,7 @@ trusted_proxies = ["10.0.0.0/8", "192.168.1.1"]
 connect_timeout = "2s"
 upstream_timeout = "45s"
 max_connections = 500
+workers = 3
 upstream_ca_file = "{dir}/cert.pem"
 tls_cert_file = "{dir}/cert.pem"
 tls_key_file = "{dir}/key.pem"

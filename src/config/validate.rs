@@ -53,6 +53,11 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             duration("proxy.upstream_timeout", &raw.proxy.upstream_timeout)?,
             "proxy.upstream_timeout",
         )?,
+        workers: match raw.proxy.workers {
+            Some(0) => return Err(invalid("proxy.workers", "must be at least 1 (or left out: one per core)".into())),
+            Some(n) if n > 1024 => return Err(invalid("proxy.workers", format!("{n} is more than 1024"))),
+            other => other.map(|n| n as usize),
+        },
         max_connections: match raw.proxy.max_connections {
             0 => return Err(invalid("proxy.max_connections", "must be at least 1".into())),
             n => n as usize,

@@ -344,3 +344,31 @@ async fn a_slow_upload_is_not_cut_off_by_the_upstream_timeout() {
     assert_eq!(echoed["body_bytes"], 10 * 1024);
     terminate_cleanly(gateway).await;
 }
+
+// ---- runtime size ----
+
+/// The runtime worker threads of a process (tokio names them `tokio-rt-worker`; older versions
+/// `tokio-runtime-worker`, which the kernel cuts to 15 characters).
+fn worker_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.unwrap().path().join("comm")).ok())
+        .filter(|name| matches!(name.trim(), "tokio-rt-worker" | "tokio-runtime-w"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn proxy_workers_sizes_the_runtime_of_serve() {
+    let setup = Setup::new().await;
+    for workers in [1, 3] {
+        let env = [("TOKENGATE_PROXY__WORKERS", workers.to_string())];
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let gateway = GatewayProcess::start_with_env(&setup.config, &env);
+        assert_eq!(worker_threads(gateway.child.id()), workers, "proxy.workers = {workers}");
+        terminate_cleanly(gateway).await;
+    }
+    let (code, _, stderr) =
+        crate::support::run_cli_env(&setup.config, &["check-config"], &[("TOKENGATE_PROXY__WORKERS", "0")]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("proxy.workers"), "{stderr}");
+}
