@@ -112,117 +112,169 @@ impl Proxy {
     }
 
     /// Handles one request from `peer`, forwarding on its connection's `pinned` upstream
-    /// connection.
+    /// connection; counts it once, whichever phase answered.
     pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr, pinned: &Pinned) -> Response<ProxyBody> {
         let started = std::time::Instant::now();
-        let (response, route, outcome) = self.serve(request, peer, pinned).await;
-        let route = route.unwrap_or_else(|| Arc::clone(&self.no_route_label));
+        let mut label = None;
+        let (response, outcome) = match self.serve(request, peer, pinned, &mut label).await {
+            Ok(served) => served,
+            Err(stop) => (*stop.response, stop.outcome),
+        };
+        let route = label.unwrap_or_else(|| Arc::clone(&self.no_route_label));
         self.metrics.observe_request(route, response.status().as_u16(), outcome.as_str(), started.elapsed());
         response
     }
 
-    /// The phases; returns the response, the matched route's label and the outcome.
+    /// The phases, in order: check the method, locate the route, authorise, forward. A phase
+    /// that answers itself returns a [`Stop`]; `label` learns the route once it is known.
     async fn serve(
         &self,
         request: Request<Incoming>,
         peer: SocketAddr,
         pinned: &Pinned,
-    ) -> (Response<ProxyBody>, Option<Arc<str>>, Outcome) {
-        // A method the upstream might read differently from us (`delete` executed as DELETE by
-        // frameworks that upper-case it) never reaches it: scopes are decided per method.
-        if !route::is_standard_spelling(request.method()) {
-            tracing::info!(method = %request.method(), "request refused: method not in upper case");
-            return (reject::bad_method(), None, Outcome::Rejected);
-        }
-        // Routed, recorded and forwarded in one canonical form, so the router and the upstream
-        // never disagree about which resource is meant.
+        label: &mut Option<Arc<str>>,
+    ) -> Result<(Response<ProxyBody>, Outcome), Stop> {
+        check_method(&request)?;
         // A handle on the request's own path bytes (a reference-counted clone, no copy), so the
         // canonical form can borrow it after the request moves on; it allocates only when the
         // path had to be rewritten.
         let raw_path = request.uri().path_and_query().cloned();
         let raw_path = raw_path.as_ref().map_or("/", |p| p.path());
-        let path = match canonical_path(raw_path) {
-            Ok(path) => path,
-            Err(error) => {
-                tracing::info!(?error, path = loggable(raw_path), "request refused: unsafe path");
-                return (reject::bad_path(), None, Outcome::Rejected);
-            }
-        };
+        let (path, route) = self.locate(raw_path)?;
         let path = &*path;
-        let route = match self.router.route(path) {
-            Ok(Some(route)) => Arc::clone(route),
-            Ok(None) => return (reject::no_route(), None, Outcome::Rejected),
-            Err(error) => {
-                tracing::info!(?error, path = loggable(path), "request refused: ambiguous path");
-                return (reject::bad_path(), None, Outcome::Rejected);
-            }
-        };
-        let label = Some(Arc::clone(&route.label));
+        *label = Some(Arc::clone(&route.label));
         let client_ip = client_ip::client_ip(peer.ip(), request.headers(), &self.trusted_proxies);
-        let peer_trusted = client_ip::is_trusted(peer.ip().to_canonical(), &self.trusted_proxies);
-
-        let mut limit_headers = None;
-        let identity = if route.public {
-            None
-        } else {
-            let attempt = Attempt { headers: request.headers(), method: request.method(), path, client_ip };
-            let identity = match self.gate.admit(&attempt, "proxy") {
-                Ok(identity) => identity,
-                Err(Refusal::Unauthenticated) => {
-                    return (reject::unauthorized(&self.challenge), label, Outcome::Unauthenticated);
-                }
-                Err(Refusal::Throttled { retry_after }) => {
-                    return (reject::too_many_requests(retry_after, None), label, Outcome::RateLimited);
-                }
-            };
-            if let Some(scope) = route.require.for_method(request.method())
-                && !identity.token.has_scope(scope)
-            {
-                tracing::info!(token_id = identity.token.id, scope, client = %client_ip, "request refused: missing scope");
-                return (reject::missing_scope(scope), label, Outcome::Forbidden);
-            }
-            match self.limits.admit_token(identity.token.id, identity.token.rate_limit).await {
-                TokenVerdict::Limited { retry_after, headers } => {
-                    tracing::info!(token_id = identity.token.id, retry_after, "request refused: rate limited");
-                    self.metrics.rate_limited.get_or_create(&KindLabels { kind: "token" }).inc();
-                    return (reject::too_many_requests(retry_after, Some(&headers)), label, Outcome::RateLimited);
-                }
-                TokenVerdict::Allowed(headers) => limit_headers = Some(headers),
-                TokenVerdict::Unlimited => {}
-            }
-            self.gate.record_use(&identity, &attempt).await;
-            Some(identity)
-        };
-
+        let admitted =
+            if route.public { Admitted::default() } else { self.authorise(&request, &route, path, client_ip).await? };
         let caller = ForwardContext {
             client_ip,
             peer: peer.ip().to_canonical(),
-            peer_trusted,
+            peer_trusted: client_ip::is_trusted(peer.ip().to_canonical(), &self.trusted_proxies),
             over_tls: self.over_tls,
-            identity: identity.as_ref(),
+            identity: admitted.identity.as_ref(),
         };
-        let client_version = request.version();
-        let Some(upstream_request) = forward::upstream_request(request, path, &route, &caller, &self.header_policy)
-        else {
-            return (reject::bad_path(), label, Outcome::Rejected);
-        };
-        let outcome = if identity.is_some() { Outcome::Authorised } else { Outcome::Public };
-        let upstream_started = std::time::Instant::now();
-        let sent = forward::send(pinned, &route, upstream_request, client_version, self.upstream_timeout).await;
-        self.metrics.upstream_duration.observe(upstream_started.elapsed().as_secs_f64());
-        match sent {
-            Ok(response) => (respond(response, identity.as_ref(), limit_headers.as_ref()), label, outcome),
-            Err(ForwardError::Unreachable(error)) => {
-                tracing::warn!(upstream = %route.upstream, %error, "upstream unreachable");
-                (reject::bad_gateway(), label, Outcome::UpstreamError)
+        let response = self.forward(request, path, &route, &caller, pinned).await?;
+        let outcome = if admitted.identity.is_some() { Outcome::Authorised } else { Outcome::Public };
+        Ok((respond(response, admitted.identity.as_ref(), admitted.limit_headers.as_ref()), outcome))
+    }
+
+    /// Routed, recorded and forwarded in one canonical form, so the router and the upstream
+    /// never disagree about which resource is meant.
+    fn locate<'p>(&self, raw_path: &'p str) -> Result<(std::borrow::Cow<'p, str>, Arc<route::Route>), Stop> {
+        let path = canonical_path(raw_path).map_err(|error| {
+            tracing::info!(?error, path = loggable(raw_path), "request refused: unsafe path");
+            Stop::rejected(reject::bad_path())
+        })?;
+        let route = match self.router.route(&path) {
+            Ok(Some(route)) => Arc::clone(route),
+            Ok(None) => return Err(Stop::rejected(reject::no_route())),
+            Err(error) => {
+                tracing::info!(?error, path = loggable(&path), "request refused: ambiguous path");
+                return Err(Stop::rejected(reject::bad_path()));
             }
-            Err(ForwardError::TimedOut) => {
+        };
+        Ok((path, route))
+    }
+
+    /// The gate (credentials, the failed-auth throttle), the route's scope, the token's rate
+    /// limit, and the use recorded.
+    async fn authorise(
+        &self,
+        request: &Request<Incoming>,
+        route: &route::Route,
+        path: &str,
+        client_ip: std::net::IpAddr,
+    ) -> Result<Admitted, Stop> {
+        let attempt = Attempt { headers: request.headers(), method: request.method(), path, client_ip };
+        let identity = self.gate.admit(&attempt, "proxy").map_err(|refusal| match refusal {
+            Refusal::Unauthenticated => Stop::new(reject::unauthorized(&self.challenge), Outcome::Unauthenticated),
+            Refusal::Throttled { retry_after } => {
+                Stop::new(reject::too_many_requests(retry_after, None), Outcome::RateLimited)
+            }
+        })?;
+        if let Some(scope) = route.require.for_method(request.method())
+            && !identity.token.has_scope(scope)
+        {
+            tracing::info!(token_id = identity.token.id, scope, client = %client_ip, "request refused: missing scope");
+            return Err(Stop::new(reject::missing_scope(scope), Outcome::Forbidden));
+        }
+        let limit_headers = match self.limits.admit_token(identity.token.id, identity.token.rate_limit).await {
+            TokenVerdict::Limited { retry_after, headers } => {
+                tracing::info!(token_id = identity.token.id, retry_after, "request refused: rate limited");
+                self.metrics.rate_limited.get_or_create(&KindLabels { kind: "token" }).inc();
+                return Err(Stop::new(reject::too_many_requests(retry_after, Some(&headers)), Outcome::RateLimited));
+            }
+            TokenVerdict::Allowed(headers) => Some(headers),
+            TokenVerdict::Unlimited => None,
+        };
+        self.gate.record_use(&identity, &attempt).await;
+        Ok(Admitted { identity: Some(identity), limit_headers })
+    }
+
+    /// Rewrites the request for the upstream and sends it on the pinned connection: the
+    /// upstream's response, or 502 / 504.
+    async fn forward(
+        &self,
+        request: Request<Incoming>,
+        path: &str,
+        route: &route::Route,
+        caller: &ForwardContext<'_>,
+        pinned: &Pinned,
+    ) -> Result<Response<Incoming>, Stop> {
+        let client_version = request.version();
+        let upstream_request = forward::upstream_request(request, path, route, caller, &self.header_policy)
+            .ok_or_else(|| Stop::rejected(reject::bad_path()))?;
+        let upstream_started = std::time::Instant::now();
+        let sent = forward::send(pinned, route, upstream_request, client_version, self.upstream_timeout).await;
+        self.metrics.upstream_duration.observe(upstream_started.elapsed().as_secs_f64());
+        sent.map_err(|error| match error {
+            ForwardError::Unreachable(error) => {
+                tracing::warn!(upstream = %route.upstream, %error, "upstream unreachable");
+                Stop::new(reject::bad_gateway(), Outcome::UpstreamError)
+            }
+            ForwardError::TimedOut => {
                 tracing::warn!(upstream = %route.upstream, timeout_ms = self.upstream_timeout.as_millis() as u64,
                     "upstream timed out");
-                (reject::gateway_timeout(), label, Outcome::UpstreamError)
+                Stop::new(reject::gateway_timeout(), Outcome::UpstreamError)
             }
-        }
+        })
     }
+}
+
+/// A method the upstream might read differently from us (`delete` executed as DELETE by
+/// frameworks that upper-case it) never reaches it: scopes are decided per method.
+fn check_method(request: &Request<Incoming>) -> Result<(), Stop> {
+    if route::is_standard_spelling(request.method()) {
+        return Ok(());
+    }
+    tracing::info!(method = %request.method(), "request refused: method not in upper case");
+    Err(Stop::rejected(reject::bad_method()))
+}
+
+/// The proxy answered itself: the response it sends, and how the request is counted. Boxed:
+/// refusals are the rare path, and a small `Result` keeps every phase's future small.
+struct Stop {
+    response: Box<Response<ProxyBody>>,
+    outcome: Outcome,
+}
+
+impl Stop {
+    fn new(response: Response<ProxyBody>, outcome: Outcome) -> Self {
+        Stop { response: Box::new(response), outcome }
+    }
+
+    /// Refused before any authentication (400, 404).
+    fn rejected(response: Response<ProxyBody>) -> Self {
+        Stop::new(response, Outcome::Rejected)
+    }
+}
+
+/// What authorisation admitted: who (none on a public route) and the rate-limit headers every
+/// response of a limited token carries.
+#[derive(Default)]
+struct Admitted {
+    identity: Option<Identity>,
+    limit_headers: Option<LimitHeaders>,
 }
 
 /// The upstream's response as the client gets it: its body streamed, the token's expiry added.
