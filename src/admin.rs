@@ -156,8 +156,7 @@ async fn metrics(State(state): State<Arc<MetricsState>>, request: Request) -> Re
     if let Ok(backlog) = health.store.outbox_backlog().await {
         m.outbox_backlog.set(backlog);
     }
-    let since = crate::clock::wall_ms() - health.stale_after.as_millis() as i64;
-    if let Ok(gateways) = health.store.running_gateways(since).await {
+    if let Ok(gateways) = crate::control::fleet::running_records(&health.store, health.stale_after).await {
         m.gateways_running.set(gateways.len() as i64);
     }
     ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.render())

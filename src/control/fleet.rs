@@ -70,8 +70,7 @@ pub async fn confirm(store: &Store, seq: i64, policy: ConfirmPolicy) -> Result<C
     // Short first pauses: a gateway woken by the commit usually answers within milliseconds.
     let mut pause = Duration::from_millis(1);
     loop {
-        let since = wall_ms() - policy.stale_after.as_millis() as i64;
-        let running = store.running_gateways(since).await?;
+        let running = running_records(store, policy.stale_after).await?;
         let pending: Vec<GatewayRecord> = running.iter().filter(|g| g.applied_seq < seq).cloned().collect();
         let elapsed = started.elapsed();
         if pending.is_empty() || elapsed >= policy.timeout {
@@ -112,11 +111,6 @@ impl Registration {
                 started_ms: wall_ms(),
             },
         }
-    }
-
-    /// This gateway's registry id, random per process start.
-    pub fn id(&self) -> &str {
-        &self.gateway.id
     }
 
     /// Enters this gateway in the registry. Done before the gateway serves, and followed by a
@@ -189,10 +183,15 @@ pub struct GatewayStatus {
     pub lag_ms: i64,
 }
 
+/// The gateways with a heartbeat within `stale_after`: the one definition of "running".
+pub async fn running_records(store: &Store, stale_after: Duration) -> Result<Vec<GatewayRecord>, StoreError> {
+    store.running_gateways(wall_ms() - stale_after.as_millis() as i64).await
+}
+
 /// The running gateways, with their lag behind the change log.
 pub async fn running(store: &Store, stale_after: Duration) -> Result<Vec<GatewayStatus>, StoreError> {
     let now = wall_ms();
-    let gateways = store.running_gateways(now - stale_after.as_millis() as i64).await?;
+    let gateways = running_records(store, stale_after).await?;
     let latest = store.latest_change_seq().await?;
     let mut statuses = Vec::with_capacity(gateways.len());
     for record in gateways {

@@ -1,5 +1,7 @@
 //! The in-memory index the data path reads: token digest → token, account id → account.
-//! Kept in step with the database by `sync`; never written by the data path.
+//! Kept in step with the database by `sync`. The data path writes it in one case only: a
+//! rotation's hand-over, applied here at once (`update_locally`) after it was written to the
+//! database, so the old token's very next request is refused in this process too.
 
 use std::sync::Arc;
 
@@ -172,8 +174,8 @@ impl TokenIndex {
         }
     }
 
-    /// Applies a change to one token in this process only, ahead of the database (which the
-    /// usage flusher updates, and the change log then confirms).
+    /// Applies a change to one token in this process only, ahead of the change log that will
+    /// bring the same change to every other gateway (a rotation's hand-over).
     pub fn update_locally(&self, id: i64, change: impl FnOnce(&mut IndexedToken)) {
         let Some(digest) = self.digests.get(&id).map(|d| *d) else { return };
         if let Some(mut entry) = self.tokens.get_mut(&digest) {

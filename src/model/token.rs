@@ -121,11 +121,6 @@ impl TokenRecord {
         }
     }
 
-    /// [`is_live`] for this token: blocked tokens are live (they come back with their account).
-    pub fn is_live(&self, now: UnixTime) -> bool {
-        is_live(self.revoked_at, self.expires_at, now)
-    }
-
     /// The scopes as a list, from their stored space-separated form.
     pub fn scope_list(&self) -> Vec<String> {
         self.scopes.split_whitespace().map(str::to_owned).collect()

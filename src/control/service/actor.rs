@@ -36,8 +36,6 @@ pub enum Authority {
 pub struct Principal {
     /// The account: its roles bound what the principal may do to whom.
     pub account: AccountRecord,
-    /// The id of the token it acts through.
-    pub token_id: i64,
     /// That token's scopes: a token passes on only scopes it carries itself.
     pub scopes: Vec<String>,
 }

@@ -78,14 +78,17 @@ const MANAGED_FORWARDING: [&str; 3] = ["x-forwarded-for", "x-forwarded-proto", "
 /// `proxy.strip_request_headers`.
 #[derive(Debug, Default)]
 pub struct RequestHeaderPolicy {
-    /// The operator's additions, lower-case with `_` read as `-`.
-    extra: Vec<String>,
+    /// [`CLIENT_CONTROLLED`] and the operator's additions in one list, lower-case with `_` read
+    /// as `-`: one lookup, whoever named the header.
+    listed: Vec<String>,
 }
 
 impl RequestHeaderPolicy {
     /// The built-in list plus the operator's `proxy.strip_request_headers`.
     pub fn new(extra: &[HeaderName]) -> Self {
-        RequestHeaderPolicy { extra: extra.iter().map(|name| name.as_str().replace('_', "-")).collect() }
+        let builtin = CLIENT_CONTROLLED.iter().map(|name| (*name).to_owned());
+        let added = extra.iter().map(|name| name.as_str().replace('_', "-"));
+        RequestHeaderPolicy { listed: builtin.chain(added).collect() }
     }
 
     /// Whether a client-sent header with this (lower-case) name is dropped.
@@ -93,14 +96,14 @@ impl RequestHeaderPolicy {
         let dashed: std::borrow::Cow<'_, str> =
             if name.contains('_') { name.replace('_', "-").into() } else { name.into() };
         let dashed = &*dashed;
-        if dashed.starts_with("x-auth-") || CLIENT_CONTROLLED.contains(&dashed) {
+        if dashed.starts_with("x-auth-") {
             return true;
         }
         if dashed.starts_with("x-forwarded-") {
             // The managed three are rewritten in `set_forwarded`; only their `_` spellings go.
             return !MANAGED_FORWARDING.contains(&dashed) || name.contains('_');
         }
-        self.extra.iter().any(|extra| extra == dashed)
+        self.listed.iter().any(|listed| listed == dashed)
     }
 
     /// Drops every header a client may not choose.
