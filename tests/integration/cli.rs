@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 use tempfile::TempDir;
@@ -748,15 +748,7 @@ fn token_sweep_needs_a_policy_and_lists_with_dry_run() {
 /// `| head -n 1` does); returns that line, the exit status (`None`: killed by a signal) and
 /// stderr.
 fn run_reading_one_line(setup: &Setup, args: &[&str]) -> (String, Option<i32>, String) {
-    let mut child = Command::new(binary())
-        .arg("--config")
-        .arg(&setup.config)
-        .args(args)
-        .env_remove("TOKENGATE_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = crate::support::spawn_cli(&setup.config, args);
     let mut line = String::new();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     stdout.read_line(&mut line).unwrap();

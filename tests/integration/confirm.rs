@@ -10,7 +10,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::postgres::TestDatabase;
-use crate::support::{GatewayProcess, Upstream, binary, client, run_cli_env};
+use crate::support::{GatewayProcess, Upstream, client, run_cli_env};
 
 const ROOT: &str = "root@example.com";
 const ANN: &str = "ann@example.com";
@@ -109,15 +109,7 @@ require = {{ GET = "read", "*" = "write" }}
     /// the moment it tells its user the result, a little before it exits. Checking the
     /// gateways then is stricter than checking them after the command returned.
     fn reported(&self, args: &[&str], stream: Stream) -> Reported {
-        let mut child = Command::new(binary())
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env_remove("TOKENGATE_CONFIG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = crate::support::spawn_cli(&self.config, args);
         let taken: Box<dyn Read + Send> = match stream {
             Stream::Stdout => Box::new(child.stdout.take().unwrap()),
             Stream::Stderr => Box::new(child.stderr.take().unwrap()),

@@ -227,6 +227,20 @@ pub fn run_cli_env(config: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, 
     )
 }
 
+/// Starts `tokengate ARGS` with the given config, stdout and stderr piped, for a test that
+/// reads the output while the command runs.
+pub fn spawn_cli(config: &Path, args: &[&str]) -> Child {
+    Command::new(binary())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("TOKENGATE_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// `tokengate serve` as a child process, its addresses read from its JSON log.
 pub struct GatewayProcess {
     pub child: Child,
