@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::postgres::TestDatabase;
 use crate::smtp::SmtpSink;
-use crate::support::{TestGateway, closed_port};
+use crate::support::{TestGateway, closed_port, eventually};
 
 const ANN: &str = "ann@example.com";
 const START: i64 = 1_800_000_000;
@@ -322,15 +322,6 @@ fn webhook_env(hook: &WebhookReceiver) -> Vec<(String, String)> {
         ("TOKENGATE_NOTIFY__WEBHOOK_URL".into(), hook.url.clone()),
         ("TOKENGATE_NOTIFY__RETRY_BASE".into(), "1s".into()),
     ]
-}
-
-/// Polls `check` every 20 ms until it holds; fails naming `what` after 10 s.
-async fn eventually<F: Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < Duration::from_secs(10), "{what}: not within 10 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn readyz(gw: &TestGateway) -> serde_json::Value {

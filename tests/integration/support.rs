@@ -195,6 +195,15 @@ impl TestGateway {
     }
 }
 
+/// Polls `check` every 20 ms until it holds; fails naming `what` after 10 s.
+pub async fn eventually<F: Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < Duration::from_secs(10), "{what}: not within 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A plain HTTP client that never reuses connections between tests.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use reqwest::StatusCode;
@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{GatewayProcess, client, run_cli};
+use crate::support::{GatewayProcess, client, eventually, run_cli};
 
 const ROOT: &str = "root@example.com";
 const MANAGER: &str = "manager@example.com";
@@ -199,15 +199,6 @@ async fn raw_request(proxy: SocketAddr, method: &str, path: &str, who: (&str, &s
 
 fn code(body: &Value) -> (&str, Option<&str>) {
     (body["error"]["code"].as_str().unwrap_or("-"), body["error"]["missing_scope"].as_str())
-}
-
-/// Waits until `check` holds (at most 10 s).
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -474,7 +465,8 @@ async fn using_the_admin_api_is_use() {
     let mut shown = Value::Null;
     eventually("the admin call to be recorded as last use", || {
         shown = site.json(&["token", "show", &id.to_string()]);
-        !shown["last_used_at"].is_null()
+        let used = !shown["last_used_at"].is_null();
+        async move { used }
     })
     .await;
     assert_eq!(shown["last_used_method"], "GET");
