@@ -474,3 +474,22 @@ async fn using_the_admin_api_is_use() {
     assert_eq!(shown["last_used_ip"], "127.0.0.1");
     drop(gw);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_spelling_of_a_method_gets_past_the_admin_scope() {
+    let upstream = Recorder::start().await;
+    let site = Site::new(upstream.addr, "");
+    let (_, reader) = site.token(ROOT, "dashboard", &["admin:read"]);
+    let (ann_id, _) = site.token(ANN, "laptop", &[]);
+    let gw = site.start();
+    let path = format!("/api/v1/tokens/{ann_id}");
+    // A read-only admin token under other spellings of a change: refused, whatever the answer.
+    for method in ["delete", "Delete", "DELETE", "patch", "POST"] {
+        let status = raw_request(gw.admin, method, &path, (ROOT, &reader), "").await;
+        assert!(matches!(status, 403 | 405), "{method}: {status}");
+    }
+    // HEAD reads: admin:read suffices, and nothing changes either way.
+    assert_eq!(raw_request(gw.admin, "HEAD", &path, (ROOT, &reader), "").await, 200);
+    let ann = site.json(&["token", "show", &ann_id.to_string()]);
+    assert_eq!(ann["status"], "active", "nothing was revoked");
+}
