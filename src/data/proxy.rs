@@ -28,6 +28,7 @@ use crate::data::gate::{Attempt, Gate, Refusal, loggable};
 use crate::data::ratelimit::{LimitHeaders, RateLimits, TokenVerdict};
 use crate::metrics::{KindLabels, Metrics};
 use authenticate::Identity;
+use client_ip::Peer;
 use forward::{ForwardContext, ForwardError, RequestHeaderPolicy, X_AUTH_TOKEN_EXPIRES};
 use pinned::{Pinned, Upstreams};
 use route::{Router, canonical_path};
@@ -106,6 +107,11 @@ impl Proxy {
         }
     }
 
+    /// What the data path knows of a new client connection's far end.
+    pub fn peer(&self, addr: SocketAddr) -> Peer {
+        Peer::new(addr.ip(), &self.trusted_proxies)
+    }
+
     /// The upstream connection slot of a new client connection.
     pub fn pin(&self) -> Pinned {
         Pinned::new(Arc::clone(&self.upstreams))
@@ -113,7 +119,7 @@ impl Proxy {
 
     /// Handles one request from `peer`, forwarding on its connection's `pinned` upstream
     /// connection; counts it once, whichever phase answered.
-    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr, pinned: &Pinned) -> Response<ProxyBody> {
+    pub async fn handle(&self, request: Request<Incoming>, peer: &Peer, pinned: &Pinned) -> Response<ProxyBody> {
         let started = std::time::Instant::now();
         let mut label = None;
         let (response, outcome) = match self.serve(request, peer, pinned, &mut label).await {
@@ -130,7 +136,7 @@ impl Proxy {
     async fn serve(
         &self,
         request: Request<Incoming>,
-        peer: SocketAddr,
+        peer: &Peer,
         pinned: &Pinned,
         label: &mut Option<Arc<str>>,
     ) -> Result<(Response<ProxyBody>, Outcome), Stop> {
@@ -143,16 +149,10 @@ impl Proxy {
         let (path, route) = self.locate(raw_path)?;
         let path = &*path;
         *label = Some(Arc::clone(&route.label));
-        let client_ip = client_ip::client_ip(peer.ip(), request.headers(), &self.trusted_proxies);
+        let client_ip = peer.client_ip(request.headers(), &self.trusted_proxies);
         let admitted =
             if route.public { Admitted::default() } else { self.authorise(&request, &route, path, client_ip).await? };
-        let caller = ForwardContext {
-            client_ip,
-            peer: peer.ip().to_canonical(),
-            peer_trusted: client_ip::is_trusted(peer.ip().to_canonical(), &self.trusted_proxies),
-            over_tls: self.over_tls,
-            identity: admitted.identity.as_ref(),
-        };
+        let caller = ForwardContext { peer, over_tls: self.over_tls, identity: admitted.identity.as_ref() };
         let response = self.forward(request, path, &route, &caller, pinned).await?;
         let outcome = if admitted.identity.is_some() { Outcome::Authorised } else { Outcome::Public };
         Ok((respond(response, admitted.identity.as_ref(), admitted.limit_headers.as_ref()), outcome))

@@ -161,9 +161,10 @@ pub async fn run_proxy_listener(
         let proxy = Arc::clone(&proxy);
         // Dropped with the connection's service, which hands its upstream connection back.
         let pinned = Arc::new(proxy.pin());
+        let peer = Arc::new(proxy.peer(peer));
         service_fn(move |request| {
-            let (proxy, pinned) = (Arc::clone(&proxy), Arc::clone(&pinned));
-            async move { Ok::<_, std::convert::Infallible>(proxy.handle(request, peer, &pinned).await) }
+            let (proxy, pinned, peer) = (Arc::clone(&proxy), Arc::clone(&pinned), Arc::clone(&peer));
+            async move { Ok::<_, std::convert::Infallible>(proxy.handle(request, &peer, &pinned).await) }
         })
     };
     run_listener(listener, service_for, options, shutdown).await;

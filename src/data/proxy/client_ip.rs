@@ -3,11 +3,39 @@
 
 use std::net::IpAddr;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 use ipnet::IpNet;
 
 /// Read from trusted proxies to find the client; rewritten on every forwarded request.
 pub static X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+
+/// The far end of a client connection, worked out once per connection rather than per request.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The socket peer's address, IPv4-mapped IPv6 addresses read as IPv4.
+    pub ip: IpAddr,
+    /// The peer is a trusted proxy: its `X-Forwarded-*` headers are read and extended.
+    pub trusted: bool,
+    /// The peer's address as an `X-Forwarded-For` value: what an untrusted peer's requests carry
+    /// upstream, built once for all of them.
+    pub forwarded_for: HeaderValue,
+}
+
+impl Peer {
+    /// The peer `ip` of a new connection, judged against the trusted proxies.
+    pub fn new(ip: IpAddr, trusted: &[IpNet]) -> Self {
+        let ip = ip.to_canonical();
+        // An address's text is always a valid header value.
+        let forwarded_for =
+            HeaderValue::from_str(&ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Peer { ip, trusted: is_trusted(ip, trusted), forwarded_for }
+    }
+
+    /// The client's address for a request on this connection (see [`client_ip`]).
+    pub fn client_ip(&self, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+        if self.trusted { client_ip(self.ip, headers, trusted) } else { self.ip }
+    }
+}
 
 /// Whether `ip` is one of the trusted proxies.
 pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {

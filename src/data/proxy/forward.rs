@@ -3,7 +3,6 @@
 //! (`pinned.rs`) with a timeout, and clean the response. Bodies are streamed both ways, never
 //! buffered.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use http::header::{
@@ -14,7 +13,7 @@ use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
 use super::authenticate::Identity;
-use super::client_ip::X_FORWARDED_FOR;
+use super::client_ip::{Peer, X_FORWARDED_FOR};
 use super::pinned::{Pinned, UpstreamError};
 use super::progress::ProgressBody;
 use super::route::Route;
@@ -105,29 +104,12 @@ impl RequestHeaderPolicy {
         }
         self.listed.iter().any(|listed| listed == dashed)
     }
-
-    /// Drops every header a client may not choose.
-    fn strip(&self, headers: &mut HeaderMap) {
-        let doomed: Vec<HeaderName> = headers.keys().filter(|name| self.strips(name.as_str())).cloned().collect();
-        for name in doomed {
-            headers.remove(name);
-        }
-    }
 }
 
-/// Removes the headers that describe one hop, including those the `Connection` header names.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in [
+/// Whether a header describes one hop only (RFC 9110 §7.6.1); the `Connection` header may name
+/// more.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    [
         &CONNECTION,
         &KEEP_ALIVE,
         &PROXY_CONNECTION,
@@ -137,20 +119,44 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         &TRAILER,
         &TRANSFER_ENCODING,
         &UPGRADE,
-    ] {
+    ]
+    .contains(&name)
+}
+
+/// Removes the headers that describe one hop, including those the `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    strip_headers(headers, |_| false);
+}
+
+/// Removes, in one pass over the names, the hop-by-hop headers, those the `Connection` header
+/// names, and those `also` picks. A removal costs a lookup, so a request that carries none of
+/// them (the common case) is only read.
+fn strip_headers(headers: &mut HeaderMap, also: impl Fn(&HeaderName) -> bool) {
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    for name in headers.keys() {
+        if is_hop_by_hop(name) || also(name) {
+            doomed.push(name.clone());
+        }
+    }
+    if doomed.contains(&CONNECTION) {
+        let named = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok());
+        doomed.extend(named.collect::<Vec<_>>());
+    }
+    for name in doomed {
         headers.remove(name);
     }
 }
 
 /// What the request rewrite needs to know about the caller.
 pub struct ForwardContext<'a> {
-    /// The client's address as the gateway decided it: sent as `X-Forwarded-For` unless a trusted
-    /// proxy's chain is extended.
-    pub client_ip: IpAddr,
-    /// The socket peer: the hop a trusted proxy's `X-Forwarded-For` chain is extended with.
-    pub peer: IpAddr,
-    /// The socket peer is a trusted proxy: its `X-Forwarded-*` headers are extended, not replaced.
-    pub peer_trusted: bool,
+    /// The connection's far end: an untrusted peer's address is sent as `X-Forwarded-For`; a
+    /// trusted proxy's `X-Forwarded-*` headers are extended, not replaced.
+    pub peer: &'a Peer,
     /// The client reached the gateway over TLS (`X-Forwarded-Proto: https`).
     pub over_tls: bool,
     /// The authenticated caller, whose identity headers are sent; `None` on a public route.
@@ -167,27 +173,29 @@ pub fn upstream_request(
     header_policy: &RequestHeaderPolicy,
 ) -> Option<Request<Incoming>> {
     let path = route.upstream_path(canonical_path);
-    let path_and_query = match request.uri().query() {
-        Some(query) => format!("{path}?{query}"),
-        None => path.into_owned(),
-    };
-    // Origin-form: the pinned connection already leads to the upstream.
-    let uri = Uri::builder().path_and_query(path_and_query).build().ok()?;
     let original_host = request
         .headers()
         .get(HOST)
         .cloned()
         .or_else(|| request.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
-    *request.uri_mut() = uri;
+    // Origin-form: the pinned connection already leads to the upstream. A client's origin-form
+    // URI that is already the upstream's (no rewrite, no prefix stripped) is kept as it is.
+    let uri = request.uri();
+    if uri.scheme().is_some() || uri.authority().is_some() || uri.path() != path {
+        let path_and_query = match uri.query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path.into_owned(),
+        };
+        *request.uri_mut() = Uri::builder().path_and_query(path_and_query).build().ok()?;
+    }
     *request.version_mut() = Version::HTTP_11;
 
     let headers = request.headers_mut();
-    strip_hop_by_hop(headers);
+    let strip_authorization = !route.keep_authorization;
+    strip_headers(headers, |name| {
+        header_policy.strips(name.as_str()) || (strip_authorization && name == AUTHORIZATION)
+    });
     headers.insert(HOST, route.upstream.host.clone());
-    header_policy.strip(headers);
-    if !route.keep_authorization {
-        headers.remove(AUTHORIZATION);
-    }
     set_forwarded(headers, caller, original_host);
     if let Some(identity) = caller.identity {
         let id = &identity.token.headers;
@@ -202,20 +210,21 @@ pub fn upstream_request(
 fn set_forwarded(headers: &mut HeaderMap, caller: &ForwardContext<'_>, original_host: Option<HeaderValue>) {
     // A trusted proxy's chain is extended with the hop that sent it to us; anyone else's chain
     // is replaced by the one address we saw.
-    let forwarded_for = if caller.peer_trusted {
-        let peer = caller.peer.to_string();
+    let peer = caller.peer;
+    if peer.trusted {
         let chain: Vec<&str> = headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect();
-        if chain.is_empty() { peer } else { format!("{}, {peer}", chain.join(", ")) }
+        let forwarded_for =
+            if chain.is_empty() { peer.ip.to_string() } else { format!("{}, {}", chain.join(", "), peer.ip) };
+        if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+            headers.insert(&X_FORWARDED_FOR, value);
+        }
     } else {
-        caller.client_ip.to_string()
-    };
-    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
-        headers.insert(&X_FORWARDED_FOR, value);
+        headers.insert(&X_FORWARDED_FOR, peer.forwarded_for.clone());
     }
-    if !(caller.peer_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+    if !(peer.trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
         headers.insert(&X_FORWARDED_PROTO, if caller.over_tls { HTTPS.clone() } else { HTTP.clone() });
     }
-    if !(caller.peer_trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+    if !(peer.trusted && headers.contains_key(&X_FORWARDED_HOST)) {
         match original_host {
             Some(host) => headers.insert(&X_FORWARDED_HOST, host),
             None => headers.remove(&X_FORWARDED_HOST),
