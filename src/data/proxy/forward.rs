@@ -195,6 +195,9 @@ pub fn upstream_request(
     strip_headers(headers, |name| {
         header_policy.strips(name.as_str()) || (strip_authorization && name == AUTHORIZATION)
     });
+    // Room for the forwarding and identity headers at once, rather than growing the map (and
+    // rehashing it) as they arrive.
+    headers.reserve(8);
     headers.insert(HOST, route.upstream.host.clone());
     set_forwarded(headers, caller, original_host);
     if let Some(identity) = caller.identity {
