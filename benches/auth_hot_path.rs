@@ -80,6 +80,7 @@ fn token_row(id: usize, digest: &TokenDigest, revoked: bool) -> IndexTokenRow {
         expires_at: (!id.is_multiple_of(3)).then_some(NOW + 90 * 86_400),
         revoked_at: revoked.then_some(NOW - 3_600),
         handover_from: None,
+        handover_digest: None,
     }
 }
 

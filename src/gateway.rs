@@ -18,7 +18,6 @@ use crate::control::service::LifecycleService;
 use crate::control::store::{Store, StoreError};
 use crate::control::sync::IndexSync;
 use crate::data::gate::Gate;
-use crate::data::index::TokenIndex;
 use crate::data::proxy::Proxy;
 use crate::data::ratelimit::RateLimits;
 use crate::data::server::{ServeOptions, run_proxy_listener};
@@ -64,7 +63,7 @@ impl Gateway {
     /// Opens the database (migrating it) and loads the index.
     pub async fn start(config: &Config) -> Result<Gateway, StoreError> {
         let store = Store::open(&config.database.url).await?;
-        let sync = IndexSync::load(store.clone(), Arc::new(TokenIndex::new())).await?;
+        let sync = IndexSync::load(store.clone()).await?;
         let limits = Arc::new(RateLimits::new(&config.rate_limit));
         Ok(Gateway { store, sync, usage: Arc::new(UsageRecorder::new()), limits })
     }

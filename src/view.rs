@@ -322,8 +322,8 @@ impl MeView {
             account: AccountView::new(account),
             token: CallerTokenView {
                 id: token.id,
-                name: token.name.to_string(),
-                scopes: token.scopes.iter().map(|s| s.to_string()).collect(),
+                name: token.name().to_string(),
+                scopes: token.scopes().iter().map(|s| s.to_string()).collect(),
             },
         }
     }

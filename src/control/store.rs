@@ -79,6 +79,9 @@ pub enum StoreError {
     /// The database file's watcher could not be set up (change announcements on SQLite).
     #[error("{0}")]
     Watch(String),
+    /// Reading the SQLite file directly (the index's full load) failed.
+    #[error("database error: {0}")]
+    DirectRead(String),
 }
 
 impl StoreError {

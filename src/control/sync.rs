@@ -13,11 +13,17 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, Notify};
 
+use crate::control::store::IndexTokenRef;
 use crate::control::store::{Store, StoreError};
-use crate::data::index::TokenIndex;
+use crate::data::index::{PreparedToken, TokenIndex};
 
 /// How many change-log rows one read takes.
 const BATCH: i64 = 1000;
+/// Tokens per chunk handed from the reading to the inserting thread during the full load, and
+/// how many chunks may wait: enough to keep both busy, little enough to hold no copy of the
+/// table.
+const LOAD_CHUNK: usize = 4096;
+const LOAD_CHUNKS_IN_FLIGHT: usize = 4;
 /// Rechecks after an announcement that found nothing: 2, 4, ... 64 ms later.
 const FIRST_RECHECK: Duration = Duration::from_millis(2);
 const LAST_RECHECK: Duration = Duration::from_millis(64);
@@ -38,16 +44,51 @@ pub struct IndexSync {
 }
 
 impl IndexSync {
-    /// Loads every account and token into `index` and returns the follower.
-    pub async fn load(store: Store, index: Arc<TokenIndex>) -> Result<Arc<IndexSync>, StoreError> {
+    /// Loads every account and token into a new index and returns the follower.
+    ///
+    /// Rows are decoded where they are read and handed over in chunks to a thread that puts
+    /// them into the index, so that reading and inserting overlap; the index is sized for the
+    /// tokens beforehand. On SQLite the rows are read on a thread of their own too (see
+    /// [`Store::scan_index_tokens`]); on PostgreSQL the calling task reads them and may wait on
+    /// the inserting thread, which never waits on it in turn.
+    pub async fn load(store: Store) -> Result<Arc<IndexSync>, StoreError> {
+        let started = Instant::now();
         let start_seq = store.latest_change_seq().await?;
+        let index = Arc::new(TokenIndex::with_capacity(store.index_token_estimate().await?));
         for account in store.index_accounts().await? {
             index.upsert_account(account);
         }
-        for token in store.index_tokens().await? {
-            index.upsert_token(token);
-        }
-        tracing::info!(tokens = index.token_count(), seq = start_seq, "index loaded");
+        let (chunks, received) = std::sync::mpsc::sync_channel::<Vec<PreparedToken>>(LOAD_CHUNKS_IN_FLIGHT);
+        // A thread of its own rather than the runtime's blocking pool: it ends with the load
+        // instead of idling among the runtime's threads.
+        let (inserted, inserter) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("index-insert".into())
+            .spawn({
+                let index = Arc::clone(&index);
+                move || {
+                    for chunk in received {
+                        chunk.into_iter().for_each(|token| index.insert(token));
+                    }
+                    let _ = inserted.send(());
+                }
+            })
+            .map_err(|e| StoreError::DirectRead(format!("cannot start the index's inserting thread: {e}")))?;
+        let mut loader = Chunker { index: Arc::clone(&index), chunk: Vec::with_capacity(LOAD_CHUNK), chunks };
+        // The closure, and with it the loader, is dropped here whether the scan succeeded or
+        // not: that sends the last chunk and closes the channel, so the inserting thread ends.
+        let scanned = store.scan_index_tokens(move |row| loader.add(row)).await.map(drop);
+        let read = started.elapsed();
+        let inserted = inserter.await;
+        scanned?;
+        inserted.map_err(|_| StoreError::DirectRead("the index's inserting thread failed".into()))?;
+        tracing::info!(
+            tokens = index.token_count(),
+            seq = start_seq,
+            read_ms = read.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "index loaded"
+        );
         Ok(Arc::new(IndexSync {
             store,
             index,
@@ -151,6 +192,40 @@ impl IndexSync {
             }
         }
         listener.abort();
+    }
+}
+
+/// The reading half of the full load: decodes rows into chunks of prepared tokens and sends
+/// each full chunk to the inserting thread; dropped, it sends what is left.
+struct Chunker {
+    index: Arc<TokenIndex>,
+    chunk: Vec<PreparedToken>,
+    chunks: std::sync::mpsc::SyncSender<Vec<PreparedToken>>,
+}
+
+impl Chunker {
+    fn add(&mut self, row: IndexTokenRef<'_>) {
+        // Rows with a malformed digest are skipped: they could never match a presented secret.
+        if let Some(token) = self.index.prepare(row) {
+            self.chunk.push(token);
+            if self.chunk.len() == LOAD_CHUNK {
+                self.send(Vec::with_capacity(LOAD_CHUNK));
+            }
+        }
+    }
+
+    fn send(&mut self, next: Vec<PreparedToken>) {
+        let full = std::mem::replace(&mut self.chunk, next);
+        // The inserting thread only stops once every sender is gone; this one is still here.
+        let _ = self.chunks.send(full);
+    }
+}
+
+impl Drop for Chunker {
+    fn drop(&mut self) {
+        if !self.chunk.is_empty() {
+            self.send(Vec::new());
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use http::{HeaderMap, Method};
 
 use crate::clock::Clock;
 use crate::control::store::Store;
-use crate::data::index::TokenIndex;
+use crate::data::index::{IndexedToken, TokenIndex};
 use crate::data::proxy::authenticate::{Identity, authenticate};
 use crate::data::ratelimit::RateLimits;
 use crate::data::usage::{Refusal as RefusedUse, UsageRecorder};
@@ -128,12 +128,18 @@ impl Gate {
         let now = self.clock.now();
         let token = &identity.token;
         self.usage.record(token.id, now, attempt.method, attempt.path, attempt.client_ip);
-        if let Some(predecessor) = token.handover_from {
-            self.usage.hand_over(&self.store, token.id, predecessor, now).await;
-            self.index
-                .update_locally(predecessor, |old| old.revoked_at = Some(old.revoked_at.map_or(now, |at| at.min(now))));
-            self.index.update_locally(token.id, |successor| successor.handover_from = None);
-            tracing::info!(successor = token.id, predecessor, "rotation successor used; predecessor revoked");
+        if let Some(predecessor) = token.handover_from() {
+            self.usage.hand_over(&self.store, token.id, predecessor.id, now).await;
+            if let Some(digest) = &predecessor.digest {
+                self.index
+                    .update_locally(digest, |old| old.revoked_at = Some(old.revoked_at.map_or(now, |at| at.min(now))));
+            }
+            self.index.update_locally(&identity.digest, IndexedToken::clear_handover);
+            tracing::info!(
+                successor = token.id,
+                predecessor = predecessor.id,
+                "rotation successor used; predecessor revoked"
+            );
         }
     }
 }

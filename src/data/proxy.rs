@@ -198,7 +198,7 @@ impl Proxy {
             tracing::info!(token_id = identity.token.id, scope, client = %client_ip, "request refused: missing scope");
             return Err(Stop::new(reject::missing_scope(scope), Outcome::Forbidden));
         }
-        let limit_headers = match self.limits.admit_token(identity.token.id, identity.token.rate_limit).await {
+        let limit_headers = match self.limits.admit_token(identity.token.id, identity.token.rate_limit()).await {
             TokenVerdict::Limited { retry_after, headers } => {
                 tracing::info!(token_id = identity.token.id, retry_after, "request refused: rate limited");
                 self.metrics.rate_limited.get_or_create(&KindLabels { kind: "token" }).inc();
@@ -284,7 +284,7 @@ fn respond(
     limit: Option<&LimitHeaders>,
 ) -> Response<ProxyBody> {
     let mut response = response.map(Either::Left);
-    if let Some(expires) = identity.and_then(|i| i.token.headers.expires.clone()) {
+    if let Some(expires) = identity.and_then(|i| i.token.expires_header()) {
         response.headers_mut().insert(&X_AUTH_TOKEN_EXPIRES, expires);
     }
     if let Some(limit) = limit {

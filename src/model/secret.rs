@@ -111,8 +111,16 @@ fn looks_minted_here(secret: &str) -> bool {
 
 /// The SHA-256 of a secret: the index key and the only form the database stores.
 /// Its `Debug` shows a few hex digits, never the whole digest.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct TokenDigest([u8; 32]);
+
+/// The 32 bytes in one `write`, without the length prefix an array's `Hash` adds, so that the
+/// index's hasher folds the digest alone (see `data::index::IndexHashing`).
+impl std::hash::Hash for TokenDigest {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write(&self.0);
+    }
+}
 
 impl TokenDigest {
     /// The digest of a presented or minted secret.

@@ -113,12 +113,7 @@ async fn until_first_use_hands_over_when_the_successor_is_first_seen() {
 
     // Another gateway on the same database learns of the hand-over through the change log.
     let store = tokengate::control::store::Store::open(&gw.config.database.url).await.unwrap();
-    let synced = tokengate::control::sync::IndexSync::load(
-        store,
-        std::sync::Arc::new(tokengate::data::index::TokenIndex::new()),
-    )
-    .await
-    .unwrap();
+    let synced = tokengate::control::sync::IndexSync::load(store).await.unwrap();
     let old_entry = synced.index().token(&tokengate::model::secret::TokenDigest::of(&old)).unwrap();
     assert!(old_entry.is_revoked(gw.service.now()));
 }

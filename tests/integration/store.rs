@@ -183,7 +183,13 @@ async fn exercise(url: &str) {
     let changes = store.changes_after(0, 1000).await.unwrap();
     assert!(changes.windows(2).all(|w| w[0].seq < w[1].seq));
     assert_eq!(store.latest_change_seq().await.unwrap(), changes.last().unwrap().seq);
-    assert_eq!(store.index_tokens().await.unwrap().len(), 6);
+    let scanned = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&scanned);
+    let count = move |_: tokengate::control::store::IndexTokenRef<'_>| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    };
+    let _ = store.scan_index_tokens(count).await.unwrap();
+    assert_eq!(scanned.load(std::sync::atomic::Ordering::Relaxed), 6);
 
     // Several tokens' uses in one batch (one statement): each row gets its own, the older one
     // still loses.

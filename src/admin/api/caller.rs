@@ -87,7 +87,7 @@ impl FromRequestParts<Arc<ApiState>> for Caller {
             .map(|ua| ua.chars().take(crate::data::usage::USER_AGENT_MAX).collect());
         let principal = Principal {
             account: account.clone(),
-            scopes: identity.token.scopes.iter().map(|s| s.to_string()).collect(),
+            scopes: identity.token.scopes().iter().map(|s| s.to_string()).collect(),
         };
         let actor = Actor {
             label: account.email.clone(),

@@ -24,6 +24,53 @@ pub struct IndexTokenRow {
     pub revoked_at: Option<UnixTime>,
     /// The predecessor that stays valid until this token's first use.
     pub handover_from: Option<i64>,
+    /// That predecessor's digest, so that the hand-over can revoke it in the index without a
+    /// map from every token id to its digest.
+    pub handover_digest: Option<Vec<u8>>,
+}
+
+impl IndexTokenRow {
+    /// The row borrowed, as the full load hands rows over.
+    pub fn as_ref(&self) -> IndexTokenRef<'_> {
+        IndexTokenRef {
+            id: self.id,
+            account_id: self.account_id,
+            name: &self.name,
+            digest: &self.digest,
+            scopes: &self.scopes,
+            rate_limit: self.rate_limit.as_deref(),
+            expires_at: self.expires_at,
+            revoked_at: self.revoked_at,
+            handover_from: self.handover_from,
+            handover_digest: self.handover_digest.as_deref(),
+        }
+    }
+}
+
+/// An [`IndexTokenRow`] borrowed from the reader's buffer: the full load decodes each of a
+/// million rows into the index without allocating its columns first.
+#[derive(Debug, Clone, Copy)]
+pub struct IndexTokenRef<'a> {
+    /// See [`IndexTokenRow::id`].
+    pub id: i64,
+    /// See [`IndexTokenRow::account_id`].
+    pub account_id: i64,
+    /// See [`IndexTokenRow::name`].
+    pub name: &'a str,
+    /// See [`IndexTokenRow::digest`].
+    pub digest: &'a [u8],
+    /// See [`IndexTokenRow::scopes`].
+    pub scopes: &'a str,
+    /// See [`IndexTokenRow::rate_limit`].
+    pub rate_limit: Option<&'a str>,
+    /// See [`IndexTokenRow::expires_at`].
+    pub expires_at: Option<UnixTime>,
+    /// See [`IndexTokenRow::revoked_at`].
+    pub revoked_at: Option<UnixTime>,
+    /// See [`IndexTokenRow::handover_from`].
+    pub handover_from: Option<i64>,
+    /// See [`IndexTokenRow::handover_digest`].
+    pub handover_digest: Option<&'a [u8]>,
 }
 
 /// What the in-memory index needs of an account.

@@ -71,6 +71,8 @@ pub struct Identity {
     pub token: Arc<IndexedToken>,
     /// Its owner, whose email the credentials matched: sent upstream as `X-Auth-User`.
     pub account: Arc<IndexedAccount>,
+    /// The token's digest: its key in the index, for a rotation's hand-over at its first use.
+    pub digest: TokenDigest,
 }
 
 /// Decides whether the request's credentials name a usable token of the named account.
@@ -78,7 +80,8 @@ pub fn authenticate(index: &TokenIndex, headers: &HeaderMap, now: UnixTime) -> R
     let mut buffer = CredentialBuffer::new();
     let credentials = read_credentials(headers, &mut buffer).map_err(AuthFailure::Credentials)?;
     check_format(credentials.secret).map_err(AuthFailure::SecretFormat)?;
-    let token = index.token(&TokenDigest::of(credentials.secret)).ok_or(AuthFailure::UnknownToken)?;
+    let digest = TokenDigest::of(credentials.secret);
+    let token = index.token(&digest).ok_or(AuthFailure::UnknownToken)?;
     let account = index.account(token.account_id).ok_or(AuthFailure::UnknownToken)?;
     if !account.email_matches(credentials.email) {
         return Err(AuthFailure::WrongEmail);
@@ -95,5 +98,5 @@ pub fn authenticate(index: &TokenIndex, headers: &HeaderMap, now: UnixTime) -> R
     if !account.can_create_tokens {
         return Err(AuthFailure::NoTokenPermission(token.id));
     }
-    Ok(Identity { token, account })
+    Ok(Identity { token, account, digest })
 }

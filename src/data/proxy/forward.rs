@@ -201,11 +201,11 @@ pub fn upstream_request(
     headers.insert(HOST, route.upstream.host.clone());
     set_forwarded(headers, caller, original_host);
     if let Some(identity) = caller.identity {
-        let id = &identity.token.headers;
+        let token = &identity.token;
         headers.insert(&X_AUTH_USER, identity.account.email_header.clone());
-        headers.insert(&X_AUTH_TOKEN_ID, id.id.clone());
-        headers.insert(&X_AUTH_TOKEN_NAME, id.name.clone());
-        headers.insert(&X_AUTH_SCOPES, id.scopes.clone());
+        headers.insert(&X_AUTH_TOKEN_ID, token.id_header());
+        headers.insert(&X_AUTH_TOKEN_NAME, token.name_header().clone());
+        headers.insert(&X_AUTH_SCOPES, token.scopes_header().clone());
     }
     Some(request)
 }
