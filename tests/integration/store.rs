@@ -215,6 +215,65 @@ async fn the_store_contract_holds_on_postgres() {
     exercise(&db.url).await;
 }
 
+/// The full load on both of its paths — a SQLite file read directly, PostgreSQL through the pool
+/// — skips a row whose digest could never match (as it always did) and gives a rotation's
+/// successor its predecessor's digest, which the hand-over finds the predecessor by.
+async fn full_load_skips_malformed_digests_and_carries_predecessors(url: &str) {
+    use sqlx::Connection;
+    use tokengate::model::secret::TokenDigest;
+    let store = Store::open(&SecretUrl::new(url)).await.unwrap();
+    let insert = "INSERT INTO tokens (id, account_id, name, digest, prefix, scopes, created_at, created_by, \
+                  handover_from) VALUES ($1, 1, $2, $3, 'tg_x', 'read', 0, 'test', $4)";
+    let rows: [(i64, &str, Vec<u8>, Option<i64>); 3] = [
+        (1, "old", TokenDigest::of("old").as_bytes().to_vec(), None),
+        (2, "short", b"not a digest".to_vec(), None),
+        (3, "new", TokenDigest::of("new").as_bytes().to_vec(), Some(1)),
+    ];
+    let account = "INSERT INTO accounts (id, email, email_norm, created_at, updated_at) \
+                   VALUES (1, 'a@example.com', 'a@example.com', 0, 0)";
+    macro_rules! fill {
+        ($db:expr) => {{
+            let mut db = $db;
+            sqlx::query(account).execute(&mut db).await.unwrap();
+            for (id, name, digest, handover_from) in rows {
+                sqlx::query(insert)
+                    .bind(id)
+                    .bind(name)
+                    .bind(digest)
+                    .bind(handover_from)
+                    .execute(&mut db)
+                    .await
+                    .unwrap();
+            }
+        }};
+    }
+    if url.starts_with("sqlite:") {
+        fill!(sqlx::SqliteConnection::connect(url).await.unwrap());
+    } else {
+        fill!(sqlx::PgConnection::connect(url).await.unwrap());
+    }
+    let sync = tokengate::control::sync::IndexSync::load(store.clone()).await.unwrap();
+    assert_eq!(sync.index().token_count(), 2, "the malformed digest is skipped");
+    let new = sync.index().token(&TokenDigest::of("new")).unwrap();
+    let predecessor = new.handover_from().unwrap();
+    assert_eq!((predecessor.id, predecessor.digest), (1, Some(TokenDigest::of("old"))));
+    assert!(sync.index().token(&TokenDigest::of("old")).unwrap().handover_from().is_none());
+    store.close().await;
+}
+
+#[tokio::test]
+async fn the_full_load_skips_malformed_digests_and_carries_predecessors_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    full_load_skips_malformed_digests_and_carries_predecessors(&format!("sqlite://{}/t.db", dir.path().display()))
+        .await;
+}
+
+#[tokio::test]
+async fn the_full_load_skips_malformed_digests_and_carries_predecessors_on_postgres() {
+    let Some(db) = TestDatabase::create().await else { return };
+    full_load_skips_malformed_digests_and_carries_predecessors(&db.url).await;
+}
+
 #[tokio::test]
 async fn migrations_are_reported_before_they_are_applied() {
     let Some(db) = TestDatabase::create().await else { return };
