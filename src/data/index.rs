@@ -222,53 +222,12 @@ impl From<IndexAccountRow> for IndexedAccount {
 /// where rows are read, put in by [`TokenIndex::insert`] on another thread during the load.
 pub type PreparedToken = (TokenDigest, Arc<IndexedToken>);
 
-/// The index's hashing: folds the key's 8-byte words into a key drawn per process, a multiply
-/// and a rotate each, where SipHash would cost more than the rest of a lookup. Its keys need no
-/// more: a token digest is SHA-256 output, spread evenly already, and an account id is assigned
-/// by the database. Only keys the database holds are inserted (digests of random secrets); a
-/// request can choose the digest it looks up (with some work), but a lookup only probes, it
-/// cannot crowd the table.
-#[derive(Debug, Clone)]
-pub struct IndexHashing {
-    key: u64,
-}
-
-impl Default for IndexHashing {
-    fn default() -> Self {
-        let mut key = [0u8; 8];
-        // Without a random source the key stays zero: the digests are still spread evenly.
-        let _ = getrandom::fill(&mut key);
-        IndexHashing { key: u64::from_ne_bytes(key) }
-    }
-}
-
-impl std::hash::BuildHasher for IndexHashing {
-    type Hasher = IndexHasher;
-
-    fn build_hasher(&self) -> IndexHasher {
-        IndexHasher { hash: self.key }
-    }
-}
-
-/// See [`IndexHashing`].
-#[derive(Debug)]
-pub struct IndexHasher {
-    hash: u64,
-}
-
-impl std::hash::Hasher for IndexHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.hash = (self.hash ^ u64::from_ne_bytes(word)).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(26);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.hash
-    }
-}
+/// The index's hashing: foldhash, seeded per process, where SipHash would cost more than the
+/// rest of a lookup. Its keys need no more: a token digest is SHA-256 output, spread evenly
+/// already, and an account id is assigned by the database. Only keys the database holds are
+/// inserted (digests of random secrets); a request can choose the digest it looks up (with some
+/// work), but a lookup only probes, it cannot crowd the table.
+pub type IndexHashing = foldhash::fast::RandomState;
 
 /// The index itself. Lookups clone an `Arc` out and release the shard lock at once.
 #[derive(Debug, Default)]

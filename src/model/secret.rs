@@ -117,7 +117,7 @@ fn looks_minted_here(secret: &str) -> bool {
 pub struct TokenDigest([u8; 32]);
 
 /// The 32 bytes in one `write`, without the length prefix an array's `Hash` adds, so that the
-/// index's hasher folds the digest alone (see `data::index::IndexHashing`).
+/// index hashes the digest alone (see `data::index::IndexHashing`).
 impl std::hash::Hash for TokenDigest {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         state.write(&self.0);
