@@ -674,6 +674,24 @@ fn decision_ns(index: &TokenIndex, requests: &[HeaderMap], now: UnixTime) -> f64
 }
 
 /// The median and the spread of some figures.
+/// A median with its spread: `1.23 (1.10–1.40)`.
+fn show((median, min, max): (f64, f64, f64), digits: usize) -> String {
+    format!("{median:.digits$} ({min:.digits$}–{max:.digits$})")
+}
+
+/// The table's cells of `serve` runs: ready, index loaded, RSS after ready, peak, RSS per token.
+fn serve_cells(runs: &[ServeRun]) -> String {
+    let serve = |f: fn(&ServeRun) -> f64| stats(runs.iter().map(f).collect());
+    [
+        show(serve(|s| s.ready.as_secs_f64()), 2),
+        show(serve(|s| s.loaded.as_secs_f64()), 2),
+        show(serve(|s| mib(s.rss)), 0),
+        show(serve(|s| mib(s.hwm)), 0),
+        show(serve(|s| (s.rss / TOKENS as u64) as f64), 0),
+    ]
+    .join(" | ")
+}
+
 fn stats(mut values: Vec<f64>) -> (f64, f64, f64) {
     values.sort_by(f64::total_cmp);
     (values[values.len() / 2], values[0], values[values.len() - 1])
@@ -688,33 +706,13 @@ fn print_summary(results: &[BackendResult]) {
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for result in results {
         if !result.baseline.is_empty() {
-            let serve = |f: fn(&ServeRun) -> f64| stats(result.baseline.iter().map(f).collect());
-            let show = |(median, min, max): (f64, f64, f64), digits: usize| {
-                format!("{median:.digits$} ({min:.digits$}–{max:.digits$})")
-            };
-            println!(
-                "| {} (baseline) | {} | {} | {} | {} | {} | | | | | | | | |",
-                result.label,
-                show(serve(|s| s.ready.as_secs_f64()), 2),
-                show(serve(|s| s.loaded.as_secs_f64()), 2),
-                show(serve(|s| mib(s.rss)), 0),
-                show(serve(|s| mib(s.hwm)), 0),
-                show(serve(|s| (s.rss / TOKENS as u64) as f64), 0),
-            );
+            println!("| {} (baseline) | {} | | | | | | | | |", result.label, serve_cells(&result.baseline));
         }
-        let serve = |f: fn(&ServeRun) -> f64| stats(result.serve.iter().map(f).collect());
         let load = |f: fn(&LoadRun) -> f64| stats(result.load.iter().map(f).collect());
-        let show = |(median, min, max): (f64, f64, f64), digits: usize| {
-            format!("{median:.digits$} ({min:.digits$}–{max:.digits$})")
-        };
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} |",
             result.label,
-            show(serve(|s| s.ready.as_secs_f64()), 2),
-            show(serve(|s| s.loaded.as_secs_f64()), 2),
-            show(serve(|s| mib(s.rss)), 0),
-            show(serve(|s| mib(s.hwm)), 0),
-            show(serve(|s| (s.rss / TOKENS as u64) as f64), 0),
+            serve_cells(&result.serve),
             show(load(|l| l.sqlx_select.as_secs_f64()), 2),
             show(load(|l| l.scan.as_secs_f64()), 2),
             show(load(|l| l.scan_prepare.as_secs_f64()), 2),
