@@ -6,9 +6,11 @@ use http::HeaderMap;
 use http::header::AUTHORIZATION;
 use zeroize::Zeroize;
 
-/// Longer `Authorization` values are refused before decoding (an email of 254 bytes and a
-/// secret of 512 fit with room to spare).
-const MAX_HEADER_LEN: usize = 2048;
+/// Longer `Authorization` values are refused before decoding: `Basic `, and the base64 of the
+/// longest credentials that can match (an email of 254 bytes, `:`, a secret of
+/// [`crate::model::secret::MAX_SECRET_LEN`] bytes: 1 024 characters), with room for spaces.
+/// Kept this tight because the decode buffer below is zeroed for every request.
+const MAX_HEADER_LEN: usize = 1100;
 
 /// Standard base64, padding optional: some clients leave it off.
 const BASE64: GeneralPurpose = GeneralPurpose::new(
@@ -180,6 +182,17 @@ mod tests {
         let mut buffer = CredentialBuffer::new();
         let creds = read_credentials(&headers(&[&basic("ann:é\u{85}".as_bytes())]), &mut buffer);
         assert_eq!(creds.unwrap_err(), CredentialError::ControlCharacter, "C1 controls too");
+    }
+
+    #[test]
+    fn the_longest_credentials_that_can_match_are_read() {
+        let email = format!("{}@example.com", "a".repeat(254 - "@example.com".len()));
+        let secret = "s".repeat(crate::model::secret::MAX_SECRET_LEN);
+        let mut header = basic(format!("{email}:{secret}").as_bytes());
+        header.extend_from_slice(b"   ");
+        let mut buffer = CredentialBuffer::new();
+        let creds = read_credentials(&headers(&[&header]), &mut buffer).unwrap();
+        assert_eq!((creds.email.len(), creds.secret.len()), (254, crate::model::secret::MAX_SECRET_LEN));
     }
 
     #[test]
