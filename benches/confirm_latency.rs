@@ -40,9 +40,11 @@ mod echo;
 
 #[path = "support/cpu.rs"]
 mod cpu;
+#[path = "support/serve.rs"]
+mod serve;
 use cpu::{clock_ticks_per_second, cpu_ticks};
+use serve::{spawn_serve, wait_until_listening};
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -92,34 +94,20 @@ impl Drop for Gateway {
 }
 
 fn start_gateway(config: &Path) -> Gateway {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tokengate"))
-        .args(["--config", config.to_str().unwrap(), "serve"])
-        .env("TOKENGATE_LOG_FORMAT", "json")
-        .env("TOKENGATE_LOG", "warn,tokengate::gateway=info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (child, mut lines) = spawn_serve(Command::new(env!("CARGO_BIN_EXE_tokengate")), config);
     let warnings = Arc::new(Mutex::new(Vec::new()));
     // Owned from here on, so a failure below still kills and reaps the child (see Drop).
     let mut gateway = Gateway { child, proxy: SocketAddr::from(([0, 0, 0, 0], 0)), warnings: warnings.clone() };
-    for line in lines.by_ref().map_while(Result::ok) {
-        let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
-        if entry["fields"]["message"] == "tokengate listening" {
-            gateway.proxy = entry["fields"]["proxy"].as_str().unwrap().parse().unwrap();
-            // Keep reading, so the gateway never writes into a full or closed pipe.
-            std::thread::spawn(move || {
-                for line in lines.map_while(Result::ok) {
-                    if line.contains("\"WARN\"") || line.contains("\"ERROR\"") {
-                        warnings.lock().unwrap().push(line);
-                    }
-                }
-            });
-            return gateway;
+    gateway.proxy = wait_until_listening(&mut lines, |_| {}).expect("a gateway exited before listening");
+    // Keep reading, so the gateway never writes into a full or closed pipe.
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if line.contains("\"WARN\"") || line.contains("\"ERROR\"") {
+                warnings.lock().unwrap().push(line);
+            }
         }
-    }
-    panic!("a gateway exited before listening");
+    });
+    gateway
 }
 
 fn write_config(dir: &Path, name: &str, db_url: &str, upstream: SocketAddr, interval: Option<&str>) -> PathBuf {

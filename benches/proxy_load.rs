@@ -44,6 +44,8 @@ mod echo;
 mod cpu;
 #[path = "support/load.rs"]
 mod load;
+#[path = "support/serve.rs"]
+mod serve;
 #[path = "support/servers.rs"]
 mod servers;
 

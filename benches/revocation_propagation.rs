@@ -16,9 +16,12 @@
 #[path = "../examples/support/echo.rs"]
 mod echo;
 
-use std::io::{BufRead, BufReader};
+#[path = "support/serve.rs"]
+mod serve;
+use serve::{spawn_serve, wait_until_listening};
+
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use sqlx::{Connection, PgConnection};
@@ -44,25 +47,17 @@ impl Drop for Gateway {
 }
 
 fn start_gateway(config: &std::path::Path) -> Gateway {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tokengate"))
-        .args(["--config", config.to_str().unwrap(), "serve"])
-        .env("TOKENGATE_LOG_FORMAT", "json")
-        .env("TOKENGATE_LOG", "warn,tokengate::gateway=info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (child, mut lines) = spawn_serve(Command::new(env!("CARGO_BIN_EXE_tokengate")), config);
     // Owned from here on, so a failure below still kills and reaps the child (see Drop).
     let mut gateway = Gateway { child, proxy: SocketAddr::from(([0, 0, 0, 0], 0)) };
-    for line in stderr.lines().map_while(Result::ok) {
-        let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
-        if entry["fields"]["message"] == "tokengate listening" {
-            gateway.proxy = entry["fields"]["proxy"].as_str().unwrap().parse().unwrap();
-            return gateway;
+    gateway.proxy = wait_until_listening(&mut lines, |_| {}).expect("a gateway exited before listening");
+    // Keep reading, so warnings are seen and the gateway never writes into a closed pipe.
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            eprintln!("gateway: {line}");
         }
-    }
-    panic!("a gateway exited before listening");
+    });
+    gateway
 }
 
 async fn status(client: &reqwest::Client, gateway: &Gateway, secret: &str) -> u16 {

@@ -48,6 +48,10 @@ fn init_logging(serving: bool) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // A log line that cannot be written is dropped. By default the subscriber reports the
+        // failure with `eprintln!`, which panics when stderr is a closed pipe: the request being
+        // logged would lose its connection.
+        .log_internal_errors(false)
         .with_ansi(std::io::stderr().is_terminal());
     if std::env::var("TOKENGATE_LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().init();

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::load::Workload;
+use crate::serve::{spawn_serve, wait_until_listening};
 
 /// Set in the environment of the child that serves as the echo upstream.
 const ECHO_CHILD: &str = "PROXY_LOAD_ECHO_CHILD";
@@ -155,37 +156,18 @@ pub(crate) fn start_echo() -> Server {
 
 /// `binary --config config serve` on the proxy's CPU; returns once it logged its proxy address.
 pub(crate) fn start_tokengate(name: &'static str, binary: &Path, config: &Path, pinning: &Pinning) -> Server {
-    let mut child = pinning
-        .command(binary)
-        .args(["--config", config.to_str().unwrap(), "serve"])
-        .env("TOKENGATE_LOG_FORMAT", "json")
-        .env("TOKENGATE_LOG", "warn,tokengate::gateway=info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (child, mut lines) = spawn_serve(pinning.command(binary), config);
     // Owned from here on, so a failure below still kills and reaps the child (see Drop).
     let process = Process { name, child };
-    let mut lines = stderr.lines();
-    for line in lines.by_ref().map_while(Result::ok) {
-        let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
+    let addr = wait_until_listening(&mut lines, |line| eprintln!("{name}: {line}"))
+        .unwrap_or_else(|| panic!("{name} exited before listening"));
+    // Keep reading, so warnings are seen and a full pipe never stalls the gateway.
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
             eprintln!("{name}: {line}");
-            continue;
-        };
-        if entry["fields"]["message"] == "tokengate listening" {
-            let addr = entry["fields"]["proxy"].as_str().unwrap().parse().unwrap();
-            // Keep reading, so warnings are seen and a full pipe never stalls the gateway.
-            std::thread::spawn(move || {
-                for line in lines.map_while(Result::ok) {
-                    eprintln!("{name}: {line}");
-                }
-            });
-            return Server { process, addr };
         }
-        eprintln!("{name}: {line}");
-    }
-    panic!("{name} exited before listening");
+    });
+    Server { process, addr }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -358,6 +358,21 @@ fn worker_threads(pid: u32) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_closed_log_pipe_loses_no_request() {
+    let setup = Setup::new().await;
+    let mut gateway = GatewayProcess::start(&setup.config);
+    gateway.close_log();
+    // Each refusal writes a log line: the first one closes the pipe, the next ones meet it closed.
+    for attempt in 0..5 {
+        let response = crate::support::client().get(gateway.url("/api/x")).send().await;
+        let status = response.map(|r| r.status().as_u16()).map_err(|e| e.to_string());
+        assert_eq!(status, Ok(401), "attempt {attempt}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    terminate_cleanly(gateway).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn proxy_workers_sizes_the_runtime_of_serve() {
     let setup = Setup::new().await;
     for workers in [1, 3] {

@@ -263,6 +263,13 @@ impl GatewayProcess {
         Self::start_with_env(config, &[])
     }
 
+    /// Stops reading the gateway's log: the pipe closes at its next line, as when whatever read
+    /// a gateway's stderr has gone away.
+    pub fn close_log(&mut self) {
+        let (_, closed) = std::sync::mpsc::channel();
+        self.log = closed;
+    }
+
     /// [`GatewayProcess::start`] with extra environment (`TOKENGATE_<SECTION>__<KEY>` overrides).
     pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> GatewayProcess {
         let mut child = Command::new(binary())
