@@ -145,7 +145,7 @@ fn strip_headers(headers: &mut HeaderMap, also: impl Fn(&HeaderName) -> bool) {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok());
-        doomed.extend(named.collect::<Vec<_>>());
+        doomed.extend(named);
     }
     for name in doomed {
         headers.remove(name);
