@@ -6,7 +6,7 @@ use serde_json::json;
 use crate::model::event::REFUSED_USE_EVENT_EVERY;
 use crate::model::{AccountId, TokenId};
 
-use super::{ActivityBatch, Backend, BeginWrite, EventKind, Store, StoreError, append_change, insert_event, with_pool};
+use super::{ActivityBatch, BeginWrite, EventKind, Store, StoreError, append_change, insert_event, with_pool};
 
 /// Last uses written by one statement (its rows travel as one JSON array).
 const USES_PER_STATEMENT: usize = 50_000;
@@ -20,11 +20,36 @@ const USES_SQLITE: &str = "UPDATE tokens SET last_used_at = u.at, last_used_meth
      value ->> 'path' AS path, value ->> 'ip' AS ip FROM json_each($1)) AS u \
      WHERE tokens.id = u.id AND (tokens.last_used_at IS NULL OR tokens.last_used_at <= u.at)";
 
-/// [`USES_SQLITE`] for PostgreSQL.
+/// [`USES_SQLITE`] for PostgreSQL, whose rows arrive as five arrays (binary, no JSON to
+/// write or parse: a third of the flush's time at 100 000 tokens).
 const USES_POSTGRES: &str = "UPDATE tokens AS t SET last_used_at = u.at, last_used_method = u.method, \
      last_used_path = u.path, last_used_ip = u.ip \
-     FROM jsonb_to_recordset($1::jsonb) AS u(id BIGINT, at BIGINT, method TEXT, path TEXT, ip TEXT) \
+     FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[]) AS u(id, at, method, path, ip) \
      WHERE t.id = u.id AND (t.last_used_at IS NULL OR t.last_used_at <= u.at)";
+
+/// How each backend writes a chunk of last uses in one statement.
+trait WriteUses {
+    fn write_uses(&mut self, uses: &[super::UsageRecord]) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+}
+
+impl WriteUses for sqlx::SqliteConnection {
+    async fn write_uses(&mut self, uses: &[super::UsageRecord]) -> Result<(), sqlx::Error> {
+        sqlx::query(USES_SQLITE).bind(uses_json(uses)).execute(self).await?;
+        Ok(())
+    }
+}
+
+impl WriteUses for sqlx::PgConnection {
+    async fn write_uses(&mut self, uses: &[super::UsageRecord]) -> Result<(), sqlx::Error> {
+        let ids: Vec<i64> = uses.iter().map(|u| u.token_id).collect();
+        let ats: Vec<i64> = uses.iter().map(|u| u.at).collect();
+        let methods: Vec<&str> = uses.iter().map(|u| u.method.as_str()).collect();
+        let paths: Vec<&str> = uses.iter().map(|u| u.path.as_str()).collect();
+        let ips: Vec<&str> = uses.iter().map(|u| u.ip.as_str()).collect();
+        sqlx::query(USES_POSTGRES).bind(ids).bind(ats).bind(methods).bind(paths).bind(ips).execute(self).await?;
+        Ok(())
+    }
+}
 
 /// One use as the uses statements read it.
 #[derive(serde::Serialize)]
@@ -50,16 +75,12 @@ impl Store {
         if batch.is_empty() {
             return Ok(());
         }
-        let uses_sql = match self.backend {
-            Backend::Sqlite(_) => USES_SQLITE,
-            Backend::Postgres(_) => USES_POSTGRES,
-        };
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             // One statement per chunk of uses, not one per token: a flush of 100 000 tokens
             // made 100 000 round trips (7 s on SQLite, 13 s on PostgreSQL, measured).
             for chunk in batch.uses.chunks(USES_PER_STATEMENT) {
-                sqlx::query(uses_sql).bind(uses_json(chunk)).execute(&mut *tx).await?;
+                tx.write_uses(chunk).await?;
             }
             for refusal in &batch.refusals {
                 // Every right-hand side reads the row as it was, so the CASEs see the old time.
