@@ -160,11 +160,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 
 /// The lifecycle service on the configured database, for commands that change or read it.
 /// The CLI writes the database directly; running gateways learn of it through the change log.
-/// The lifecycle service as the CLI uses it: changes wait for every running gateway unless
-/// `--no-wait` says otherwise.
+/// Changes wait for every running gateway unless `--no-wait` says otherwise.
 async fn service(config: &Config, no_wait: bool) -> Result<LifecycleService, CliError> {
     let store = Store::open(&config.database.url).await?;
     let confirm = (!no_wait).then(|| config.sync.confirm_policy());
     Ok(LifecycleService::new(store, config.tokens.clone(), crate::clock::Clock::System, None)
-        .with_confirmation(confirm, None))
+        .with_confirmation(confirm, None)
+        .with_usage_retention(config.usage.keep_days))
 }

@@ -55,6 +55,17 @@ pub fn to_rfc3339(t: UnixTime) -> String {
     OffsetDateTime::from_unix_timestamp(t).ok().and_then(|dt| dt.format(&Rfc3339).ok()).unwrap_or_else(|| t.to_string())
 }
 
+/// The UTC day of `t`, as days since 1970-01-01: what usage counters are kept per.
+pub fn utc_day(t: UnixTime) -> i64 {
+    t.div_euclid(86_400)
+}
+
+/// A UTC day number as the date it is (`2026-12-01`).
+pub fn day_to_date(day: i64) -> String {
+    let t = day.saturating_mul(86_400);
+    OffsetDateTime::from_unix_timestamp(t).map(|dt| dt.date().to_string()).unwrap_or_else(|_| day.to_string())
+}
+
 /// The RFC 3339 text [`to_rfc3339`] gives for `t` (`2026-11-25T16:13:05Z`), written into 20
 /// bytes without allocating or going through a formatter: the data path sends a token's expiry
 /// with every response and no longer keeps it prebuilt per token. `None` outside the years

@@ -163,6 +163,11 @@ pub struct UsageConfig {
     /// Last-use records are written once per interval in one transaction, so database writes
     /// grow with the tokens used, not with the requests.
     pub flush_interval: Duration,
+    /// Requests are counted per token, UTC day, route and outcome (`usage.counters`); off only
+    /// to measure what counting costs.
+    pub counters: bool,
+    /// Counter rows older than this many days are pruned by the periodic sweep.
+    pub keep_days: u32,
 }
 
 /// `[tokens]`: the administrator's bounds on tokens.

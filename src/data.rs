@@ -5,8 +5,10 @@
 //! accept ([`server`], [`tls`]) → route, canonical path ([`proxy::route`]) → client address
 //! ([`proxy::client_ip`]) → credentials, digest, index ([`gate`], [`proxy::authenticate`],
 //! [`index`]) → scope → rate limit ([`ratelimit`]) → last use ([`usage`]) → forward
-//! ([`proxy::forward`], [`proxy::pinned`]) → the gateway's own answers ([`proxy::reject`]).
+//! ([`proxy::forward`], [`proxy::pinned`]) → the gateway's own answers ([`proxy::reject`]) → the
+//! request counted per token, day, route and outcome ([`counters`]).
 
+pub mod counters;
 pub mod gate;
 pub mod index;
 pub mod proxy;

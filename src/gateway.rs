@@ -106,7 +106,8 @@ impl Gateway {
                 Some(Arc::clone(&self.sync)),
             )
             .with_default_rate(config.rate_limit.default)
-            .with_confirmation(Some(config.sync.confirm_policy()), Some(Arc::clone(&metrics))),
+            .with_confirmation(Some(config.sync.confirm_policy()), Some(Arc::clone(&metrics)))
+            .with_usage_retention(config.usage.keep_days),
         );
         let maintenance = tokio::spawn(crate::control::service::housekeeping::run(
             Arc::clone(&lifecycle),

@@ -14,6 +14,7 @@ pub mod rate;
 pub mod scope;
 pub mod secret;
 pub mod token;
+pub mod usage;
 
 pub use account::{AccountChanges, AccountRecord, AccountSummary, NewAccount};
 pub use event::{EventKind, EventRecord, NewEvent};
@@ -21,3 +22,4 @@ pub use filter::{EventFilter, SortField, StatusFilter, TokenFilter, TokenSort};
 pub use ids::{AccountId, TokenId};
 pub use notice::{Notice, NoticeDetail};
 pub use token::{NewToken, RevokeReason, TokenRecord, TokenStatus};
+pub use usage::{UsageOutcome, UsageRow};

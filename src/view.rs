@@ -3,12 +3,13 @@
 
 use serde::Serialize;
 
-use crate::clock::{UnixTime, to_rfc3339};
+use crate::clock::{UnixTime, day_to_date, to_rfc3339};
 use crate::config::TokenPolicy;
 use crate::control::fleet::{Confirmation, GatewayStatus};
 use crate::control::store::{AccountRecord, AccountSummary, EventRecord, TokenRecord};
 use crate::data::index::IndexedToken;
 use crate::model::duration::format_duration;
+use crate::model::{TokenId, UsageRow};
 
 /// A token as the API and `--json` show it (never the secret, except `token` at creation).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -68,6 +69,9 @@ pub struct TokenView {
     pub refused_last_method: Option<String>,
     /// The path of the latest refused attempt, or null.
     pub refused_last_path: Option<String>,
+    /// Requests in the last 30 UTC days, today included, whatever their outcome: in listings only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests_30d: Option<i64>,
     /// The secret: only in the response that minted it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
@@ -107,6 +111,7 @@ impl TokenView {
             refused_last_ip: t.refused_last_ip,
             refused_last_method: t.refused_last_method,
             refused_last_path: t.refused_last_path,
+            requests_30d: t.requests_30d,
             token: None,
             confirmation: None,
         }
@@ -120,6 +125,46 @@ impl TokenView {
     /// The view with what the running gateways confirmed of the change that produced it.
     pub fn confirmed(self, confirmation: Option<&Confirmation>) -> Self {
         TokenView { confirmation: confirmation.map(ConfirmationView::new), ..self }
+    }
+}
+
+/// A token's usage: `tokengate token usage ID --json` and `GET /api/v1/tokens/{id}/usage`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UsageView {
+    /// The token counted.
+    pub token_id: i64,
+    /// The UTC days covered, today included.
+    pub days: u32,
+    /// The sum of `requests` over the rows.
+    pub total: i64,
+    /// Requests per day, route and outcome, sorted by day, route and outcome; days, routes and
+    /// outcomes without requests have no row.
+    pub rows: Vec<UsageRowView>,
+}
+
+/// Requests of one UTC day, route and outcome.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UsageRowView {
+    /// The UTC date (`2026-12-01`).
+    pub day: String,
+    /// The route's prefix, as configured.
+    pub route: String,
+    /// `2xx`, `3xx`, `4xx`, `5xx` (the upstream's status class, or the gateway's 502/504),
+    /// `forbidden` (403, a missing scope), `limited` (429, the token's rate limit) or `refused`
+    /// (401, the token was revoked, expired or blocked).
+    pub outcome: String,
+    /// How many requests.
+    pub requests: i64,
+}
+
+impl UsageView {
+    /// The document of `token_id`'s rows over `days` days.
+    pub fn new(token_id: TokenId, days: u32, rows: Vec<UsageRow>) -> Self {
+        let rows: Vec<UsageRowView> = rows
+            .into_iter()
+            .map(|r| UsageRowView { day: day_to_date(r.day), route: r.route, outcome: r.outcome, requests: r.requests })
+            .collect();
+        UsageView { token_id: token_id.0, days, total: rows.iter().map(|r| r.requests).sum(), rows }
     }
 }
 

@@ -9,6 +9,7 @@
 //! | `api/caller.rs` | the gate, the scope check and the cross-site check every call passes |
 //! | `api/error.rs` | the one error shape and status mapping |
 //! | `api/tokens.rs` | token endpoints |
+//! | `api/usage.rs` | a token's usage counts |
 //! | `api/users.rs` | the caller's account and account management |
 //! | `api/audit.rs` | the audit log and the running gateways |
 //!
@@ -20,6 +21,7 @@ mod audit;
 mod caller;
 mod error;
 mod tokens;
+mod usage;
 mod users;
 
 use std::sync::Arc;
@@ -33,7 +35,7 @@ use crate::control::service::LifecycleService;
 use crate::data::gate::Gate;
 use crate::view::{
     AccountView, CallerTokenView, ConfirmationView, EventView, GatewayView, MeView, PendingGatewayView, PolicyView,
-    ReservedScopeView, RevokedAllView, TokenView,
+    ReservedScopeView, RevokedAllView, TokenView, UsageRowView, UsageView,
 };
 use audit::{list_events, list_gateways};
 pub use caller::{Caller, admit};
@@ -66,13 +68,14 @@ pub struct ApiState {
     info(title = "tokengate admin API", description = include_str!("api/description.md")),
     paths(
         users::me, tokens::policy, tokens::list_tokens, tokens::create_token, tokens::show_token,
-        tokens::revoke_token, tokens::change_token, tokens::rotate_token, tokens::revoke_all, users::list_users,
+        tokens::revoke_token, tokens::change_token, tokens::rotate_token, tokens::revoke_all, usage::token_usage,
+        users::list_users,
         users::create_user, users::change_user, audit::list_events, audit::list_gateways
     ),
     components(schemas(
         TokenView, AccountView, MeView, CallerTokenView, ReservedScopeView, ConfirmationView, PendingGatewayView,
         RevokedAllView, GatewayView, EventView, PolicyView, ErrorBody, ErrorDetail, CreateTokenBody, ChangeTokenBody,
-        RotateBody, CreateUserBody, ChangeUserBody
+        RotateBody, CreateUserBody, ChangeUserBody, UsageView, UsageRowView
     )),
     modifiers(&BasicAuth),
     security(("basic" = []))
@@ -107,6 +110,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/tokens/{id}", get(show_token).delete(revoke_token).patch(change_token))
         .route("/api/v1/tokens/{id}/rotate", post(rotate_token))
+        .route("/api/v1/tokens/{id}/usage", get(usage::token_usage))
         .route("/api/v1/users", get(list_users).post(create_user))
         .route("/api/v1/users/{email}", patch(change_user))
         .route("/api/v1/users/{email}/tokens/revoke-all", post(revoke_all))

@@ -12,7 +12,7 @@ use crate::control::store::{StatusFilter, TokenSort};
 use crate::control::store::{TokenFilter, TokenRecord};
 use crate::model::duration::parse_duration;
 use crate::model::rate::Rate;
-use crate::view::{RevokedAllView, TokenView};
+use crate::view::{RevokedAllView, TokenView, UsageView};
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
@@ -70,6 +70,19 @@ pub enum TokenCommand {
     RevokeAll {
         #[arg(long, value_name = "EMAIL")]
         user: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// What a token is used for: its requests per UTC day, route and outcome (2xx, 3xx, 4xx, 5xx,
+    /// forbidden, limited, refused), as the gateways counted them (written every
+    /// usage.flush_interval).
+    Usage {
+        /// The token's id.
+        id: i64,
+        /// The last N UTC days, today included (default 30, at most usage.keep_days).
+        #[arg(long, value_name = "N")]
+        days: Option<u32>,
+        /// The usage document as JSON, as GET /api/v1/tokens/{id}/usage answers it.
         #[arg(long)]
         json: bool,
     },
@@ -222,6 +235,11 @@ pub(super) async fn run(command: TokenCommand, service: &LifecycleService) -> Re
             note!("{verb} {} token(s) unused for the policy's period", views.len());
             print_token_table(&views)
         }
+        TokenCommand::Usage { id, days, json } => {
+            let (token_id, days, rows) = service.token_usage(id, days, &actor).await?;
+            let view = UsageView::new(token_id, days, rows);
+            if json { print_json(&view) } else { print_usage(&view) }
+        }
         TokenCommand::RevokeAll { user, json } => {
             let revoked = service.revoke_all_tokens(&user, &actor).await?;
             let count = revoked.value;
@@ -313,10 +331,22 @@ fn print_token_table(views: &[TokenView]) -> Result<(), CliError> {
                 t.scopes.join(" "),
                 or_dash(t.expires_at.as_ref()),
                 or_dash(t.last_used_at.as_ref()),
+                or_dash(t.requests_30d),
             ]
         })
         .collect();
-    print_table(&["ID", "USER", "NAME", "PREFIX", "STATUS", "SCOPES", "EXPIRES", "LAST_USED"], &rows)
+    print_table(&["ID", "USER", "NAME", "PREFIX", "STATUS", "SCOPES", "EXPIRES", "LAST_USED", "REQUESTS_30D"], &rows)
+}
+
+fn print_usage(view: &UsageView) -> Result<(), CliError> {
+    let rows: Vec<Vec<String>> = view
+        .rows
+        .iter()
+        .map(|r| vec![r.day.clone(), r.route.clone(), r.outcome.clone(), r.requests.to_string()])
+        .collect();
+    print_table(&["DAY", "ROUTE", "OUTCOME", "REQUESTS"], &rows)?;
+    note!("token {}: {} request(s) in the last {} day(s) (UTC, today included)", view.token_id, view.total, view.days);
+    Ok(())
 }
 
 fn print_details(view: &TokenView) -> Result<(), CliError> {

@@ -59,7 +59,7 @@ fn effective(config: &Config) -> RawConfig {
     let Config { source: _, proxy, admin, database, sync, usage, tokens, rate_limit, notify, routes } = config;
     let DatabaseConfig { url } = database;
     let SyncConfig { interval, max_lag, confirm_timeout, stale_after } = sync;
-    let UsageConfig { flush_interval } = usage;
+    let UsageConfig { flush_interval, counters, keep_days } = usage;
     RawConfig {
         proxy: effective_proxy(proxy),
         admin: effective_admin(admin),
@@ -70,7 +70,11 @@ fn effective(config: &Config) -> RawConfig {
             confirm_timeout: format_duration(*confirm_timeout),
             stale_after: format_duration(*stale_after),
         },
-        usage: RawUsage { flush_interval: format_duration(*flush_interval) },
+        usage: RawUsage {
+            flush_interval: format_duration(*flush_interval),
+            counters: *counters,
+            keep_days: *keep_days,
+        },
         tokens: effective_tokens(tokens),
         rate_limit: effective_rate_limit(rate_limit),
         notify: effective_notify(notify),
@@ -272,6 +276,8 @@ stale_after = "20s"
 
 [usage]
 flush_interval = "5s"
+counters = false
+keep_days = 30
 
 [tokens]
 default_lifetime = "30d"

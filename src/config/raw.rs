@@ -106,11 +106,13 @@ impl Default for RawSync {
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawUsage {
     pub flush_interval: String,
+    pub counters: bool,
+    pub keep_days: u32,
 }
 
 impl Default for RawUsage {
     fn default() -> Self {
-        RawUsage { flush_interval: "1s".into() }
+        RawUsage { flush_interval: "1s".into(), counters: true, keep_days: 400 }
     }
 }
 

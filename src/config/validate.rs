@@ -195,6 +195,11 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 duration("usage.flush_interval", &raw.usage.flush_interval)?,
                 "usage.flush_interval",
             )?,
+            counters: raw.usage.counters,
+            keep_days: match raw.usage.keep_days {
+                days @ 1..=36_500 => days,
+                _ => return Err(invalid("usage.keep_days", "must be a whole number of days from 1 to 36500".into())),
+            },
         },
         tokens,
         rate_limit: RateLimitConfig {

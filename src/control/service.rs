@@ -11,6 +11,7 @@
 //! | `service/policy.rs` | the administrator's bounds: lifetimes, scopes, names |
 //! | `service/housekeeping.rs` | periodic work: inactivity, expiry reminders |
 //! | `service/audit.rs` | reading the audit log |
+//! | `service/usage.rs` | a token's usage counts, and their retention |
 //! | `service/error.rs` | what can go wrong, sorted by whose fault it is |
 
 mod accounts;
@@ -20,6 +21,7 @@ mod error;
 pub mod housekeeping;
 mod policy;
 mod tokens;
+mod usage;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +39,10 @@ pub use actor::{Actor, Authority, Principal};
 pub use audit::EventQuery;
 pub use error::ServiceError;
 pub use tokens::{Confirmed, CreateToken, CreatedToken, ExpiryRequest, Revoked, Rotated, TokenQuery};
+pub use usage::DEFAULT_USAGE_DAYS;
+
+/// `usage.keep_days` when the configuration says nothing.
+const DEFAULT_KEEP_DAYS: u32 = 400;
 
 /// The lifecycle service: what the CLI, the admin API and the periodic work call.
 pub struct LifecycleService {
@@ -51,13 +57,30 @@ pub struct LifecycleService {
     confirm: Option<ConfirmPolicy>,
     /// Where confirmation times are reported (in a gateway: `/metrics`).
     metrics: Option<Arc<Metrics>>,
+    /// `usage.keep_days`: how far back usage counts are kept (and can be asked for).
+    usage_keep_days: u32,
 }
 
 impl LifecycleService {
     /// A service over `store` within `policy`. With `sync` (a process that serves traffic), its
     /// changes reach this process's index before they return.
     pub fn new(store: Store, policy: TokenPolicy, clock: Clock, sync: Option<Arc<IndexSync>>) -> Self {
-        LifecycleService { store, policy, clock, sync, default_rate: None, confirm: None, metrics: None }
+        LifecycleService {
+            store,
+            policy,
+            clock,
+            sync,
+            default_rate: None,
+            confirm: None,
+            metrics: None,
+            usage_keep_days: DEFAULT_KEEP_DAYS,
+        }
+    }
+
+    /// Keeps usage counts for `keep_days` days (`usage.keep_days`) instead of the default 400.
+    pub fn with_usage_retention(mut self, keep_days: u32) -> Self {
+        self.usage_keep_days = keep_days;
+        self
     }
 
     /// Bounds the limits plain accounts give their own tokens by `rate_limit.default`.

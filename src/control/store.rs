@@ -17,6 +17,7 @@ mod records;
 mod reminders;
 mod sync_reads;
 mod tokens;
+mod usage;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -42,6 +42,16 @@ pub enum Refusal {
     },
 }
 
+/// A refusal, and the dead token (revoked, expired or blocked) that was presented, if it was
+/// one: the proxy counts the request against that token's usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Denied {
+    /// What the caller is answered.
+    pub refusal: Refusal,
+    /// The id of the dead token presented; `None` for missing, malformed or unknown credentials.
+    pub dead_token: Option<i64>,
+}
+
 /// The one gate: shared by the proxy and the admin API, so both authenticate, throttle and record
 /// uses alike.
 pub struct Gate {
@@ -86,13 +96,14 @@ impl Gate {
 
     /// Authenticates the attempt. Valid credentials are admitted even from an address that is
     /// throttled; failing ones count against the address and, past its limit, get 429.
-    pub fn admit(&self, attempt: &Attempt<'_>, door: &'static str) -> Result<Identity, Refusal> {
+    pub fn admit(&self, attempt: &Attempt<'_>, door: &'static str) -> Result<Identity, Denied> {
         let now = self.clock.now();
         let failure = match authenticate(&self.index, attempt.headers, now) {
             Ok(identity) => return Ok(identity),
             Err(failure) => failure,
         };
-        if let Some(token_id) = failure.dead_token() {
+        let dead_token = failure.dead_token();
+        if let Some(token_id) = dead_token {
             self.usage.record_refusal(RefusedUse {
                 token_id,
                 at: now,
@@ -111,14 +122,20 @@ impl Gate {
                         "too many failed authentications; this address's failing requests get 429 until it recovers");
                 }
                 self.metrics.rate_limited.get_or_create(&KindLabels { kind: "failed_auth" }).inc();
-                Err(Refusal::Throttled { retry_after: throttled.retry_after })
+                Err(Denied { refusal: Refusal::Throttled { retry_after: throttled.retry_after }, dead_token })
             }
             None => {
                 tracing::info!(reason = failure.reason(), client = %attempt.client_ip, method = %attempt.method,
                     path = loggable(attempt.path), door, "request refused: unauthenticated");
-                Err(Refusal::Unauthenticated)
+                Err(Denied { refusal: Refusal::Unauthenticated, dead_token })
             }
         }
+    }
+
+    /// Counts a request presented with `token_id` on the route labelled `route` against the
+    /// token's usage (in memory; added to the database with the next flush).
+    pub fn count(&self, token_id: i64, route: &Arc<str>, outcome: crate::model::UsageOutcome) {
+        self.usage.count(token_id, self.clock.now(), route, outcome);
     }
 
     /// Records an admitted request as the token's use (in memory; written in batches). The

@@ -27,6 +27,7 @@ use crate::config::Config;
 use crate::data::gate::{Attempt, Gate, Refusal, loggable};
 use crate::data::ratelimit::{LimitHeaders, RateLimits, TokenVerdict};
 use crate::metrics::{KindLabels, Metrics};
+use crate::model::UsageOutcome;
 use authenticate::Identity;
 use client_ip::Peer;
 use forward::{ForwardContext, ForwardError, RequestHeaderPolicy, X_AUTH_TOKEN_EXPIRES};
@@ -86,6 +87,8 @@ pub struct Proxy {
     header_policy: RequestHeaderPolicy,
     /// The proxy listener terminates TLS.
     over_tls: bool,
+    /// Requests are counted per token, day, route and outcome (`usage.counters`).
+    count_usage: bool,
 }
 
 impl Proxy {
@@ -97,6 +100,7 @@ impl Proxy {
             gate,
             upstreams: Arc::new(Upstreams::new(config.proxy.connect_timeout, (*config.proxy.upstream_tls).clone())),
             over_tls: config.proxy.tls.is_some(),
+            count_usage: config.usage.counters,
             limits,
             metrics,
             no_route_label: Arc::from("none"),
@@ -118,27 +122,40 @@ impl Proxy {
     }
 
     /// Handles one request from `peer`, forwarding on its connection's `pinned` upstream
-    /// connection; counts it once, whichever phase answered.
+    /// connection; counts it once, whichever phase answered: in the metrics, and against the
+    /// token presented (its usage counters) once its route is known.
     pub async fn handle(&self, request: Request<Incoming>, peer: &Peer, pinned: &Pinned) -> Response<ProxyBody> {
         let started = std::time::Instant::now();
-        let mut label = None;
-        let (response, outcome) = match self.serve(request, peer, pinned, &mut label).await {
+        let mut trace = Trace::default();
+        let (response, outcome) = match self.serve(request, peer, pinned, &mut trace).await {
             Ok(served) => served,
             Err(stop) => (*stop.response, stop.outcome),
         };
-        let route = label.unwrap_or_else(|| Arc::clone(&self.no_route_label));
-        self.metrics.observe_request(route, response.status().as_u16(), outcome.as_str(), started.elapsed());
+        let status = response.status().as_u16();
+        let route = match trace.route {
+            Some(route) => {
+                if self.count_usage
+                    && let Some((token_id, counted)) = trace.token.and_then(|token| token.counted(outcome, status))
+                {
+                    self.gate.count(token_id, &route, counted);
+                }
+                route
+            }
+            None => Arc::clone(&self.no_route_label),
+        };
+        self.metrics.observe_request(route, status, outcome.as_str(), started.elapsed());
         response
     }
 
     /// The phases, in order: check the method, locate the route, authorise, forward. A phase
-    /// that answers itself returns a [`Stop`]; `label` learns the route once it is known.
+    /// that answers itself returns a [`Stop`]; `trace` learns the route and the token presented
+    /// as they become known.
     async fn serve(
         &self,
         request: Request<Incoming>,
         peer: &Peer,
         pinned: &Pinned,
-        label: &mut Option<Arc<str>>,
+        trace: &mut Trace,
     ) -> Result<(Response<ProxyBody>, Outcome), Stop> {
         check_method(&request)?;
         // A handle on the request's own path bytes (a reference-counted clone, no copy), so the
@@ -148,10 +165,13 @@ impl Proxy {
         let raw_path = raw_path.as_ref().map_or("/", |p| p.path());
         let (path, route) = self.locate(raw_path)?;
         let path = &*path;
-        *label = Some(Arc::clone(&route.label));
+        trace.route = Some(Arc::clone(&route.label));
         let client_ip = peer.client_ip(request.headers(), &self.trusted_proxies);
-        let admitted =
-            if route.public { Admitted::default() } else { self.authorise(&request, &route, path, client_ip).await? };
+        let admitted = if route.public {
+            Admitted::default()
+        } else {
+            self.authorise(&request, &route, path, client_ip, &mut trace.token).await?
+        };
         let caller = ForwardContext { peer, over_tls: self.over_tls, identity: admitted.identity.as_ref() };
         let response = self.forward(request, path, &route, &caller, pinned).await?;
         let outcome = if admitted.identity.is_some() { Outcome::Authorised } else { Outcome::Public };
@@ -184,14 +204,19 @@ impl Proxy {
         route: &route::Route,
         path: &str,
         client_ip: std::net::IpAddr,
+        presented: &mut Option<Presented>,
     ) -> Result<Admitted, Stop> {
         let attempt = Attempt { headers: request.headers(), method: request.method(), path, client_ip };
-        let identity = self.gate.admit(&attempt, "proxy").map_err(|refusal| match refusal {
-            Refusal::Unauthenticated => Stop::new(reject::unauthorized(&self.challenge), Outcome::Unauthenticated),
-            Refusal::Throttled { retry_after } => {
-                Stop::new(reject::too_many_requests(retry_after, None), Outcome::RateLimited)
+        let identity = self.gate.admit(&attempt, "proxy").map_err(|denied| {
+            *presented = denied.dead_token.map(Presented::Dead);
+            match denied.refusal {
+                Refusal::Unauthenticated => Stop::new(reject::unauthorized(&self.challenge), Outcome::Unauthenticated),
+                Refusal::Throttled { retry_after } => {
+                    Stop::new(reject::too_many_requests(retry_after, None), Outcome::RateLimited)
+                }
             }
         })?;
+        *presented = Some(Presented::Admitted(identity.token.id));
         if let Some(scope) = route.require.for_method(request.method())
             && !identity.token.has_scope(scope)
         {
@@ -266,6 +291,42 @@ impl Stop {
     /// Refused before any authentication (400, 404).
     fn rejected(response: Response<ProxyBody>) -> Self {
         Stop::new(response, Outcome::Rejected)
+    }
+}
+
+/// What [`Proxy::handle`] learns of a request while its phases run, to count it at the end.
+#[derive(Default)]
+struct Trace {
+    /// The matched route's label (its prefix): the metrics' and the usage counters' route.
+    route: Option<Arc<str>>,
+    /// The token presented, once the gate has looked at it.
+    token: Option<Presented>,
+}
+
+/// A token the gate recognised.
+#[derive(Debug, Clone, Copy)]
+enum Presented {
+    /// Admitted: the request went on to the scope check, the rate limit and the upstream.
+    Admitted(i64),
+    /// Revoked, expired or blocked: refused.
+    Dead(i64),
+}
+
+impl Presented {
+    /// The token and how its request is counted, from how the request ended.
+    fn counted(self, outcome: Outcome, status: u16) -> Option<(i64, UsageOutcome)> {
+        Some(match self {
+            Presented::Dead(id) => (id, UsageOutcome::Refused),
+            Presented::Admitted(id) => match outcome {
+                Outcome::Forbidden => (id, UsageOutcome::Forbidden),
+                Outcome::RateLimited => (id, UsageOutcome::Limited),
+                // The upstream's answer, or the gateway's 502/504 (or 400) in its place.
+                Outcome::Authorised | Outcome::UpstreamError | Outcome::Rejected => {
+                    (id, UsageOutcome::of_status(status))
+                }
+                Outcome::Public | Outcome::Unauthenticated => return None,
+            },
+        })
     }
 }
 

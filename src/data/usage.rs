@@ -1,5 +1,6 @@
 //! What the data path learns about tokens, kept in memory and written in batches: each token's
-//! last use, refused uses of dead tokens, and rotation hand-overs (a successor's first use).
+//! last use, refused uses of dead tokens, rotation hand-overs (a successor's first use), and
+//! the requests counted per day, route and outcome ([`UsageCounters`]).
 //!
 //! Recording touches only memory. The flusher writes everything pending in one transaction per
 //! `usage.flush_interval`, and once more at shutdown, so database writes grow with the number
@@ -16,8 +17,10 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use http::Method;
 
-use crate::clock::UnixTime;
+use crate::clock::{UnixTime, utc_day};
 use crate::control::store::{ActivityBatch, HandoverRecord, RefusalRecord, Store, StoreError, UsageRecord};
+use crate::data::counters::UsageCounters;
+use crate::model::UsageOutcome;
 
 /// The longest user agent kept for the audit log (it is chosen by the client).
 pub const USER_AGENT_MAX: usize = 200;
@@ -68,6 +71,7 @@ pub struct UsageRecorder {
     refusals: DashMap<i64, PendingRefusal>,
     /// Successor id → (predecessor id, first use).
     handovers: DashMap<i64, (i64, UnixTime)>,
+    counters: UsageCounters,
     generation: AtomicU64,
 }
 
@@ -105,6 +109,11 @@ impl UsageRecorder {
                 entry.insert(PendingUse { generation, at, method: method.clone(), path: path.to_owned(), ip });
             }
         }
+    }
+
+    /// Counts one request of `token_id` at `at` on `route` that ended as `outcome`.
+    pub fn count(&self, token_id: i64, at: UnixTime, route: &Arc<str>, outcome: UsageOutcome) {
+        self.counters.add(token_id, utc_day(at), route, outcome, 1);
     }
 
     /// Notes that a revoked, expired or blocked token was presented: counted, and the latest
@@ -154,7 +163,7 @@ impl UsageRecorder {
 
     /// How many tokens have something not yet written.
     pub fn pending_count(&self) -> usize {
-        self.uses.len() + self.refusals.len() + self.handovers.len()
+        self.uses.len() + self.refusals.len() + self.handovers.len() + self.counters.len()
     }
 
     /// Everything pending, each list by token id so every writer touches rows in one order.
@@ -200,7 +209,8 @@ impl UsageRecorder {
         handovers.sort_by_key(|h| h.predecessor_id);
         let (uses, use_generations) = uses.into_iter().unzip();
         let (refusals, refusal_generations) = refusals.into_iter().unzip();
-        (ActivityBatch { uses, refusals, handovers }, use_generations, refusal_generations)
+        let counts = self.counters.take();
+        (ActivityBatch { uses, refusals, handovers, counts }, use_generations, refusal_generations)
     }
 
     /// Writes everything pending in one transaction. On failure it all stays pending for the
@@ -210,7 +220,12 @@ impl UsageRecorder {
         if batch.is_empty() {
             return Ok(0);
         }
-        store.record_activity(&batch).await?;
+        if let Err(error) = store.record_activity(&batch).await {
+            // The counts were taken out of memory for this write: back they go, added to the
+            // ones made meanwhile. The rest stayed pending (see the generations).
+            self.counters.restore(&batch.counts);
+            return Err(error);
+        }
         for (record, generation) in batch.uses.iter().zip(use_generations) {
             self.uses.remove_if(&record.token_id, |_, pending| pending.generation == generation);
         }
@@ -253,14 +268,14 @@ impl UsageRecorder {
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(%error, pending = self.pending_count(), "cannot write last-use records; will retry")
+                    tracing::warn!(%error, pending = self.pending_count(), "cannot write last-use records and usage counts; will retry")
                 }
             }
         }
         match self.flush(&store).await {
-            Ok(written) => tracing::info!(written, "last-use records flushed at shutdown"),
+            Ok(written) => tracing::info!(written, "last-use records and usage counts flushed at shutdown"),
             Err(error) => {
-                tracing::error!(%error, lost = self.pending_count(), "cannot write last-use records at shutdown")
+                tracing::error!(%error, lost = self.pending_count(), "cannot write last-use records and usage counts at shutdown")
             }
         }
     }

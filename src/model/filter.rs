@@ -62,6 +62,9 @@ pub enum SortField {
     LastUsed,
     /// The expiry; tokens that never expire come last.
     Expires,
+    /// The requests of the last 30 days (`requests_30d`): `-requests_30d` finds the busiest,
+    /// `requests_30d` the idle.
+    Requests30d,
 }
 
 impl Default for TokenSort {
@@ -72,7 +75,8 @@ impl Default for TokenSort {
 
 impl std::str::FromStr for TokenSort {
     type Err = String;
-    /// `created`, `name`, `user`, `last_used`, `expires`; a leading `-` sorts descending.
+    /// `created`, `name`, `user`, `last_used`, `expires`, `requests_30d`; a leading `-` sorts
+    /// descending.
     fn from_str(text: &str) -> Result<Self, String> {
         let (descending, name) = match text.strip_prefix('-') {
             Some(rest) => (true, rest),
@@ -84,9 +88,10 @@ impl std::str::FromStr for TokenSort {
             "user" => SortField::User,
             "last_used" | "last_used_at" => SortField::LastUsed,
             "expires" | "expires_at" => SortField::Expires,
+            "requests_30d" => SortField::Requests30d,
             other => {
                 return Err(format!(
-                    "unknown sort field {other:?}: expected created, name, user, last_used or expires (prefix - for descending)"
+                    "unknown sort field {other:?}: expected created, name, user, last_used, expires or requests_30d (prefix - for descending)"
                 ));
             }
         };

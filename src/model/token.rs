@@ -63,6 +63,9 @@ pub struct TokenRecord {
     pub account_enabled: bool,
     /// The owner's token permission; without it a live token is blocked like a disabled account's.
     pub account_can_create_tokens: bool,
+    /// Requests in the last 30 UTC days (today included), in listings only: `None` elsewhere.
+    #[sqlx(default)]
+    pub requests_30d: Option<i64>,
 }
 
 /// The lifecycle state of a token at a given time.

@@ -31,5 +31,6 @@ mod store;
 mod support;
 mod tls;
 mod trust;
+mod usage;
 mod web;
 mod webdriver;

@@ -13,7 +13,7 @@ use super::ApiState;
 use super::error::{ApiError, ApiResult};
 use crate::control::service::{Actor, Authority, Principal};
 use crate::control::store::AccountRecord;
-use crate::data::gate::{Attempt, Refusal};
+use crate::data::gate::{Attempt, Denied, Refusal};
 use crate::data::proxy::authenticate::Identity;
 use crate::data::proxy::client_ip::client_ip;
 
@@ -29,13 +29,13 @@ pub async fn admit(parts: &Parts, state: &ApiState, needed: Option<&str>) -> Api
     let attempt = Attempt { headers: &parts.headers, method: &parts.method, path: parts.uri.path(), client_ip: ip };
     let identity = match state.gate.admit(&attempt, "admin") {
         Ok(identity) => identity,
-        Err(Refusal::Throttled { retry_after }) => {
+        Err(Denied { refusal: Refusal::Throttled { retry_after }, .. }) => {
             return Err(ApiError {
                 header: Some(Box::new((header::RETRY_AFTER, HeaderValue::from(retry_after)))),
                 ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many failed authentications")
             });
         }
-        Err(Refusal::Unauthenticated) => {
+        Err(Denied { refusal: Refusal::Unauthenticated, .. }) => {
             // Script callers (the web page) say so with `X-Requested-With` and get no
             // challenge, so that the browser does not pop up its own sign-in box.
             let scripted = parts.headers.contains_key("x-requested-with");

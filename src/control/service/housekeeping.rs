@@ -1,5 +1,6 @@
 //! Periodic lifecycle work inside `serve`, every `tokens.sweep_interval`: expiry reminders,
-//! inactivity warnings, and revocation of tokens unused for `tokens.revoke_unused_after`.
+//! inactivity warnings, revocation of tokens unused for `tokens.revoke_unused_after`, and the
+//! pruning of usage counts older than `usage.keep_days` (in bounded batches).
 //! Every gateway runs it; each step is idempotent (reminders are keyed, warnings are marked,
 //! revoking a revoked token changes nothing), so several gateways do no harm.
 
@@ -154,6 +155,11 @@ pub async fn run_once(service: &LifecycleService, reminders: &[Duration]) {
         Ok(0) => {}
         Ok(warned) => tracing::info!(warned, "inactivity warnings queued"),
         Err(error) => tracing::warn!(%error, "cannot queue inactivity warnings"),
+    }
+    match service.prune_usage().await {
+        Ok(0) => {}
+        Ok(pruned) => tracing::info!(pruned, "usage counts older than usage.keep_days pruned"),
+        Err(error) => tracing::warn!(%error, "cannot prune old usage counts"),
     }
     if service.has_inactivity_policy() {
         match service.sweep_inactive(false, &system_actor()).await {

@@ -6,7 +6,9 @@ use serde_json::json;
 use crate::model::event::REFUSED_USE_EVENT_EVERY;
 use crate::model::{AccountId, TokenId};
 
-use super::{ActivityBatch, BeginWrite, EventKind, Store, StoreError, append_change, insert_event, with_pool};
+use super::{
+    ActivityBatch, BeginWrite, EventKind, Store, StoreError, UsageCount, append_change, insert_event, with_pool,
+};
 
 /// Last uses written by one statement (its rows travel as one JSON array).
 const USES_PER_STATEMENT: usize = 50_000;
@@ -27,19 +29,69 @@ const USES_POSTGRES: &str = "UPDATE tokens AS t SET last_used_at = u.at, last_us
      FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[]) AS u(id, at, method, path, ip) \
      WHERE t.id = u.id AND (t.last_used_at IS NULL OR t.last_used_at <= u.at)";
 
-/// How each backend writes a chunk of last uses in one statement.
-trait WriteUses {
-    fn write_uses(&mut self, uses: &[super::UsageRecord]) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+/// Adds each count to its row of `token_usage`, creating the row if need be: gateways sharing
+/// the database add up. The counts arrive as a JSON array of `{t, d, r, o, n}`. (`WHERE true`:
+/// SQLite needs it to tell the upsert's `ON` from a join's.)
+const COUNTS_SQLITE: &str = "INSERT INTO token_usage (token_id, day, route, outcome, requests) \
+     SELECT value ->> 't', value ->> 'd', value ->> 'r', value ->> 'o', value ->> 'n' FROM json_each($1) WHERE true \
+     ON CONFLICT (token_id, day, route, outcome) DO UPDATE SET requests = token_usage.requests + excluded.requests";
+
+/// [`COUNTS_SQLITE`] for PostgreSQL, the counts as five arrays.
+const COUNTS_POSTGRES: &str = "INSERT INTO token_usage (token_id, day, route, outcome, requests) \
+     SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[]) \
+     ON CONFLICT (token_id, day, route, outcome) DO UPDATE SET requests = token_usage.requests + excluded.requests";
+
+/// One count as [`COUNTS_SQLITE`] reads it.
+#[derive(serde::Serialize)]
+struct CountRow<'a> {
+    t: i64,
+    d: i64,
+    r: &'a str,
+    o: &'static str,
+    n: i64,
 }
 
-impl WriteUses for sqlx::SqliteConnection {
+/// How each backend writes a chunk of last uses, or of usage counts, in one statement.
+trait WriteActivity {
+    fn write_uses(&mut self, uses: &[super::UsageRecord]) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+    fn write_counts(&mut self, counts: &[UsageCount]) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+}
+
+impl WriteActivity for sqlx::SqliteConnection {
     async fn write_uses(&mut self, uses: &[super::UsageRecord]) -> Result<(), sqlx::Error> {
         sqlx::query(USES_SQLITE).bind(uses_json(uses)).execute(self).await?;
         Ok(())
     }
+
+    async fn write_counts(&mut self, counts: &[UsageCount]) -> Result<(), sqlx::Error> {
+        let rows: Vec<CountRow<'_>> = counts
+            .iter()
+            .map(|c| CountRow { t: c.token_id, d: c.day, r: &c.route, o: c.outcome.as_str(), n: c.requests })
+            .collect();
+        let json = serde_json::to_string(&rows).unwrap_or_else(|_| "[]".to_owned());
+        sqlx::query(COUNTS_SQLITE).bind(json).execute(self).await?;
+        Ok(())
+    }
 }
 
-impl WriteUses for sqlx::PgConnection {
+impl WriteActivity for sqlx::PgConnection {
+    async fn write_counts(&mut self, counts: &[UsageCount]) -> Result<(), sqlx::Error> {
+        let tokens: Vec<i64> = counts.iter().map(|c| c.token_id).collect();
+        let days: Vec<i64> = counts.iter().map(|c| c.day).collect();
+        let routes: Vec<&str> = counts.iter().map(|c| &*c.route).collect();
+        let outcomes: Vec<&str> = counts.iter().map(|c| c.outcome.as_str()).collect();
+        let requests: Vec<i64> = counts.iter().map(|c| c.requests).collect();
+        sqlx::query(COUNTS_POSTGRES)
+            .bind(tokens)
+            .bind(days)
+            .bind(routes)
+            .bind(outcomes)
+            .bind(requests)
+            .execute(self)
+            .await?;
+        Ok(())
+    }
+
     async fn write_uses(&mut self, uses: &[super::UsageRecord]) -> Result<(), sqlx::Error> {
         let ids: Vec<i64> = uses.iter().map(|u| u.token_id).collect();
         let ats: Vec<i64> = uses.iter().map(|u| u.at).collect();
@@ -81,6 +133,9 @@ impl Store {
             // made 100 000 round trips (7 s on SQLite, 13 s on PostgreSQL, measured).
             for chunk in batch.uses.chunks(USES_PER_STATEMENT) {
                 tx.write_uses(chunk).await?;
+            }
+            for chunk in batch.counts.chunks(USES_PER_STATEMENT) {
+                tx.write_counts(chunk).await?;
             }
             for refusal in &batch.refusals {
                 // Every right-hand side reads the row as it was, so the CASEs see the old time.

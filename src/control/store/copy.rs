@@ -36,6 +36,8 @@ pub struct TableCounts {
     pub outbox: i64,
     /// Rows of `outbox_deliveries`, each channel's delivery state.
     pub outbox_deliveries: i64,
+    /// Rows of `token_usage`, the usage counters.
+    pub token_usage: i64,
 }
 
 /// A table the copy carries: what its schema does not say or what the copy needs beyond it.
@@ -54,7 +56,7 @@ struct Table {
 /// before it. Deliberately not copied: `gateways`, the registrations of the gateway processes
 /// running on the source (runtime state; each gateway registers with the database it runs on),
 /// and `_sqlx_migrations` (opening the target migrates it).
-const TABLES: [Table; 6] = [
+const TABLES: [Table; 7] = [
     Table { name: "accounts", key: &["id"], identity: true, count: |c| &mut c.accounts },
     Table { name: "tokens", key: &["id"], identity: true, count: |c| &mut c.tokens },
     Table { name: "events", key: &["id"], identity: true, count: |c| &mut c.events },
@@ -65,6 +67,12 @@ const TABLES: [Table; 6] = [
         key: &["outbox_id", "channel"],
         identity: false,
         count: |c| &mut c.outbox_deliveries,
+    },
+    Table {
+        name: "token_usage",
+        key: &["token_id", "day", "route", "outcome"],
+        identity: false,
+        count: |c| &mut c.token_usage,
     },
 ];
 

@@ -1,9 +1,9 @@
 //! The token manager's listing: its SQL assembled from the filters, every user-supplied value
 //! bound (never spliced), and run.
 
-use super::tokens::TOKEN_SELECT;
+use super::tokens::token_columns;
 use super::{Store, StoreError, TokenRecord, with_pool};
-use crate::clock::UnixTime;
+use crate::clock::{UnixTime, utc_day};
 use crate::model::token::live_sql;
 use crate::model::{SortField, StatusFilter, TokenFilter};
 
@@ -42,10 +42,17 @@ fn like_pattern(text: &str) -> String {
     format!("%{escaped}%")
 }
 
+/// The days `requests_30d` counts, today (UTC) included.
+const REQUESTS_DAYS: i64 = 30;
+
+/// A listed token's requests of the last [`REQUESTS_DAYS`] days.
+const REQUESTS_30D: &str = "COALESCE(u.requests, 0)";
+
 /// Builds the listing's SQL. Every user-supplied value is bound, never spliced.
 fn listing_sql(filter: &TokenFilter, now: UnixTime) -> (String, Vec<Bind>) {
     let mut c = Conditions { clauses: Vec::new(), binds: Vec::new() };
     let now_p = c.placeholder(Bind::Int(now));
+    let first_day_p = c.placeholder(Bind::Int(utc_day(now) - (REQUESTS_DAYS - 1)));
     // A revocation time in the future is a scheduled one (a rotation's grace): not yet revoked.
     let revoked = format!("(t.revoked_at IS NOT NULL AND t.revoked_at <= {now_p})");
     let not_revoked = format!("(t.revoked_at IS NULL OR t.revoked_at > {now_p})");
@@ -90,9 +97,17 @@ fn listing_sql(filter: &TokenFilter, now: UnixTime) -> (String, Vec<Bind>) {
         SortField::User => "a.email_norm",
         SortField::LastUsed => "t.last_used_at",
         SortField::Expires => "t.expires_at",
+        SortField::Requests30d => REQUESTS_30D,
     };
     let direction = if filter.sort.descending { "DESC" } else { "ASC" };
-    let mut sql = TOKEN_SELECT.to_owned();
+    // Each token's requests of the last 30 UTC days (today included), summed in one pass over
+    // those days' rows of `token_usage` (CAST: PostgreSQL's SUM of BIGINT is NUMERIC).
+    let mut sql = format!(
+        "SELECT {}, {REQUESTS_30D} AS requests_30d FROM tokens t JOIN accounts a ON a.id = t.account_id \
+         LEFT JOIN (SELECT token_id, CAST(SUM(requests) AS BIGINT) AS requests FROM token_usage \
+         WHERE day >= {first_day_p} GROUP BY token_id) u ON u.token_id = t.id",
+        token_columns!()
+    );
     if !c.clauses.is_empty() {
         sql += " WHERE ";
         sql += &c.clauses.join(" AND ");
@@ -139,7 +154,7 @@ mod tests {
         };
         let (sql, binds) = listing_sql(&filter, 100);
         assert!(!sql.contains("DROP"));
-        assert_eq!(binds.len(), 5);
-        assert!(sql.contains("t.account_id IN ($2, $3)"));
+        assert_eq!(binds.len(), 6);
+        assert!(sql.contains("t.account_id IN ($3, $4)"));
     }
 }

@@ -108,18 +108,35 @@ pub struct ActivityBatch {
     pub refusals: Vec<RefusalRecord>,
     /// Rotation successors' first uses not yet written.
     pub handovers: Vec<HandoverRecord>,
+    /// Requests per token, day, route and outcome since the last flush, added to `token_usage`.
+    pub counts: Vec<UsageCount>,
 }
 
 impl ActivityBatch {
     /// Nothing to write: the flush skips its transaction.
     pub fn is_empty(&self) -> bool {
-        self.uses.is_empty() && self.refusals.is_empty() && self.handovers.is_empty()
+        self.uses.is_empty() && self.refusals.is_empty() && self.handovers.is_empty() && self.counts.is_empty()
     }
 
     /// How many records the batch holds, as the flush reports it.
     pub fn len(&self) -> usize {
-        self.uses.len() + self.refusals.len() + self.handovers.len()
+        self.uses.len() + self.refusals.len() + self.handovers.len() + self.counts.len()
     }
+}
+
+/// Requests of one token on one UTC day, route and outcome, counted since the last flush.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageCount {
+    /// The token presented.
+    pub token_id: i64,
+    /// Days since 1970-01-01 UTC.
+    pub day: i64,
+    /// The route's prefix, as configured.
+    pub route: std::sync::Arc<str>,
+    /// How the requests ended.
+    pub outcome: crate::model::UsageOutcome,
+    /// How many; added to the row's count.
+    pub requests: i64,
 }
 
 /// Attempts with a dead (revoked, expired or blocked) token since the last flush.

@@ -8,13 +8,22 @@ use crate::clock::UnixTime;
 use crate::model::token::live_sql;
 use crate::model::{AccountId, TokenId};
 
-/// Every token column, joined with the owner's email and the flags that make it blocked.
-pub(super) const TOKEN_SELECT: &str = "SELECT t.id, t.account_id, a.email AS user_email, t.name, t.description, t.prefix, \
+/// Every token column, joined with the owner's email and the flags that make it blocked: the
+/// columns of a [`TokenRecord`], for [`TOKEN_SELECT`] and the listing's own select.
+macro_rules! token_columns {
+    () => {
+        "t.id, t.account_id, a.email AS user_email, t.name, t.description, t.prefix, \
      t.scopes, t.rate_limit, t.created_at, t.created_by, t.expires_at, t.revoked_at, t.revoked_by, \
      t.revoke_reason, t.rotated_from, t.rotated_to, t.last_used_at, t.last_used_method, t.last_used_path, \
      t.last_used_ip, t.refused_count, t.refused_last_at, t.refused_last_ip, t.refused_last_method, \
-     t.refused_last_path, a.enabled AS account_enabled, a.can_create_tokens AS account_can_create_tokens \
-     FROM tokens t JOIN accounts a ON a.id = t.account_id";
+     t.refused_last_path, a.enabled AS account_enabled, a.can_create_tokens AS account_can_create_tokens"
+    };
+}
+pub(super) use token_columns;
+
+/// A [`TokenRecord`]'s select, without conditions.
+pub(super) const TOKEN_SELECT: &str =
+    concat!("SELECT ", token_columns!(), " FROM tokens t JOIN accounts a ON a.id = t.account_id");
 
 /// Inserts a token row inside the transaction `$tx`; a name held by another live token of
 /// the account is a [`StoreError::DuplicateTokenName`].
