@@ -9,6 +9,7 @@
 //! | `api/caller.rs` | the gate, the scope check and the cross-site check every call passes |
 //! | `api/error.rs` | the one error shape and status mapping |
 //! | `api/tokens.rs` | token endpoints |
+//! | `api/expiry_cap.rs` | today's maximum lifetime for existing tokens (superusers) |
 //! | `api/users.rs` | the caller's account and account management |
 //! | `api/audit.rs` | the audit log and the running gateways |
 //!
@@ -19,6 +20,7 @@
 mod audit;
 mod caller;
 mod error;
+mod expiry_cap;
 mod tokens;
 mod users;
 
@@ -32,12 +34,13 @@ use ipnet::IpNet;
 use crate::control::service::LifecycleService;
 use crate::data::gate::Gate;
 use crate::view::{
-    AccountView, CallerTokenView, ConfirmationView, EventView, GatewayView, MeView, PendingGatewayView, PolicyView,
-    ReservedScopeView, RevokedAllView, TokenView,
+    AccountView, CallerTokenView, CapExpiryView, CappedTokenView, ConfirmationView, EventView, GatewayView, MeView,
+    PendingGatewayView, PolicyView, ReservedScopeView, RevokedAllView, TokenView,
 };
 use audit::{list_events, list_gateways};
 pub use caller::{Caller, admit};
 use error::{ApiError, ErrorBody, ErrorDetail};
+use expiry_cap::{CapExpiryBody, cap_expiry};
 use tokens::{
     ChangeTokenBody, CreateTokenBody, RotateBody, change_token, create_token, list_tokens, policy, revoke_all,
     revoke_token, rotate_token, show_token,
@@ -67,12 +70,12 @@ pub struct ApiState {
     paths(
         users::me, tokens::policy, tokens::list_tokens, tokens::create_token, tokens::show_token,
         tokens::revoke_token, tokens::change_token, tokens::rotate_token, tokens::revoke_all, users::list_users,
-        users::create_user, users::change_user, audit::list_events, audit::list_gateways
+        users::create_user, users::change_user, audit::list_events, audit::list_gateways, expiry_cap::cap_expiry
     ),
     components(schemas(
         TokenView, AccountView, MeView, CallerTokenView, ReservedScopeView, ConfirmationView, PendingGatewayView,
         RevokedAllView, GatewayView, EventView, PolicyView, ErrorBody, ErrorDetail, CreateTokenBody, ChangeTokenBody,
-        RotateBody, CreateUserBody, ChangeUserBody
+        RotateBody, CreateUserBody, ChangeUserBody, CapExpiryView, CappedTokenView, CapExpiryBody
     )),
     modifiers(&BasicAuth),
     security(("basic" = []))
@@ -105,6 +108,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/me", get(me))
         .route("/api/v1/policy", get(policy))
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
+        .route("/api/v1/tokens/cap-expiry", post(cap_expiry))
         .route("/api/v1/tokens/{id}", get(show_token).delete(revoke_token).patch(change_token))
         .route("/api/v1/tokens/{id}/rotate", post(rotate_token))
         .route("/api/v1/users", get(list_users).post(create_user))

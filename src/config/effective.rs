@@ -123,6 +123,7 @@ fn effective_tokens(tokens: &TokenPolicy) -> RawTokens {
     let TokenPolicy {
         default_lifetime,
         max_lifetime,
+        max_lifetime_set: _,
         allow_never_expires,
         scopes,
         default_scopes,
@@ -133,7 +134,7 @@ fn effective_tokens(tokens: &TokenPolicy) -> RawTokens {
     RawTokens {
         // Printed even when it follows `max_lifetime`: it is what tokens get.
         default_lifetime: Some(format_duration(*default_lifetime)),
-        max_lifetime: format_duration(*max_lifetime),
+        max_lifetime: Some(format_duration(*max_lifetime)),
         allow_never_expires: *allow_never_expires,
         scopes: scopes.clone(),
         default_scopes: default_scopes.clone(),
