@@ -24,7 +24,7 @@ pub(super) struct CapExpiryBody {
     post,
     path = "/api/v1/tokens/cap-expiry",
     tag = "tokens",
-    request_body = CapExpiryBody,
+    request_body(content = CapExpiryBody, description = "optional: an empty body counts as `{}`, a real run"),
     responses(
         (status = 200, description = "the tokens whose expiry was (or, with dry_run, would be) capped to tokens.max_lifetime, and which running gateways applied it", body = CapExpiryView),
         (status = 400, description = "tokens.max_lifetime is not configured", body = ErrorBody),
