@@ -355,6 +355,9 @@ public = true
         for route in &mut routes {
             route.require.by_method.sort_by(|(a, _), (b, _)| a.as_str().cmp(b.as_str()));
         }
+        // Whether the operator set `max_lifetime` is where the value came from, not a setting:
+        // the printout states the maximum in effect, and a file that states it has set it.
+        let tokens = TokenPolicy { max_lifetime_set: true, ..tokens.clone() };
         vec![
             ("proxy", format!("{proxy:?}")),
             ("admin", format!("{admin:?}")),
