@@ -158,7 +158,13 @@ fn main() {
         .map(|binary| start_tokengate("tokengate (baseline)", Path::new(&binary), &config, &pinning, &[]));
     // This build without usage counters: what counting costs.
     let counters_off = std::env::var_os("PROXY_LOAD_COUNTERS_OFF").filter(|v| v != "0").map(|_| {
-        start_tokengate("tokengate (counters off)", this_build, &config, &pinning, &[("TOKENGATE_USAGE__COUNTERS", "false")])
+        start_tokengate(
+            "tokengate (counters off)",
+            this_build,
+            &config,
+            &pinning,
+            &[("TOKENGATE_USAGE__COUNTERS", "false")],
+        )
     });
     let nginx = nginx_binary().map(|binary| start_nginx(&binary, dir.path(), echo.addr, &pinning));
     let load = Load::choose(authorizations.clone(), dir.path());
