@@ -87,6 +87,17 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// What the proxy forwards where; never empty (a built-in route when the file has none).
     pub routes: Vec<RouteConfig>,
+    /// `[log]`: the log's format and the access log.
+    pub log: LogConfig,
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    /// One JSON object per line instead of text (`TOKENGATE_LOG_FORMAT=json` also says so).
+    pub json: bool,
+    /// One access record per proxied request (`log.access`).
+    pub access: bool,
 }
 
 /// `[proxy]`: the listener clients send their API requests to.

@@ -5,17 +5,23 @@ use std::io::{IsTerminal, Write};
 
 use clap::Parser;
 use tokengate::cli::{Cli, Command, run};
-use tracing_subscriber::EnvFilter;
+use tokengate::config::LogConfig;
+use tokengate::data::proxy::access_log::TARGET as ACCESS;
+use tracing::Level;
+use tracing_subscriber::filter::{Targets, filter_fn};
+use tracing_subscriber::prelude::*;
+use tracing_subscriber::{EnvFilter, fmt};
 
 fn main() {
     let cli = Cli::parse();
-    init_logging(matches!(cli.command, Command::Serve));
+    let serving = matches!(cli.command, Command::Serve);
+    // A config that does not load is reported by the command itself; logging then starts on
+    // the defaults.
+    let config = cli.load_config().ok();
+    init_logging(serving, config.as_ref().map(|c| &c.log));
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    // `proxy.workers` sizes the runtime that serves; a config that does not load is reported
-    // by the command itself.
-    if matches!(cli.command, Command::Serve)
-        && let Some(workers) = cli.load_config().ok().and_then(|config| config.proxy.workers)
-    {
+    // `proxy.workers` sizes the runtime that serves.
+    if serving && let Some(workers) = config.as_ref().and_then(|config| config.proxy.workers) {
         builder.worker_threads(workers);
     }
     let runtime = match builder.enable_all().build() {
@@ -40,22 +46,35 @@ fn report(error: &dyn std::fmt::Display) {
 }
 
 /// Logs go to stderr: `info` for `serve`, `warn` for one-shot commands; `TOKENGATE_LOG`
-/// (an EnvFilter such as `debug` or `tokengate=debug`) overrides; `TOKENGATE_LOG_FORMAT=json`
-/// writes one JSON object per line.
-fn init_logging(serving: bool) {
+/// (an EnvFilter such as `debug` or `tokengate=debug`) overrides. `log.format = "json"` (or
+/// `TOKENGATE_LOG_FORMAT=json`, which wins over the file) writes one JSON object per line.
+///
+/// Access records ([`ACCESS`]) take a layer of their own: `log.access` alone turns them on or
+/// off, whatever `TOKENGATE_LOG` says, and in JSON each record's fields are the object's
+/// top-level keys (`request_id`, `status`, ...), where other lines keep theirs under `fields`.
+fn init_logging(serving: bool, log: Option<&LogConfig>) {
+    let json = match std::env::var("TOKENGATE_LOG_FORMAT") {
+        Ok(format) => format == "json",
+        Err(_) => log.is_some_and(|log| log.json),
+    };
+    let access = serving && log.is_none_or(|log| log.access);
     let default = if serving { "info" } else { "warn" };
     let filter = EnvFilter::try_from_env("TOKENGATE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // A log line that cannot be written is dropped. By default the subscriber reports the
-        // failure with `eprintln!`, which panics when stderr is a closed pipe: the request being
-        // logged would lose its connection.
-        .log_internal_errors(false)
-        .with_ansi(std::io::stderr().is_terminal());
-    if std::env::var("TOKENGATE_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    let ansi = std::io::stderr().is_terminal();
+    // A log line that cannot be written is dropped. By default the subscriber reports the
+    // failure with `eprintln!`, which panics when stderr is a closed pipe: the request being
+    // logged would lose its connection.
+    let general = fmt::layer().with_writer(std::io::stderr).log_internal_errors(false).with_ansi(ansi);
+    let general = if json { general.json().boxed() } else { general.boxed() };
+    let not_access = filter_fn(|metadata| metadata.target() != ACCESS);
+    let access_layer = access.then(|| {
+        let layer = fmt::layer().with_writer(std::io::stderr).log_internal_errors(false).with_ansi(ansi);
+        let layer = if json {
+            layer.json().flatten_event(true).with_current_span(false).with_span_list(false).boxed()
+        } else {
+            layer.boxed()
+        };
+        layer.with_filter(Targets::new().with_target(ACCESS, Level::INFO))
+    });
+    tracing_subscriber::registry().with(general.with_filter(filter).with_filter(not_access)).with(access_layer).init();
 }

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use super::raw::{
-    RawAdmin, RawConfig, RawDatabase, RawNotify, RawProxy, RawRateLimit, RawRoute, RawSync, RawTokens, RawUsage,
+    RawAdmin, RawConfig, RawDatabase, RawLog, RawNotify, RawProxy, RawRateLimit, RawRoute, RawSync, RawTokens, RawUsage,
 };
 use super::secrets::MASK;
 use super::{
@@ -56,7 +56,7 @@ fn inert_keys(config: &Config) -> Vec<(&'static str, &'static str)> {
 /// a signing secret, the masked URL for the database, Redis and webhook URLs; a secret read
 /// from a `*_file` is printed under its plain key (masked), since the value is what is in effect.
 fn effective(config: &Config) -> RawConfig {
-    let Config { source: _, proxy, admin, database, sync, usage, tokens, rate_limit, notify, routes } = config;
+    let Config { source: _, proxy, admin, database, sync, usage, tokens, rate_limit, notify, routes, log } = config;
     let DatabaseConfig { url } = database;
     let SyncConfig { interval, max_lag, confirm_timeout, stale_after } = sync;
     let UsageConfig { flush_interval, counters, keep_days } = usage;
@@ -79,6 +79,7 @@ fn effective(config: &Config) -> RawConfig {
         rate_limit: effective_rate_limit(rate_limit),
         notify: effective_notify(notify),
         routes: Some(routes.iter().map(effective_route).collect()),
+        log: RawLog { format: if log.json { "json" } else { "text" }.into(), access: log.access },
     }
 }
 
@@ -290,6 +291,10 @@ revoke_unused_after = "180d"
 warn_before = "3d"
 sweep_interval = "30m"
 
+[log]
+format = "json"
+access = false
+
 [notify]
 smtp_host = "smtp.example.com"
 smtp_port = 2525
@@ -352,7 +357,7 @@ public = true
     /// Each part of `config` as its `Debug` text, which masks every secret. Every field of
     /// `Config` is named, so one added later does not compile until it is compared too.
     fn sections(config: &Config) -> Vec<(&'static str, String)> {
-        let Config { source: _, proxy, admin, database, sync, usage, tokens, rate_limit, notify, routes } = config;
+        let Config { source: _, proxy, admin, database, sync, usage, tokens, rate_limit, notify, routes, log } = config;
         // The client configuration is built from `upstream_ca_file` (compared with the rest of
         // `[proxy]`), and its `Debug` lists every public root.
         let proxy = ProxyConfig { upstream_tls: std::sync::Arc::new(rustls_placeholder()), ..proxy.clone() };
@@ -374,6 +379,7 @@ public = true
             ("rate_limit", format!("{rate_limit:?}")),
             ("notify", format!("{notify:?}")),
             ("routes", format!("{routes:?}")),
+            ("log", format!("{log:?}")),
         ]
     }
 

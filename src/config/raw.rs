@@ -19,6 +19,20 @@ pub(super) struct RawConfig {
     pub rate_limit: RawRateLimit,
     pub notify: RawNotify,
     pub routes: Option<Vec<RawRoute>>,
+    pub log: RawLog,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawLog {
+    pub format: String,
+    pub access: bool,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog { format: "text".into(), access: true }
+    }
 }
 
 #[derive(Debug, Deserialize, Serialize)]

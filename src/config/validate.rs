@@ -15,8 +15,9 @@ use super::raw::{RawConfig, RawNotify, RawRoute};
 use super::secrets::read_secret_file;
 use super::{
     AdminConfig, Config, ConfigError, DEFAULT_DATABASE_URL, DEFAULT_MAX_LIFETIME, DEFAULT_TOKEN_LIFETIME,
-    DatabaseConfig, NotifyConfig, ProxyConfig, RateLimitConfig, RedisLimits, RequiredScopes, RouteConfig, SecretString,
-    SecretUrl, SmtpConfig, SmtpTls, SyncConfig, TokenPolicy, Upstream, UsageConfig, WebhookConfig, default_port,
+    DatabaseConfig, LogConfig, NotifyConfig, ProxyConfig, RateLimitConfig, RedisLimits, RequiredScopes, RouteConfig,
+    SecretString, SecretUrl, SmtpConfig, SmtpTls, SyncConfig, TokenPolicy, Upstream, UsageConfig, WebhookConfig,
+    default_port,
 };
 use crate::data::tls::{CertificateError, ListenerCertificate};
 use crate::model::duration::{format_duration, parse_duration};
@@ -206,6 +207,14 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             },
         },
         tokens,
+        log: LogConfig {
+            json: match raw.log.format.as_str() {
+                "text" => false,
+                "json" => true,
+                other => return Err(invalid("log.format", format!("{other:?}: expected \"text\" or \"json\""))),
+            },
+            access: raw.log.access,
+        },
         rate_limit: RateLimitConfig {
             default: rate("rate_limit.default", &raw.rate_limit.default)?,
             failed_auth: rate("rate_limit.failed_auth", &raw.rate_limit.failed_auth)?,

@@ -4,6 +4,7 @@
 //! Nothing here touches the database: the index answers who the caller is, the usage
 //! recorder takes the last use in memory.
 
+pub mod access_log;
 pub mod authenticate;
 pub mod client_ip;
 pub mod credentials;
@@ -11,6 +12,7 @@ pub mod forward;
 pub mod pinned;
 pub mod progress;
 pub mod reject;
+pub mod request_id;
 pub mod route;
 
 use std::net::SocketAddr;
@@ -25,13 +27,16 @@ use ipnet::IpNet;
 
 use crate::config::Config;
 use crate::data::gate::{Attempt, Gate, Refusal, loggable};
+use crate::data::index::IndexedAccount;
 use crate::data::ratelimit::{LimitHeaders, RateLimits, TokenVerdict};
 use crate::metrics::{KindLabels, Metrics};
 use crate::model::UsageOutcome;
+use access_log::AccessRecord;
 use authenticate::Identity;
 use client_ip::Peer;
 use forward::{ForwardContext, ForwardError, RequestHeaderPolicy, X_AUTH_TOKEN_EXPIRES};
 use pinned::{Pinned, Upstreams};
+use request_id::X_REQUEST_ID;
 use route::{Router, canonical_path};
 
 /// How a proxied request ended, as `tokengate_requests_total{outcome}` counts it.
@@ -87,6 +92,8 @@ pub struct Proxy {
     header_policy: RequestHeaderPolicy,
     /// The proxy listener terminates TLS.
     over_tls: bool,
+    /// One access record per request (`log.access`).
+    access_log: bool,
     /// Requests are counted per token, day, route and outcome (`usage.counters`).
     count_usage: bool,
 }
@@ -100,6 +107,7 @@ impl Proxy {
             gate,
             upstreams: Arc::new(Upstreams::new(config.proxy.connect_timeout, (*config.proxy.upstream_tls).clone())),
             over_tls: config.proxy.tls.is_some(),
+            access_log: config.log.access,
             count_usage: config.usage.counters,
             limits,
             metrics,
@@ -124,14 +132,35 @@ impl Proxy {
     /// Handles one request from `peer`, forwarding on its connection's `pinned` upstream
     /// connection; counts it once, whichever phase answered: in the metrics, and against the
     /// token presented (its usage counters) once its route is known.
-    pub async fn handle(&self, request: Request<Incoming>, peer: &Peer, pinned: &Pinned) -> Response<ProxyBody> {
+    pub async fn handle(&self, mut request: Request<Incoming>, peer: &Peer, pinned: &Pinned) -> Response<ProxyBody> {
         let started = std::time::Instant::now();
+        let request_id = request_id::assign(request.headers_mut());
+        // For the access log: the method, and the path as sent (a reference-counted handle on
+        // the request's bytes, not a copy).
+        let logged = self.access_log.then(|| (request.method().clone(), request.uri().path_and_query().cloned()));
         let mut trace = Trace::default();
-        let (response, outcome) = match self.serve(request, peer, pinned, &mut trace).await {
+        let (mut response, outcome) = match self.serve(request, peer, pinned, &mut trace).await {
             Ok(served) => served,
             Err(stop) => (*stop.response, stop.outcome),
         };
         let status = response.status().as_u16();
+        if let Some((method, path)) = logged {
+            AccessRecord {
+                request_id: &request_id,
+                client_ip: trace.client_ip,
+                method: &method,
+                path: path.as_ref().map_or("/", |p| p.path()),
+                route: trace.route.as_deref(),
+                status,
+                duration: started.elapsed(),
+                upstream: trace.upstream,
+                token_id: trace.token.map(Presented::id),
+                user: trace.user.as_ref().map(|account| &*account.email),
+                outcome: outcome.as_str(),
+            }
+            .write();
+        }
+        response.headers_mut().insert(&X_REQUEST_ID, request_id);
         let route = match trace.route {
             Some(route) => {
                 if self.count_usage
@@ -167,13 +196,15 @@ impl Proxy {
         let path = &*path;
         trace.route = Some(Arc::clone(&route.label));
         let client_ip = peer.client_ip(request.headers(), &self.trusted_proxies);
+        trace.client_ip = Some(client_ip);
         let admitted = if route.public {
             Admitted::default()
         } else {
             self.authorise(&request, &route, path, client_ip, &mut trace.token).await?
         };
         let caller = ForwardContext { peer, over_tls: self.over_tls, identity: admitted.identity.as_ref() };
-        let response = self.forward(request, path, &route, &caller, pinned).await?;
+        trace.user = admitted.identity.as_ref().map(|identity| Arc::clone(&identity.account));
+        let response = self.forward(request, path, &route, &caller, pinned, &mut trace.upstream).await?;
         let outcome = if admitted.identity.is_some() { Outcome::Authorised } else { Outcome::Public };
         Ok((respond(response, admitted.identity.as_ref(), admitted.limit_headers.as_ref()), outcome))
     }
@@ -245,13 +276,16 @@ impl Proxy {
         route: &route::Route,
         caller: &ForwardContext<'_>,
         pinned: &Pinned,
+        waited: &mut Option<Duration>,
     ) -> Result<Response<Incoming>, Stop> {
         let client_version = request.version();
         let upstream_request = forward::upstream_request(request, path, route, caller, &self.header_policy)
             .ok_or_else(|| Stop::rejected(reject::bad_path()))?;
         let upstream_started = std::time::Instant::now();
         let sent = forward::send(pinned, route, upstream_request, client_version, self.upstream_timeout).await;
-        self.metrics.upstream_duration.observe(upstream_started.elapsed().as_secs_f64());
+        let upstream_took = upstream_started.elapsed();
+        *waited = Some(upstream_took);
+        self.metrics.upstream_duration.observe(upstream_took.as_secs_f64());
         sent.map_err(|error| match error {
             ForwardError::Unreachable(error) => {
                 tracing::warn!(upstream = %route.upstream, %error, "upstream unreachable");
@@ -301,6 +335,12 @@ struct Trace {
     route: Option<Arc<str>>,
     /// The token presented, once the gate has looked at it.
     token: Option<Presented>,
+    /// The admitted token's owner, for the access log.
+    user: Option<Arc<IndexedAccount>>,
+    /// The client's address, once known.
+    client_ip: Option<std::net::IpAddr>,
+    /// How long the upstream took to answer, once asked.
+    upstream: Option<Duration>,
 }
 
 /// A token the gate recognised.
@@ -313,6 +353,13 @@ enum Presented {
 }
 
 impl Presented {
+    /// The token's id.
+    fn id(self) -> i64 {
+        match self {
+            Presented::Admitted(id) | Presented::Dead(id) => id,
+        }
+    }
+
     /// The token and how its request is counted, from how the request ended.
     fn counted(self, outcome: Outcome, status: u16) -> Option<(i64, UsageOutcome)> {
         Some(match self {

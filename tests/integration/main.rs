@@ -11,6 +11,7 @@
 #[path = "../../examples/support/echo.rs"]
 mod echo;
 
+mod access_log;
 mod admin;
 mod cli;
 mod cluster;
