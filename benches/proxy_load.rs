@@ -33,7 +33,9 @@
 //! ratio of the medians, and the range of the per-run ratios) with the p99 difference. nginx is
 //! `/usr/sbin/nginx` (or `nginx` on PATH); without it its runs print SKIPPED.
 //! `PROXY_LOAD_BASELINE=/path/to/tokengate` also measures another build (say, of the commit
-//! before a change) in the same runs, on the same database. About 6 minutes with the defaults.
+//! before a change) in the same runs, on the same database; `PROXY_LOAD_COUNTERS_OFF=1` also
+//! measures this build with the usage counters off (`usage.counters = false`), to show what
+//! counting costs. About 6 minutes with the defaults.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
 
@@ -114,6 +116,7 @@ enum Kind {
     Nginx,
     Tokengate,
     Baseline,
+    CountersOff,
 }
 
 struct Target {
@@ -148,10 +151,21 @@ fn main() {
     let authorizations = create_tokens_and_config(dir.path(), echo.addr);
     let minted_in = minting.elapsed();
     let config = dir.path().join("tokengate.toml");
-    let tokengate = start_tokengate("tokengate", Path::new(env!("CARGO_BIN_EXE_tokengate")), &config, &pinning);
+    let this_build = Path::new(env!("CARGO_BIN_EXE_tokengate"));
+    let tokengate = start_tokengate("tokengate", this_build, &config, &pinning, &[]);
     // Another build of tokengate (say, of the commit before a change) measured in the same runs.
     let baseline = std::env::var_os("PROXY_LOAD_BASELINE")
-        .map(|binary| start_tokengate("tokengate (baseline)", Path::new(&binary), &config, &pinning));
+        .map(|binary| start_tokengate("tokengate (baseline)", Path::new(&binary), &config, &pinning, &[]));
+    // This build without usage counters: what counting costs.
+    let counters_off = std::env::var_os("PROXY_LOAD_COUNTERS_OFF").filter(|v| v != "0").map(|_| {
+        start_tokengate(
+            "tokengate (counters off)",
+            this_build,
+            &config,
+            &pinning,
+            &[("TOKENGATE_USAGE__COUNTERS", "false")],
+        )
+    });
     let nginx = nginx_binary().map(|binary| start_nginx(&binary, dir.path(), echo.addr, &pinning));
     let load = Load::choose(authorizations.clone(), dir.path());
 
@@ -179,6 +193,14 @@ fn main() {
             name: "tokengate baseline",
             addr: baseline.addr,
             proxy_pid: Some(baseline.process.pid()),
+        });
+    }
+    if let Some(counters_off) = &counters_off {
+        targets.push(Target {
+            kind: Kind::CountersOff,
+            name: "tokengate, usage counters off",
+            addr: counters_off.addr,
+            proxy_pid: Some(counters_off.process.pid()),
         });
     }
 
@@ -213,6 +235,7 @@ fn main() {
     assert!(failures.is_empty(), "the figures are not all of proxying:\n  {}", failures.join("\n  "));
     drop(tokengate);
     drop(baseline);
+    drop(counters_off);
     drop(nginx);
     drop(echo);
 }
@@ -243,7 +266,7 @@ fn check_targets(targets: &[Target], load: &Load, settings: &Settings, authoriza
                 answer.body.len()
             );
         }
-        if matches!(target.kind, Kind::Tokengate | Kind::Baseline) {
+        if matches!(target.kind, Kind::Tokengate | Kind::Baseline | Kind::CountersOff) {
             let refused = probe(target.addr, &WORKLOADS[0], None).status;
             assert_eq!(refused, 401, "{} answered {refused} to a request without credentials", target.name);
             let statuses = load.statuses_of_each(&WORKLOADS[0], target.addr);
@@ -440,6 +463,9 @@ fn print_table(workload: &Workload, targets: &[Target], samples: &[Vec<Sample>],
     }
     if let Some(baseline) = of(Kind::Baseline) {
         println!("tokengate / baseline: {}", compare(tokengate, baseline, settings.runs));
+    }
+    if let Some(counters_off) = of(Kind::CountersOff) {
+        println!("tokengate / counters off: {}", compare(tokengate, counters_off, settings.runs));
     }
     println!();
 }

@@ -22,6 +22,7 @@ mod accounts;
 mod confirm;
 mod db;
 mod events;
+mod expiry_cap;
 mod gateways;
 mod output;
 mod run;

@@ -34,6 +34,8 @@ pub const DEFAULT_CONFIG_PATH: &str = "config/tokengate.toml";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/tokengate.db";
 /// `tokens.default_lifetime` when the operator sets none (and `max_lifetime` allows it).
 pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(90 * 24 * 60 * 60);
+/// `tokens.max_lifetime` when the operator sets none.
+pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// Why a configuration cannot be used; every message names the file, the key or the variable.
 #[derive(Debug, thiserror::Error)]
@@ -177,6 +179,10 @@ pub struct TokenPolicy {
     pub default_lifetime: Duration,
     /// The longest lifetime anyone may choose.
     pub max_lifetime: Duration,
+    /// Whether the operator set `max_lifetime` (in the file or the environment) rather than
+    /// leaving the built-in default: `token cap-expiry` shortens existing tokens only to a bound
+    /// somebody chose.
+    pub max_lifetime_set: bool,
     /// Whether `--never-expires` is allowed at all.
     pub allow_never_expires: bool,
     /// The scopes routes may require and tokens may carry; a typo in either is refused.

@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::clock::{UnixTime, day_to_date, to_rfc3339};
 use crate::config::TokenPolicy;
 use crate::control::fleet::{Confirmation, GatewayStatus};
-use crate::control::store::{AccountRecord, AccountSummary, EventRecord, TokenRecord};
+use crate::control::store::{AccountRecord, AccountSummary, CappedExpiry, EventRecord, TokenRecord};
 use crate::data::index::IndexedToken;
 use crate::model::duration::format_duration;
 use crate::model::{TokenId, UsageRow};
@@ -185,6 +185,66 @@ impl RevokedAllView {
     /// The answer for `user`, whose `revoked` tokens were revoked, with what the fleet confirmed.
     pub fn new(user: &str, revoked: usize, confirmation: Option<&Confirmation>) -> Self {
         RevokedAllView { user: user.to_owned(), revoked, confirmation: confirmation.map(ConfirmationView::new) }
+    }
+}
+
+/// `token cap-expiry --json` and `POST /api/v1/tokens/cap-expiry`: the tokens whose expiry was
+/// (or, in a dry run, would be) shortened to today's `tokens.max_lifetime`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CapExpiryView {
+    /// True when nothing was changed: the tokens are those a real run would change.
+    pub dry_run: bool,
+    /// The `tokens.max_lifetime` applied (`90d`).
+    pub max_lifetime: String,
+    /// The tokens changed (or that would be), by id.
+    pub tokens: Vec<CappedTokenView>,
+    /// Which running gateways applied the new expiries (absent in a dry run, with `--no-wait`,
+    /// and when no token changed).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub confirmation: Option<ConfirmationView>,
+}
+
+/// One token whose expiry `token cap-expiry` shortens.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CappedTokenView {
+    /// The token's id.
+    pub id: i64,
+    /// The owner's email.
+    pub user: String,
+    /// The token's name.
+    pub name: String,
+    /// The token's display prefix.
+    pub prefix: String,
+    /// Its expiry before, or null when it never expired.
+    pub old_expires_at: Option<String>,
+    /// Its expiry after: `max(created_at + max_lifetime, now + tokens.warn_before)`.
+    pub new_expires_at: String,
+}
+
+impl CapExpiryView {
+    /// The answer for `capped` under `max_lifetime`, with what the fleet confirmed.
+    pub fn new(
+        dry_run: bool,
+        max_lifetime: std::time::Duration,
+        capped: &[CappedExpiry],
+        confirmation: Option<&Confirmation>,
+    ) -> Self {
+        CapExpiryView {
+            dry_run,
+            max_lifetime: format_duration(max_lifetime),
+            tokens: capped
+                .iter()
+                .map(|c| CappedTokenView {
+                    id: c.token.id.0,
+                    user: c.token.user_email.clone(),
+                    name: c.token.name.clone(),
+                    prefix: c.token.prefix.clone(),
+                    old_expires_at: c.old_expires_at.map(to_rfc3339),
+                    new_expires_at: to_rfc3339(c.new_expires_at),
+                })
+                .collect(),
+            confirmation: confirmation.map(ConfirmationView::new),
+        }
     }
 }
 

@@ -154,9 +154,18 @@ pub(crate) fn start_echo() -> Server {
 // tokengate
 // ---------------------------------------------------------------------------------------------
 
-/// `binary --config config serve` on the proxy's CPU; returns once it logged its proxy address.
-pub(crate) fn start_tokengate(name: &'static str, binary: &Path, config: &Path, pinning: &Pinning) -> Server {
-    let (child, mut lines) = spawn_serve(pinning.command(binary), config);
+/// `binary --config config serve` on the proxy's CPU, with `env` added (configuration overrides);
+/// returns once it logged its proxy address.
+pub(crate) fn start_tokengate(
+    name: &'static str,
+    binary: &Path,
+    config: &Path,
+    pinning: &Pinning,
+    env: &[(&str, &str)],
+) -> Server {
+    let mut command = pinning.command(binary);
+    command.envs(env.iter().copied());
+    let (child, mut lines) = spawn_serve(command, config);
     // Owned from here on, so a failure below still kills and reaps the child (see Drop).
     let process = Process { name, child };
     let addr = wait_until_listening(&mut lines, |line| eprintln!("{name}: {line}"))

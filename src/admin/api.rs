@@ -10,6 +10,7 @@
 //! | `api/error.rs` | the one error shape and status mapping |
 //! | `api/tokens.rs` | token endpoints |
 //! | `api/usage.rs` | a token's usage counts |
+//! | `api/expiry_cap.rs` | today's maximum lifetime for existing tokens (superusers) |
 //! | `api/users.rs` | the caller's account and account management |
 //! | `api/audit.rs` | the audit log and the running gateways |
 //!
@@ -20,6 +21,7 @@
 mod audit;
 mod caller;
 mod error;
+mod expiry_cap;
 mod tokens;
 mod usage;
 mod users;
@@ -34,12 +36,13 @@ use ipnet::IpNet;
 use crate::control::service::LifecycleService;
 use crate::data::gate::Gate;
 use crate::view::{
-    AccountView, CallerTokenView, ConfirmationView, EventView, GatewayView, MeView, PendingGatewayView, PolicyView,
-    ReservedScopeView, RevokedAllView, TokenView, UsageRowView, UsageView,
+    AccountView, CallerTokenView, CapExpiryView, CappedTokenView, ConfirmationView, EventView, GatewayView, MeView,
+    PendingGatewayView, PolicyView, ReservedScopeView, RevokedAllView, TokenView, UsageRowView, UsageView,
 };
 use audit::{list_events, list_gateways};
 pub use caller::{Caller, admit};
 use error::{ApiError, ErrorBody, ErrorDetail};
+use expiry_cap::{CapExpiryBody, cap_expiry};
 use tokens::{
     ChangeTokenBody, CreateTokenBody, RotateBody, change_token, create_token, list_tokens, policy, revoke_all,
     revoke_token, rotate_token, show_token,
@@ -69,13 +72,14 @@ pub struct ApiState {
     paths(
         users::me, tokens::policy, tokens::list_tokens, tokens::create_token, tokens::show_token,
         tokens::revoke_token, tokens::change_token, tokens::rotate_token, tokens::revoke_all, usage::token_usage,
-        users::list_users,
-        users::create_user, users::change_user, audit::list_events, audit::list_gateways
+        users::list_users, users::create_user, users::change_user, audit::list_events, audit::list_gateways,
+        expiry_cap::cap_expiry
     ),
     components(schemas(
         TokenView, AccountView, MeView, CallerTokenView, ReservedScopeView, ConfirmationView, PendingGatewayView,
         RevokedAllView, GatewayView, EventView, PolicyView, ErrorBody, ErrorDetail, CreateTokenBody, ChangeTokenBody,
-        RotateBody, CreateUserBody, ChangeUserBody, UsageView, UsageRowView
+        RotateBody, CreateUserBody, ChangeUserBody, UsageView, UsageRowView, CapExpiryView, CappedTokenView,
+        CapExpiryBody
     )),
     modifiers(&BasicAuth),
     security(("basic" = []))
@@ -108,6 +112,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/me", get(me))
         .route("/api/v1/policy", get(policy))
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
+        .route("/api/v1/tokens/cap-expiry", post(cap_expiry))
         .route("/api/v1/tokens/{id}", get(show_token).delete(revoke_token).patch(change_token))
         .route("/api/v1/tokens/{id}/rotate", post(rotate_token))
         .route("/api/v1/tokens/{id}/usage", get(usage::token_usage))

@@ -1,4 +1,4 @@
-//! `tokengate token create|list|show|revoke|revoke-all`.
+//! `tokengate token create|list|show|revoke|revoke-all|rotate|set-limit|sweep|cap-expiry`.
 
 use std::time::Duration;
 
@@ -61,6 +61,17 @@ pub enum TokenCommand {
     /// Apply the inactivity policy now: revoke tokens unused for tokens.revoke_unused_after.
     Sweep {
         /// Only list the tokens that would be revoked.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply today's tokens.max_lifetime to existing tokens: every live token that never expires,
+    /// or expires later than max_lifetime after its creation, then expires at
+    /// max(created + max_lifetime, now + tokens.warn_before); each owner is notified. Returns once
+    /// every running gateway applies it (at most sync.confirm_timeout; --no-wait: at once).
+    CapExpiry {
+        /// Only list the tokens that would change.
         #[arg(long)]
         dry_run: bool,
         #[arg(long)]
@@ -156,6 +167,9 @@ pub struct ListArgs {
     expires_after: Option<UnixTime>,
     #[arg(long, value_name = "T", value_parser = parse_rfc3339)]
     expires_before: Option<UnixTime>,
+    /// Only tokens that never expire.
+    #[arg(long)]
+    no_expiry: bool,
     /// Not used for this long (or never used and older than it).
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     unused_for: Option<Duration>,
@@ -240,6 +254,7 @@ pub(super) async fn run(command: TokenCommand, service: &LifecycleService) -> Re
             let view = UsageView::new(token_id, days, rows);
             if json { print_json(&view) } else { print_usage(&view) }
         }
+        TokenCommand::CapExpiry { dry_run, json } => super::expiry_cap::run(dry_run, json, service, &actor).await,
         TokenCommand::RevokeAll { user, json } => {
             let revoked = service.revoke_all_tokens(&user, &actor).await?;
             let count = revoked.value;
@@ -305,6 +320,7 @@ async fn list(args: ListArgs, service: &LifecycleService) -> Result<(), CliError
             never_used: args.never_used,
             expires_after: args.expires_after,
             expires_before: args.expires_before,
+            no_expiry: args.no_expiry,
             sort: args.sort.unwrap_or_default(),
             ..TokenFilter::default()
         },
@@ -375,9 +391,21 @@ fn print_details(view: &TokenView) -> Result<(), CliError> {
         ("revoked_at", or_dash(view.revoked_at.as_ref())),
         ("revoked_by", or_dash(view.revoked_by.as_ref())),
         ("revoke_reason", or_dash(view.revoke_reason.as_ref())),
+        // Attempts with the token while it was dead: a client somewhere still holds it.
+        ("refused_count", view.refused_count.to_string()),
+        ("refused_last_at", or_dash(view.refused_last_at.as_ref())),
+        (
+            "refused_last",
+            format!(
+                "{} {} from {}",
+                or_dash(view.refused_last_method.as_ref()),
+                or_dash(view.refused_last_path.as_ref()),
+                or_dash(view.refused_last_ip.as_ref())
+            ),
+        ),
     ];
     for (name, value) in fields {
-        outln!("{name:<14} {value}")?;
+        outln!("{name:<15} {value}")?;
     }
     Ok(())
 }

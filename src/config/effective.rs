@@ -127,6 +127,7 @@ fn effective_tokens(tokens: &TokenPolicy) -> RawTokens {
     let TokenPolicy {
         default_lifetime,
         max_lifetime,
+        max_lifetime_set: _,
         allow_never_expires,
         scopes,
         default_scopes,
@@ -137,7 +138,7 @@ fn effective_tokens(tokens: &TokenPolicy) -> RawTokens {
     RawTokens {
         // Printed even when it follows `max_lifetime`: it is what tokens get.
         default_lifetime: Some(format_duration(*default_lifetime)),
-        max_lifetime: format_duration(*max_lifetime),
+        max_lifetime: Some(format_duration(*max_lifetime)),
         allow_never_expires: *allow_never_expires,
         scopes: scopes.clone(),
         default_scopes: default_scopes.clone(),
@@ -360,6 +361,9 @@ public = true
         for route in &mut routes {
             route.require.by_method.sort_by(|(a, _), (b, _)| a.as_str().cmp(b.as_str()));
         }
+        // Whether the operator set `max_lifetime` is where the value came from, not a setting:
+        // the printout states the maximum in effect, and a file that states it has set it.
+        let tokens = TokenPolicy { max_lifetime_set: true, ..tokens.clone() };
         vec![
             ("proxy", format!("{proxy:?}")),
             ("admin", format!("{admin:?}")),

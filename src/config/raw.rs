@@ -121,7 +121,9 @@ impl Default for RawUsage {
 pub(super) struct RawTokens {
     /// `None`: not set by the operator, so it follows a lower `max_lifetime` (see `validate`).
     pub default_lifetime: Option<String>,
-    pub max_lifetime: String,
+    /// `None`: not set by the operator, so the built-in 365 days apply (and `token cap-expiry`
+    /// refuses to run on a bound nobody chose).
+    pub max_lifetime: Option<String>,
     pub allow_never_expires: bool,
     pub scopes: Vec<String>,
     pub default_scopes: Vec<String>,
@@ -135,7 +137,7 @@ impl Default for RawTokens {
     fn default() -> Self {
         RawTokens {
             default_lifetime: None,
-            max_lifetime: "365d".into(),
+            max_lifetime: None,
             allow_never_expires: false,
             scopes: vec!["read".into(), "write".into()],
             default_scopes: vec!["read".into(), "write".into()],

@@ -14,9 +14,9 @@ use ipnet::IpNet;
 use super::raw::{RawConfig, RawNotify, RawRoute};
 use super::secrets::read_secret_file;
 use super::{
-    AdminConfig, Config, ConfigError, DEFAULT_DATABASE_URL, DEFAULT_TOKEN_LIFETIME, DatabaseConfig, NotifyConfig,
-    ProxyConfig, RateLimitConfig, RedisLimits, RequiredScopes, RouteConfig, SecretString, SecretUrl, SmtpConfig,
-    SmtpTls, SyncConfig, TokenPolicy, Upstream, UsageConfig, WebhookConfig, default_port,
+    AdminConfig, Config, ConfigError, DEFAULT_DATABASE_URL, DEFAULT_MAX_LIFETIME, DEFAULT_TOKEN_LIFETIME,
+    DatabaseConfig, NotifyConfig, ProxyConfig, RateLimitConfig, RedisLimits, RequiredScopes, RouteConfig, SecretString,
+    SecretUrl, SmtpConfig, SmtpTls, SyncConfig, TokenPolicy, Upstream, UsageConfig, WebhookConfig, default_port,
 };
 use crate::data::tls::{CertificateError, ListenerCertificate};
 use crate::model::duration::{format_duration, parse_duration};
@@ -106,10 +106,14 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         ));
     }
 
-    let max_lifetime = duration("tokens.max_lifetime", &raw.tokens.max_lifetime)?;
+    let max_lifetime = match raw.tokens.max_lifetime.as_deref() {
+        Some(text) => duration("tokens.max_lifetime", text)?,
+        None => DEFAULT_MAX_LIFETIME,
+    };
     let tokens = TokenPolicy {
         default_lifetime: default_lifetime(raw.tokens.default_lifetime.as_deref(), max_lifetime)?,
         max_lifetime,
+        max_lifetime_set: raw.tokens.max_lifetime.is_some(),
         allow_never_expires: raw.tokens.allow_never_expires,
         scopes: raw.tokens.scopes.clone(),
         default_scopes: raw.tokens.default_scopes.clone(),
@@ -450,6 +454,16 @@ mod tests {
         assert!(err.contains("tokens.default_lifetime") && err.contains("tokens.max_lifetime"), "{err}");
         let err = load_text("[tokens]\nmax_lifetime = \"30d\"\ndefault_lifetime = \"90d\"\n").unwrap_err().to_string();
         assert!(err.contains("tokens.default_lifetime") && err.contains("tokens.max_lifetime"), "{err}");
+    }
+
+    #[test]
+    fn a_max_lifetime_counts_as_set_from_the_file_or_the_environment() {
+        let config = load_text("").unwrap();
+        assert_eq!((config.tokens.max_lifetime, config.tokens.max_lifetime_set), (DEFAULT_MAX_LIFETIME, false));
+        let config = load_text("[tokens]\nmax_lifetime = \"365d\"\n").unwrap();
+        assert!(config.tokens.max_lifetime_set, "set to the default's value is still set");
+        let config = Config::load(None, vec![max_30d()]).unwrap();
+        assert!(config.tokens.max_lifetime_set);
     }
 
     #[test]

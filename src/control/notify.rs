@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::{Clock, UnixTime, to_rfc3339};
 use crate::config::{NotifyChannel, NotifyConfig, SecretString, SmtpConfig, SmtpTls, WebhookConfig};
 use crate::control::store::{Delivery, DeliveryOutcome, OutboxMessage, Store, StoreError};
-use crate::model::Notice;
+use crate::model::{Notice, NoticeDetail};
 
 /// The longest one send may take, by SMTP or webhook.
 const SEND_TIMEOUT: Duration = Duration::from_secs(15);
@@ -83,6 +83,12 @@ pub fn render(message: &OutboxMessage) -> Rendered {
         "token.rotated" => format!("API token {token} rotated"),
         "token.expiring" => format!("API token {token} expires soon"),
         "token.inactivity_warning" => format!("API token {token} will be revoked for inactivity"),
+        "token.refused_use" => {
+            format!("Refused use of {} API token {token}", refusal_words(detail.reason.as_deref()))
+        }
+        "token.expiry_capped" => {
+            format!("API token {token} now expires {}", more_text(detail, "new_expires_at").unwrap_or_default())
+        }
         other => format!("API token {token}: {other}"),
     };
     let at = if notice.at > 0 { to_rfc3339(notice.at) } else { String::new() };
@@ -107,9 +113,69 @@ pub fn render(message: &OutboxMessage) -> Rendered {
             lines.push(format!("{label}{value}"));
         }
     }
+    lines.extend(kind_lines(&message.kind, detail));
     lines.push(String::new());
-    lines.push("If you did not expect this, revoke the token and tell your administrator.".into());
+    lines.push(closing_line(&message.kind).into());
     Rendered { subject, text: lines.join("\n") + "\n" }
+}
+
+/// The lines only one kind of notice has, from what its event said beyond the common fields.
+fn kind_lines(kind: &str, detail: &NoticeDetail) -> Vec<String> {
+    let mut lines = Vec::new();
+    match kind {
+        "token.refused_use" => {
+            let request = [more_text(detail, "method"), more_text(detail, "path")].into_iter().flatten();
+            lines.push(format!("Request:    {}", request.collect::<Vec<_>>().join(" ")));
+            if let Some(attempts) = more_text(detail, "attempts") {
+                let total = more_text(detail, "refused_count").map(|n| format!(" ({n} refused in all)"));
+                lines.push(format!("Attempts:   {attempts}{}", total.unwrap_or_default()));
+            }
+        }
+        "token.expiry_capped" => {
+            // A token that never expired has a null old expiry.
+            let old = more_text(detail, "old_expires_at").unwrap_or_else(|| "never".into());
+            lines.push(format!("Expired before: {old}"));
+            lines.push(format!("Now expires:    {}", more_text(detail, "new_expires_at").unwrap_or_default()));
+            if let Some(max) = more_text(detail, "max_lifetime") {
+                lines.push(format!("Maximum lifetime (tokens.max_lifetime): {max}"));
+            }
+        }
+        _ => {}
+    }
+    lines
+}
+
+/// What the owner should do, by kind.
+fn closing_line(kind: &str) -> &'static str {
+    match kind {
+        "token.refused_use" => {
+            "A client still sends this token although it no longer works: find it and give it a valid token. \
+             If you do not know who sends it, tell your administrator."
+        }
+        "token.expiry_capped" => {
+            "The administrator shortened the longest lifetime tokens may have. Replace or rotate this token before it expires."
+        }
+        _ => "If you did not expect this, revoke the token and tell your administrator.",
+    }
+}
+
+/// A refusal's reason as the subject says it: the token was `revoked`, `expired` or `blocked`.
+fn refusal_words(reason: Option<&str>) -> &'static str {
+    match reason {
+        Some("revoked") => "revoked",
+        Some("expired") => "expired",
+        Some(_) => "blocked",
+        None => "dead",
+    }
+}
+
+/// A value of the event's detail beyond the common fields, as text (`None`: absent or null).
+fn more_text(detail: &NoticeDetail, key: &str) -> Option<String> {
+    match detail.more.get(key)? {
+        Value::Null => None,
+        Value::String(text) => Some(text.clone()),
+        other => Some(other.to_string()),
+    }
 }
 
 /// One channel's way out.
@@ -329,6 +395,55 @@ pub fn sign(secret: &SecretString, body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn message(kind: &str, payload: serde_json::Value) -> OutboxMessage {
+        OutboxMessage {
+            id: 1,
+            created_at: 1_800_000_000,
+            kind: kind.into(),
+            account_id: Some(1),
+            recipient: "ann@example.com".into(),
+            token_id: Some(7),
+            payload: payload.to_string(),
+            attempts: 1,
+        }
+    }
+
+    #[test]
+    fn a_refused_use_says_what_was_presented_from_where() {
+        let rendered = render(&message(
+            "token.refused_use",
+            json!({"kind": "token.refused_use", "at": 1_800_000_000, "actor": "gateway", "ip": "10.0.0.7",
+                   "user_agent": "legacy-script/1.0", "detail": {"name": "ci", "prefix": "tg_AbC12345",
+                   "reason": "revoked", "method": "GET", "path": "/x", "attempts": 3, "refused_count": 9}}),
+        ));
+        assert_eq!(rendered.subject, "Refused use of revoked API token \"ci\" (tg_AbC12345)");
+        for line in [
+            "IP address: 10.0.0.7",
+            "User agent: legacy-script/1.0",
+            "Reason:     revoked",
+            "Request:    GET /x",
+            "Attempts:   3 (9 refused in all)",
+            "When:       2027-01-15T08:00:00Z",
+        ] {
+            assert!(rendered.text.contains(line), "{line:?} missing from:\n{}", rendered.text);
+        }
+        assert!(rendered.text.contains("still sends this token"), "{}", rendered.text);
+    }
+
+    #[test]
+    fn a_capped_expiry_says_the_old_and_the_new_expiry() {
+        let rendered = render(&message(
+            "token.expiry_capped",
+            json!({"kind": "token.expiry_capped", "at": 1_800_000_000, "actor": "cli:root",
+                   "detail": {"name": "ci", "prefix": "tg_AbC12345", "old_expires_at": null,
+                   "new_expires_at": "2027-02-14T08:00:00Z", "max_lifetime": "30d"}}),
+        ));
+        assert_eq!(rendered.subject, "API token \"ci\" (tg_AbC12345) now expires 2027-02-14T08:00:00Z");
+        for line in ["Expired before: never", "Now expires:    2027-02-14T08:00:00Z", "tokens.max_lifetime): 30d"] {
+            assert!(rendered.text.contains(line), "{line:?} missing from:\n{}", rendered.text);
+        }
+    }
 
     /// A batch whose every send times out still ends inside its claim, so no other gateway
     /// takes its messages while they are being sent.

@@ -10,6 +10,7 @@
 //! | `service/tokens.rs` | minting, rotating, revoking, limiting, listing tokens |
 //! | `service/policy.rs` | the administrator's bounds: lifetimes, scopes, names |
 //! | `service/housekeeping.rs` | periodic work: inactivity, expiry reminders |
+//! | `service/expiry_cap.rs` | `token cap-expiry`: today's maximum lifetime for existing tokens |
 //! | `service/audit.rs` | reading the audit log |
 //! | `service/usage.rs` | a token's usage counts, and their retention |
 //! | `service/error.rs` | what can go wrong, sorted by whose fault it is |
@@ -18,6 +19,7 @@ mod accounts;
 mod actor;
 mod audit;
 mod error;
+mod expiry_cap;
 pub mod housekeeping;
 mod policy;
 mod tokens;

@@ -24,6 +24,9 @@ pub enum EventKind {
     TokenUnblocked,
     /// A revoked, expired or blocked token was presented (at most one per token a minute).
     TokenRefusedUse,
+    /// `token cap-expiry` gave the token an earlier expiry (today's `tokens.max_lifetime`); the
+    /// detail has the old and the new one.
+    TokenExpiryCapped,
     /// A notice could not be delivered through a channel.
     NotificationFailed,
 }
@@ -41,15 +44,21 @@ impl EventKind {
             EventKind::TokenBlocked => "token.blocked",
             EventKind::TokenUnblocked => "token.unblocked",
             EventKind::TokenRefusedUse => "token.refused_use",
+            EventKind::TokenExpiryCapped => "token.expiry_capped",
             EventKind::NotificationFailed => "notification.failed",
         }
     }
 
-    /// Whether the token's owner is told (through the notification outbox): the one place that
-    /// decides. Creations, revocations and rotations are what an owner must know of, wherever
-    /// they came from; the rest is for the audit log.
+    /// Whether the token's owner is told with each event (through the notification outbox): the
+    /// one place that decides. Creations, revocations, rotations and a shortened expiry are what
+    /// an owner must know of, wherever they came from; the rest is for the audit log.
+    /// `token.refused_use` is not notified with its event (one a minute): the flush of refused
+    /// uses queues its own notice, at most one per token an hour ([`REFUSED_USE_NOTICE_EVERY`]).
     pub fn notifies_owner(self) -> bool {
-        matches!(self, EventKind::TokenCreated | EventKind::TokenRevoked | EventKind::TokenRotated)
+        matches!(
+            self,
+            EventKind::TokenCreated | EventKind::TokenRevoked | EventKind::TokenRotated | EventKind::TokenExpiryCapped
+        )
     }
 }
 
@@ -62,6 +71,11 @@ impl std::fmt::Display for EventKind {
 /// At most one `token.refused_use` event per token in this many seconds: the audit log shows
 /// who still holds a dead token, not every attempt (the token's `refused_count` counts them all).
 pub const REFUSED_USE_EVENT_EVERY: i64 = 60;
+
+/// At most one `token.refused_use` notice to the owner per token in this many seconds: the first
+/// refused use tells the owner that a client still holds a dead token; repeating it with every
+/// attempt of a script that retries forever would bury the owner's mailbox.
+pub const REFUSED_USE_NOTICE_EVERY: i64 = 3600;
 
 /// An audit event to append with a mutation. The store fills in the account and token.
 #[derive(Debug, Clone)]

@@ -123,6 +123,8 @@ pub struct TokenFilter {
     pub expires_after: Option<UnixTime>,
     /// Expiring before this time.
     pub expires_before: Option<UnixTime>,
+    /// Only tokens without an expiry: what a stricter policy (`token cap-expiry`) would reach.
+    pub no_expiry: bool,
     /// Not used since this time (or never used and created before it).
     pub unused_since: Option<UnixTime>,
     /// The order of the result.

@@ -1,6 +1,6 @@
 //! What a notice to a token's owner says, stored with it in the outbox so that it is sent as it
 //! was when the action happened. One type for every writer (audited actions, expiry reminders,
-//! inactivity warnings) and for the senders that render it.
+//! inactivity warnings, refused uses of dead tokens) and for the senders that render it.
 
 use serde::{Deserialize, Serialize};
 
@@ -10,7 +10,7 @@ use crate::clock::UnixTime;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notice {
     /// `token.created`, `token.revoked`, `token.rotated`, `token.expiring`,
-    /// `token.inactivity_warning`.
+    /// `token.inactivity_warning`, `token.expiry_capped`, `token.refused_use`.
     pub kind: String,
     /// When the action happened.
     pub at: UnixTime,

@@ -1,7 +1,7 @@
 //! The web page at `/` of the admin listener: how it is served (embedded, strict CSP, nothing
 //! from elsewhere), and what people do with it in a real headless Chromium — sign in, create a
 //! token and read it from the dialog, use it through the proxy, revoke it through the
-//! confirmation dialog and see the proxy refuse it, rotate, filter in the Token Manager, and
+//! confirmation dialog and see the proxy refuse it, rotate, filter in the Token Manager,
 //! change accounts, and read each token's usage (a 30-day sparkline per row, a dialog by day,
 //! route and outcome). Screenshots of each tab are saved under `target/test-artifacts/`.
 
@@ -485,6 +485,97 @@ async fn a_superuser_filters_creates_for_others_revokes_and_manages_accounts_in_
     browser.text_containing("#whoami-roles", "token manager").await;
     browser.visible("#tab-manager").await;
     browser.gone("#tab-accounts").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_superuser_sees_refused_uses_and_caps_expiries_after_a_dry_run_in_the_browser() {
+    let gw = TestGateway::spawn_with("", &[("TOKENGATE_TOKENS__MAX_LIFETIME", "30d")], tokengate::clock::Clock::System)
+        .await;
+    create_account(&gw, ROOT, true).await;
+    create_account(&gw, BOB, false).await;
+    create_account(&gw, MANAGER, false).await;
+    let (_, root) = gw.token(ROOT, "admin", &["*"]).await;
+    let (_, manager) = gw.token(MANAGER, "admin", &["*"]).await;
+    let never = tokengate::control::service::ExpiryRequest::Never;
+    let (forever, forever_secret) = gw.token_with(BOB, "forever", &[], never).await;
+    let (old, old_secret) = gw.token(BOB, "old-laptop", &[]).await;
+    gw.service.revoke_token(old, &Actor::cli()).await.unwrap();
+    // The revoked token is still sent by some client.
+    assert_eq!(proxied_get(&gw, BOB, &old_secret).await, StatusCode::UNAUTHORIZED);
+    crate::support::eventually("the refused use is flushed", || async {
+        gw.service.token(old).await.unwrap().refused_count == 1
+    })
+    .await;
+    let refused_at = gw.service.token(old).await.unwrap().refused_last_at.unwrap();
+    let Some(browser) = Browser::start().await else { return };
+    sign_in(&browser, &gw, ROOT, &root).await;
+
+    // The dead token's row says how often and when it was still presented, from where, for what
+    // (in UTC: the browser runs in another zone).
+    browser.click("#tab-manager").await;
+    browser.visible("#filter-status").await.select_by_value("all").await.unwrap();
+    browser.click("#filter-apply").await;
+    let utc = time::OffsetDateTime::from_unix_timestamp(refused_at).unwrap();
+    let when = format!(
+        "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+        utc.year(),
+        u8::from(utc.month()),
+        utc.day(),
+        utc.hour(),
+        utc.minute()
+    );
+    let row = browser.text_containing("#manager-table tr[data-token-name='old-laptop'] .refused", "refused 1×").await;
+    assert_eq!(row, format!("refused 1× · last {when} from 127.0.0.1 GET /things"));
+    browser.screenshot("refused-uses").await;
+
+    // The filter for tokens that never expire.
+    browser.visible("#filter-status").await.select_by_value("live").await.unwrap();
+    browser.click("#filter-no-expiry").await;
+    browser.click("#filter-apply").await;
+    expect_names(&browser, "#manager-table", &["forever"]).await;
+
+    // The button asks for a dry run first; cancelling changes nothing.
+    browser.click("#cap-expiry").await;
+    browser.visible("#cap-dialog").await;
+    let summary = browser.text("#cap-summary").await;
+    assert!(summary.contains("1 live token would get an earlier expiry") && summary.contains("30d"), "{summary}");
+    assert_eq!(browser.texts("#cap-table tbody tr").await.len(), 1);
+    browser.text_containing("#cap-table tbody", "forever").await;
+    browser.text_containing("#cap-table tbody", "never").await;
+    browser.text_containing("#cap-confirm", "Cap 1 expiry").await;
+    browser.screenshot("cap-expiry-dialog").await;
+    browser.click("#cap-cancel").await;
+    browser.gone("#cap-dialog").await;
+    assert_eq!(gw.service.token(forever).await.unwrap().expires_at, None);
+
+    // Confirmed: the token expires within the maximum, every gateway obeys it, the page says so.
+    browser.click("#cap-expiry").await;
+    browser.visible("#cap-dialog").await;
+    browser.click("#cap-confirm").await;
+    browser.text_containing("#banner", "The expiry of 1 token now fits the maximum lifetime of 30d").await;
+    browser.text_containing("#banner", "Applied by 1 of 1 gateway").await;
+    let capped = gw.service.token(forever).await.unwrap();
+    assert_eq!(capped.expires_at, Some(capped.created_at + 30 * 86_400));
+    let expires = client().get(gw.url("/things")).basic_auth(BOB, Some(&forever_secret)).send().await.unwrap();
+    assert_eq!(
+        expires.headers()["x-auth-token-expires"],
+        tokengate::clock::to_rfc3339(capped.created_at + 30 * 86_400)
+    );
+    expect_names(&browser, "#manager-table", &[]).await;
+
+    // Nothing left to cap: the dialog says so and offers no change.
+    browser.click("#cap-expiry").await;
+    browser.text_containing("#cap-summary", "nothing would change").await;
+    browser.gone("#cap-confirm").await;
+    browser.click("#cap-cancel").await;
+
+    // A token manager has the Token Manager, but not the button.
+    browser.click("#sign-out").await;
+    sign_in(&browser, &gw, MANAGER, &manager).await;
+    browser.click("#tab-manager").await;
+    browser.visible("#manager-create").await;
+    browser.gone("#cap-expiry").await;
     browser.close().await;
 }
 

@@ -60,6 +60,7 @@ fn token_query(pairs: Vec<(String, String)>) -> ApiResult<TokenQuery> {
             "expires_after" => filter.expires_after = Some(time_param(&key, &value)?),
             "expires_before" => filter.expires_before = Some(time_param(&key, &value)?),
             "never_used" => filter.never_used = value != "false",
+            "no_expiry" => filter.no_expiry = value != "false",
             "unused_for" => {
                 query.unused_for =
                     Some(parse_duration(&value).map_err(|e| ApiError::bad_request(format!("unused_for: {e}")))?)
@@ -86,6 +87,7 @@ fn token_query(pairs: Vec<(String, String)>) -> ApiResult<TokenQuery> {
         ("expires_after" = Option<String>, Query),
         ("expires_before" = Option<String>, Query),
         ("never_used" = Option<bool>, Query),
+        ("no_expiry" = Option<bool>, Query, description = "only tokens that never expire"),
         ("unused_for" = Option<String>, Query),
         ("sort" = Option<String>, Query),
     ),

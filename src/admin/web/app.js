@@ -18,6 +18,7 @@
     pendingRevoke: null, // the TokenView the revoke dialog is about
     pendingRotate: null,
     pendingRevokeAll: null, // an email
+    pendingCap: null, // the dry run the cap-expiry dialog shows
     createFor: null, // 'self' or 'other'
   };
 
@@ -161,6 +162,12 @@
     return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
   }
 
+  /** UTC date and time, minutes precision, for what the server records: 2026-12-01 14:03 UTC. */
+  function formatUtc(iso) {
+    const d = new Date(iso);
+    return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())} UTC`;
+  }
+
   const relativeFormat = new Intl.RelativeTimeFormat('en', { numeric: 'auto' });
 
   /** "3 days ago", "in 29 days". */
@@ -236,7 +243,22 @@
     } else if (token.status === 'blocked') {
       cell.append(el('span', { class: 'sub' }, 'the account may not hold tokens'));
     }
+    const refused = refusedWords(token);
+    if (refused) cell.append(el('span', { class: 'sub refused', title: 'attempts with this token while it did not work' }, refused));
     return cell;
+  }
+
+  /** Attempts with a dead token: "refused 3× · last 2026-12-01 14:03 UTC from 10.0.0.7 GET /x". */
+  function refusedWords(token) {
+    if (!token.refused_count) return '';
+    let words = `refused ${token.refused_count}×`;
+    if (token.refused_last_at) {
+      words += ` · last ${formatUtc(token.refused_last_at)}`;
+      if (token.refused_last_ip) words += ` from ${token.refused_last_ip}`;
+      const request = [token.refused_last_method, token.refused_last_path].filter(Boolean).join(' ');
+      if (request) words += ` ${request}`;
+    }
+    return words;
   }
 
   function lastUsedCell(token) {
@@ -614,6 +636,7 @@
     const unused = $('filter-unused').value;
     if (unused) params.set('unused_for', unused);
     if ($('filter-never-used').checked) params.set('never_used', 'true');
+    if ($('filter-no-expiry').checked) params.set('no_expiry', 'true');
     return params;
   }
 
@@ -1042,6 +1065,69 @@
     });
   }
 
+  // ---- apply the maximum lifetime to existing tokens (superusers) ----
+
+  /** Asks for a dry run first, so the dialog says how many tokens (and which) would change. */
+  async function openCap() {
+    showError('manager-error', null);
+    showBanner(null);
+    await busy($('cap-expiry'), async () => {
+      let plan;
+      try {
+        plan = await api('POST', '/api/v1/tokens/cap-expiry', { dry_run: true });
+      } catch (error) {
+        showError('manager-error', error);
+        return;
+      }
+      state.pendingCap = plan;
+      showError('cap-error', null);
+      const count = plan.tokens.length;
+      const noun = count === 1 ? 'token' : 'tokens';
+      $('cap-summary').textContent =
+        count === 0
+          ? `No live token outlives the maximum lifetime (tokens.max_lifetime = ${plan.max_lifetime}): nothing would change.`
+          : `${count} live ${noun} would get an earlier expiry: the maximum lifetime is ${plan.max_lifetime} (tokens.max_lifetime).`;
+      $('cap-table').querySelector('tbody').replaceChildren(
+        ...plan.tokens.map((t) =>
+          el(
+            'tr',
+            { dataset: { tokenId: t.id } },
+            el('td', {}, t.user),
+            el('td', {}, t.name),
+            el('td', {}, t.old_expires_at ? formatTime(t.old_expires_at) : 'never'),
+            el('td', {}, formatTime(t.new_expires_at)),
+          ),
+        ),
+      );
+      $('cap-table').hidden = count === 0;
+      $('cap-confirm').hidden = count === 0;
+      $('cap-confirm').textContent = `Cap ${count} ${count === 1 ? 'expiry' : 'expiries'}`;
+      $('cap-cancel').textContent = count === 0 ? 'Close' : 'Cancel';
+      $('cap-dialog').showModal();
+      $('cap-cancel').focus();
+    });
+  }
+
+  async function confirmCap() {
+    if (!state.pendingCap) return;
+    await busy($('cap-confirm'), async () => {
+      try {
+        const result = await api('POST', '/api/v1/tokens/cap-expiry', { dry_run: false });
+        $('cap-dialog').close();
+        state.pendingCap = null;
+        await refreshCurrentTab();
+        const count = result.tokens.length;
+        showBanner(
+          count === 0
+            ? 'No live token outlives the maximum lifetime: nothing changed.'
+            : `The expiry of ${count} ${count === 1 ? 'token' : 'tokens'} now fits the maximum lifetime of ${result.max_lifetime}; the owners are notified.${fleetWords(result, 'Applied')}`,
+        );
+      } catch (error) {
+        dialogError('cap-dialog', 'cap-error', error);
+      }
+    });
+  }
+
   // ---- signing in and out ----
 
   function roleWords(me) {
@@ -1054,6 +1140,8 @@
     $('whoami-email').textContent = state.me.email;
     $('whoami-roles').textContent = roleWords(state.me);
     $('whoami').hidden = false;
+    // Capping every token's expiry is a superuser's change (the API refuses anyone else).
+    $('cap-expiry').hidden = !state.me.superuser;
   }
 
   async function refreshMe() {
@@ -1106,7 +1194,8 @@
     for (const dialog of document.querySelectorAll('dialog[open]')) {
       if (dialog.id !== 'secret-dialog') dialog.close();
     }
-    for (const table of ['tokens-table', 'manager-table', 'accounts-table']) $(table).querySelector('tbody').replaceChildren();
+    for (const table of ['tokens-table', 'manager-table', 'accounts-table', 'cap-table']) $(table).querySelector('tbody').replaceChildren();
+    state.pendingCap = null;
     for (const form of ['filter-form', 'account-form']) $(form).reset();
     $('manager-count').textContent = '';
     showBanner(null);
@@ -1168,6 +1257,9 @@
     closeOnClick('rotate-cancel', 'rotate-dialog');
     $('revoke-all-confirm').addEventListener('click', confirmRevokeAll);
     closeOnClick('revoke-all-cancel', 'revoke-all-dialog');
+    $('cap-expiry').addEventListener('click', openCap);
+    $('cap-confirm').addEventListener('click', confirmCap);
+    closeOnClick('cap-cancel', 'cap-dialog');
 
     $('filter-form').addEventListener('submit', (event) => {
       event.preventDefault();

@@ -1,5 +1,6 @@
 //! What the data path learned, written in one transaction per flush: last uses, refused uses
-//! of dead tokens (with at most one audit event per token per minute), rotation hand-overs.
+//! of dead tokens (with at most one audit event per token per minute, and at most one notice to
+//! the owner per token per hour), rotation hand-overs.
 
 use serde_json::json;
 
@@ -179,6 +180,8 @@ impl Store {
                         Some(refusal.token_id), &refusal.ip, &refusal.user_agent, detail.to_string()
                     )?;
                 }
+                // The owner hears of it too, once an hour at most (see store/refusal_notice.rs).
+                super::refusal_notice::queue_refused_use_notice!(tx, refusal)?;
             }
             for handover in &batch.handovers {
                 let revoked = sqlx::query(

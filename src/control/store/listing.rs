@@ -85,6 +85,9 @@ fn listing_sql(filter: &TokenFilter, now: UnixTime) -> (String, Vec<Bind>) {
     if filter.never_used {
         c.push("t.last_used_at IS NULL".to_owned());
     }
+    if filter.no_expiry {
+        c.push("t.expires_at IS NULL".to_owned());
+    }
     if let Some(since) = filter.unused_since {
         let p = c.placeholder(Bind::Int(since));
         c.push(format!(
