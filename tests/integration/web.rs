@@ -1,10 +1,12 @@
 //! The web page at `/` of the admin listener: how it is served (embedded, strict CSP, nothing
 //! from elsewhere), and what people do with it in a real headless Chromium — sign in, create a
 //! token and read it from the dialog, use it through the proxy, revoke it through the
-//! confirmation dialog and see the proxy refuse it, rotate, filter in the Token Manager, and
-//! change accounts. Screenshots of each tab are saved under `target/test-artifacts/`.
+//! confirmation dialog and see the proxy refuse it, rotate, filter in the Token Manager,
+//! change accounts, and read each token's usage (a 30-day sparkline per row, a dialog by day,
+//! route and outcome). Screenshots of each tab are saved under `target/test-artifacts/`.
 
 use reqwest::StatusCode;
+use tokengate::clock::Clock;
 use tokengate::control::service::{Actor, CreateAccount};
 use tokengate::control::store::EventFilter;
 
@@ -574,5 +576,188 @@ async fn a_superuser_sees_refused_uses_and_caps_expiries_after_a_dry_run_in_the_
     browser.click("#tab-manager").await;
     browser.visible("#manager-create").await;
     browser.gone("#cap-expiry").await;
+    browser.close().await;
+}
+
+/// The sparkline of the token row `row` once its counts are drawn: (UTC day, requests, bar
+/// height) per bar, oldest first; `None` while its counts have not been loaded.
+async fn sparkline(browser: &Browser, row: &str) -> Option<Vec<(String, i64, f64)>> {
+    let script = "const svg = document.querySelector(arguments[0] + ' svg.spark');
+        if (!svg || svg.dataset.state !== 'ready') return null;
+        return [...svg.querySelectorAll('rect.bar')].map(r =>
+            [r.dataset.day, Number(r.dataset.requests), Number(r.getAttribute('height'))]);";
+    let bars = browser.client.execute(script, vec![serde_json::json!(row)]).await.unwrap();
+    serde_json::from_value(bars).unwrap()
+}
+
+/// Waits for the sparkline of `row`, and checks it shows `today_requests` on today's bar and
+/// nothing on the 29 days before (the tokens are all created today).
+async fn expect_sparkline(browser: &Browser, row: &str, today_requests: i64) {
+    let bars = eventually(|| async {
+        sparkline(browser, row).await.ok_or_else(|| format!("the sparkline of {row} was never drawn"))
+    })
+    .await;
+    let today = tokengate::clock::utc_day(Clock::System.now());
+    let days: Vec<String> = (today - 29..=today).map(tokengate::clock::day_to_date).collect();
+    let shown: Vec<(String, i64)> = bars.iter().map(|(day, requests, _)| (day.clone(), *requests)).collect();
+    let expected: Vec<(String, i64)> =
+        days.iter().map(|day| (day.clone(), if *day == days[29] { today_requests } else { 0 })).collect();
+    assert_eq!(shown, expected, "{row}: one bar per UTC day, the last one today");
+    // A day with requests stands out above the empty days' baseline.
+    let today_height = bars[29].2;
+    for (day, _, height) in &bars[..29] {
+        if today_requests > 0 {
+            assert!(today_height > *height, "{row}: today's bar ({today_height}) is not above {day}'s ({height})");
+        } else {
+            assert_eq!(today_height, *height, "{row}: an idle token's bars are all the same baseline");
+        }
+    }
+}
+
+/// The cells of the usage dialog's table part (`thead`, `tbody` or `tfoot`), row by row.
+async fn usage_table(browser: &Browser, part: &str) -> Vec<Vec<String>> {
+    let script = "return [...document.querySelectorAll('#usage-table ' + arguments[0] + ' tr')]
+        .map(tr => [...tr.cells].map(cell => cell.textContent))";
+    let cells = browser.client.execute(script, vec![serde_json::json!(part)]).await.unwrap();
+    serde_json::from_value(cells).unwrap()
+}
+
+fn cells(texts: &[&str]) -> Vec<String> {
+    texts.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test]
+async fn token_rows_show_30_days_of_usage_and_open_it_by_day_and_route_in_the_browser() {
+    // Usage counts kept 30 days: the dialog's 90-day view is refused, and says why.
+    let gw = TestGateway::spawn_with("", &[("TOKENGATE_USAGE__KEEP_DAYS", "30")], Clock::System).await;
+    create_account(&gw, ROOT, true).await;
+    create_account(&gw, BOB, false).await;
+    let (_, root) = gw.token(ROOT, "admin", &["*"]).await;
+    let (_, busy) = gw.token(ROOT, "busy", &["read"]).await;
+    gw.token(ROOT, "idle", &["read"]).await;
+    // Route `/`: 3 answered GETs, and a POST refused for lack of the write scope; route
+    // `/dead`: a GET the gateway answers 502 for.
+    for _ in 0..3 {
+        assert_eq!(proxied_get(&gw, ROOT, &busy).await, StatusCode::OK);
+    }
+    assert_eq!(proxied(&gw, reqwest::Method::POST, ROOT, &busy).await, StatusCode::FORBIDDEN);
+    let dead = client().get(gw.url("/dead/x")).basic_auth(ROOT, Some(&busy)).send().await.unwrap();
+    assert_eq!(dead.status(), StatusCode::BAD_GATEWAY);
+    // More used tokens than the screen holds rows, once each.
+    for i in 0..40 {
+        let (_, secret) = gw.token(BOB, &format!("script-{i:02}"), &["read"]).await;
+        assert_eq!(proxied_get(&gw, BOB, &secret).await, StatusCode::OK);
+    }
+    let today = tokengate::clock::day_to_date(tokengate::clock::utc_day(Clock::System.now()));
+
+    let Some(browser) = Browser::start().await else { return };
+    browser.goto(&admin_url(&gw, "/")).await;
+    // Whatever the page's Content-Security-Policy refuses is recorded: the bars must be drawn
+    // without inline styles.
+    browser
+        .script(
+            "window.cspViolations = []; document.addEventListener('securitypolicyviolation', \
+             e => window.cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));",
+        )
+        .await;
+    browser.fill("#sign-in-email", ROOT).await;
+    browser.fill("#sign-in-token", &root).await;
+    browser.click("#sign-in-submit").await;
+    browser.visible("#panel-tokens").await;
+
+    // API Tokens: the row's total counts every outcome, once the gateway flushed its counts.
+    let busy_row = "#tokens-table tr[data-token-name='busy']";
+    eventually(|| async {
+        browser.click("#tab-tokens").await;
+        let total = browser.text(&format!("{busy_row} .usage-total")).await;
+        if total == "5" { Ok(()) } else { Err(format!("busy's total shows {total:?}, never 5")) }
+    })
+    .await;
+    expect_sparkline(&browser, busy_row, 5).await;
+    let button = browser.visible(&format!("{busy_row} button[data-action='usage']")).await;
+    let label = button.attr("aria-label").await.unwrap().unwrap_or_default();
+    assert!(label.starts_with("5 requests in 30 days"), "{label}");
+    let idle_row = "#tokens-table tr[data-token-name='idle']";
+    assert_eq!(browser.text(&format!("{idle_row} .usage-total")).await, "0");
+    expect_sparkline(&browser, idle_row, 0).await;
+    browser.screenshot("usage-sparklines").await;
+
+    // The usage dialog: one line per day and route, each outcome in its column.
+    browser.click(&format!("{busy_row} button[data-action='usage']")).await;
+    browser.visible("#usage-dialog").await;
+    browser.text_containing("#usage-summary", "5 requests in the last 30 days").await;
+    assert_eq!(
+        usage_table(&browser, "thead").await,
+        [cells(&["Day (UTC)", "Route", "2xx", "3xx", "4xx", "5xx", "forbidden", "limited", "refused", "Total"])]
+    );
+    let lines = [
+        cells(&[&today, "/", "3", "", "", "", "1", "", "", "4"]),
+        cells(&[&today, "/dead", "", "", "", "1", "", "", "", "1"]),
+    ];
+    assert_eq!(usage_table(&browser, "tbody").await, lines);
+    assert_eq!(usage_table(&browser, "tfoot").await, [cells(&["Total", "3", "", "", "1", "1", "", "", "5"])]);
+    browser.gone("#usage-empty").await;
+    browser.screenshot("usage-dialog").await;
+    // Another period: the same requests, all of them today.
+    browser.visible("#usage-days").await.select_by_value("7").await.unwrap();
+    browser.text_containing("#usage-summary", "5 requests in the last 7 days").await;
+    assert_eq!(usage_table(&browser, "tbody").await, lines);
+    // Longer than usage.keep_days: the API's refusal, shown like the page's other errors.
+    browser.visible("#usage-days").await.select_by_value("90").await.unwrap();
+    browser.text_containing("#usage-error", "usage.keep_days").await;
+    browser.gone("#usage-details").await;
+    assert!(usage_table(&browser, "tbody").await.is_empty());
+    browser.click("#usage-close").await;
+    browser.gone("#usage-dialog").await;
+
+    // A token without requests: the dialog says so instead of showing an empty table.
+    browser.click(&format!("{idle_row} button[data-action='usage']")).await;
+    browser.text_containing("#usage-empty", "No requests in the last 30 days").await;
+    browser.gone("#usage-details").await;
+    browser.gone("#usage-error").await;
+    browser.click("#usage-close").await;
+    browser.gone("#usage-dialog").await;
+
+    // Token Manager: every account's tokens; daily counts are loaded only for rows near the
+    // screen, not for the whole table.
+    browser.click("#tab-manager").await;
+    browser.text_containing("#manager-count", "43 tokens").await;
+    let manager_busy = "#manager-table tr[data-token-name='busy']";
+    let oldest_script = "#manager-table tr[data-token-name='script-00']";
+    let loaded = eventually(|| async {
+        // The sparklines of the rows on screen, and which of bob's tokens had their usage asked.
+        let state = browser
+            .script(
+                "const sparks = [...document.querySelectorAll('#manager-table svg.spark')];
+                 const onScreen = sparks.filter(s => s.getBoundingClientRect().top < innerHeight);
+                 const bobs = new Set([...document.querySelectorAll('#manager-table tbody tr')]
+                     .filter(tr => tr.dataset.tokenName.startsWith('script-')).map(tr => tr.dataset.tokenId));
+                 const asked = new Set(performance.getEntriesByType('resource')
+                     .map(e => (e.name.match(/\\/tokens\\/(\\d+)\\/usage\\?/) || [])[1]).filter(id => bobs.has(id)));
+                 return [onScreen.map(s => s.dataset.state), asked.size];",
+            )
+            .await;
+        let (on_screen, asked): (Vec<String>, u64) = serde_json::from_value(state).unwrap();
+        if !on_screen.is_empty() && on_screen.iter().all(|s| s == "ready") && asked > 0 {
+            Ok(asked)
+        } else {
+            Err(format!("the rows on screen never all got their bars: {on_screen:?}, {asked} of bob's asked"))
+        }
+    })
+    .await;
+    assert!(loaded < 40, "the usage of {loaded} of bob's 40 tokens was asked: rows far off screen too");
+    assert!(sparkline(&browser, oldest_script).await.is_none(), "script-00 is off screen, not loaded");
+    browser.screenshot("usage-token-manager").await;
+    // Scrolled into view, the bottom rows get theirs.
+    browser
+        .client
+        .execute("document.querySelector(arguments[0]).scrollIntoView()", vec![serde_json::json!(manager_busy)])
+        .await
+        .unwrap();
+    expect_sparkline(&browser, manager_busy, 5).await;
+    expect_sparkline(&browser, oldest_script, 1).await;
+    assert_eq!(browser.text(&format!("{manager_busy} .usage-total")).await, "5");
+
+    assert_eq!(browser.script("return window.cspViolations").await, serde_json::json!([]));
     browser.close().await;
 }

@@ -294,6 +294,7 @@
       el('td', {}, el('code', { class: 'prefix' }, `${token.prefix}…`)),
       timeCell(token.created_at),
       lastUsedCell(token),
+      usageCell(token),
       token.expires_at ? timeCell(token.expires_at) : el('td', {}, el('span', { class: 'sub' }, 'never expires')),
       scopesCell(token),
       statusCell(token),
@@ -305,6 +306,297 @@
     const body = $(tableId).querySelector('tbody');
     body.replaceChildren(...tokens.map((token) => tokenRow(token, options)));
     $(emptyId).hidden = tokens.length > 0;
+  }
+
+  // ---- usage: a sparkline of 30 days in each token row, and the usage dialog ----
+  //
+  // The listing gives each token's total (`requests_30d`); the bars need its per-day counts,
+  // one usage request per token. Those are made only for rows that come near the screen
+  // (a table may hold thousands of tokens), a few at a time, after the table is drawn: the
+  // table never waits for them. Idle tokens (a total of 0) need no request at all.
+
+  /** The days a row's sparkline covers: the window of the listing's `requests_30d`. */
+  const SPARK_DAYS = 30;
+  /** Usage requests in flight at most, so a long table does not flood the admin listener. */
+  const USAGE_PARALLEL = 4;
+  /** The usage document's outcomes, in its order: the usage table's columns. */
+  const OUTCOMES = ['2xx', '3xx', '4xx', '5xx', 'forbidden', 'limited', 'refused'];
+  const SVG_NS = 'http://www.w3.org/2000/svg';
+  /** Bar geometry in SVG user units; the stylesheet sizes the drawing. */
+  const BAR = { width: 2, gap: 1, height: 24 };
+
+  /**
+   * Builds an SVG element. Bars are sized with SVG attributes, not `style`: presentation
+   * attributes are not styles, so the page's `style-src 'self'` has nothing to refuse.
+   */
+  function svgEl(tag, attributes = {}, ...children) {
+    const node = document.createElementNS(SVG_NS, tag);
+    for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, String(value));
+    for (const child of children) node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    return node;
+  }
+
+  const requestsWords = (count) => `${count} ${count === 1 ? 'request' : 'requests'}`;
+
+  /** The UTC date `offset` days from `date` (both yyyy-mm-dd). */
+  function addUtcDays(date, offset) {
+    const [year, month, day] = date.split('-').map(Number);
+    return new Date(Date.UTC(year, month - 1, day + offset)).toISOString().slice(0, 10);
+  }
+
+  /**
+   * Requests per UTC day over the `days` days ending today, oldest first: the usage document
+   * leaves out days without requests, and the gateway counts by UTC day (not the browser's).
+   * Today is the browser's UTC date, or a later day the server already counted, so that a
+   * browser clock running behind still puts today's requests on the last bar.
+   */
+  function dailyCounts(days, rows) {
+    let today = new Date().toISOString().slice(0, 10);
+    for (const row of rows) if (row.day > today) today = row.day;
+    const counts = new Map();
+    for (let i = days - 1; i >= 0; i -= 1) counts.set(addUtcDays(today, -i), 0);
+    for (const row of rows) if (counts.has(row.day)) counts.set(row.day, counts.get(row.day) + row.requests);
+    return [...counts].map(([day, requests]) => ({ day, requests }));
+  }
+
+  /** Draws one bar per day into `svg`, scaled to the busiest day; each bar names its day. */
+  function drawBars(svg, counts) {
+    const busiest = Math.max(1, ...counts.map((c) => c.requests));
+    svg.setAttribute('viewBox', `0 0 ${counts.length * (BAR.width + BAR.gap) - BAR.gap} ${BAR.height}`);
+    const bars = counts.map(({ day, requests }, i) => {
+      // A day with requests is at least 3 units high, so one request beside thousands still
+      // shows; a day without requests is a 1-unit tick, so the 30 days stay readable.
+      const height = requests === 0 ? 1 : Math.max(3, Math.round((requests / busiest) * BAR.height));
+      return svgEl(
+        'rect',
+        {
+          class: requests === 0 ? 'bar empty' : 'bar',
+          x: i * (BAR.width + BAR.gap),
+          y: BAR.height - height,
+          width: BAR.width,
+          height,
+          'data-day': day,
+          'data-requests': requests,
+        },
+        svgEl('title', {}, `${day} (UTC): ${requestsWords(requests)}`),
+      );
+    });
+    svg.replaceChildren(...bars);
+  }
+
+  /** The row's total and sparkline, one button that opens the usage dialog. */
+  function usageCell(token) {
+    const known = typeof token.requests_30d === 'number';
+    const spark = svgEl('svg', { class: 'spark', 'aria-hidden': 'true', focusable: 'false', 'data-state': 'pending' });
+    const button = el(
+      'button',
+      { type: 'button', class: 'usage-open', dataset: { action: 'usage' }, onclick: () => openUsage(token) },
+      el('span', { class: 'usage-total' }, known ? token.requests_30d : '–'),
+      spark,
+    );
+    labelUsage(button, token, known ? token.requests_30d : null);
+    if (token.requests_30d === 0) {
+      drawBars(spark, dailyCounts(SPARK_DAYS, []));
+      spark.dataset.state = 'ready';
+    } else {
+      watchSparkline(spark, () => loadSparkline(spark, button, token));
+    }
+    return el('td', { class: 'usage' }, button);
+  }
+
+  function labelUsage(button, token, total) {
+    const words = total === null ? 'Requests in 30 days' : `${requestsWords(total)} in 30 days`;
+    button.setAttribute('aria-label', `${words} with “${token.name}”: show its usage by day and route`);
+    button.title = `${words} (UTC days, today included): show by day and route`;
+  }
+
+  /** Sparklines waiting to come near the screen, each with what loads it. */
+  const sparksWaiting = new Map();
+  /** Sparklines of rows being built, not yet in their table. */
+  let sparksBuilt = [];
+  const sparkObserver =
+    'IntersectionObserver' in window
+      ? new IntersectionObserver(sparksNearScreen, { rootMargin: '200px 0px' })
+      : null;
+
+  function watchSparkline(svg, load) {
+    // A table is filled right after its rows are built: the rows are watched from then on.
+    if (sparksBuilt.length === 0) queueMicrotask(watchBuiltSparklines);
+    sparksBuilt.push([svg, load]);
+  }
+
+  function watchBuiltSparklines() {
+    // Rows that a refill took away are forgotten here, so that the tables need not know.
+    for (const waiting of sparksWaiting.keys()) {
+      if (!waiting.isConnected) forgetSparkline(waiting);
+    }
+    for (const [svg, load] of sparksBuilt) {
+      if (!svg.isConnected) continue;
+      if (sparkObserver) {
+        sparksWaiting.set(svg, load);
+        sparkObserver.observe(svg);
+      } else {
+        queueUsage(load); // no way to tell what is on screen: every row, still a few at a time
+      }
+    }
+    sparksBuilt = [];
+  }
+
+  function forgetSparkline(svg) {
+    sparkObserver?.unobserve(svg);
+    sparksWaiting.delete(svg);
+  }
+
+  function sparksNearScreen(entries) {
+    for (const entry of entries) {
+      const svg = entry.target;
+      const load = sparksWaiting.get(svg);
+      if (!svg.isConnected || !load) forgetSparkline(svg);
+      else if (entry.isIntersecting) {
+        forgetSparkline(svg);
+        queueUsage(load);
+      }
+    }
+  }
+
+  const usageQueue = [];
+  let usageRunning = 0;
+
+  /** Runs `load` once fewer than USAGE_PARALLEL usage requests are in flight. */
+  function queueUsage(load) {
+    usageQueue.push(load);
+    startUsageLoads();
+  }
+
+  function startUsageLoads() {
+    while (usageRunning < USAGE_PARALLEL && usageQueue.length > 0) {
+      const load = usageQueue.shift();
+      usageRunning += 1;
+      load().finally(() => {
+        usageRunning -= 1;
+        startUsageLoads();
+      });
+    }
+  }
+
+  async function loadSparkline(svg, button, token) {
+    // The row was refilled, or the tab signed out, while it waited its turn.
+    if (!svg.isConnected || !state.me) return;
+    try {
+      const usage = await api('GET', `/api/v1/tokens/${token.id}/usage?days=${SPARK_DAYS}`);
+      drawBars(svg, dailyCounts(SPARK_DAYS, usage.rows));
+      svg.dataset.state = 'ready';
+      // The same window as the listing's requests_30d, read later: the newer total.
+      button.querySelector('.usage-total').textContent = usage.total;
+      labelUsage(button, token, usage.total);
+    } catch (error) {
+      // One row's bars are not worth an alert: the row says it, the dialog shows the error.
+      svg.dataset.state = 'failed';
+      button.title = `The daily counts did not load (${error.message}): open to retry`;
+    }
+  }
+
+  /** The token the usage dialog shows, and a counter so that only the latest answer is shown. */
+  let usageToken = null;
+  let usageRequests = 0;
+
+  function openUsage(token) {
+    usageToken = token;
+    $('usage-name').textContent = `“${token.name}”`;
+    $('usage-about').textContent = `${token.user} · ${token.prefix}…`;
+    $('usage-days').value = String(SPARK_DAYS);
+    $('usage-dialog').showModal();
+    $('usage-days').focus();
+    return loadUsage();
+  }
+
+  async function loadUsage() {
+    const token = usageToken;
+    if (!token) return;
+    const days = Number($('usage-days').value);
+    const request = ++usageRequests;
+    showError('usage-error', null);
+    $('usage-summary').textContent = 'Loading…';
+    $('usage-table').setAttribute('aria-busy', 'true');
+    try {
+      const usage = await api('GET', `/api/v1/tokens/${token.id}/usage?days=${days}`);
+      if (request === usageRequests) showUsage(usage);
+    } catch (error) {
+      if (request !== usageRequests) return;
+      clearUsage();
+      if (state.me) showError('usage-error', error);
+    } finally {
+      if (request === usageRequests) $('usage-table').removeAttribute('aria-busy');
+    }
+  }
+
+  /** Rows of the usage table: one per UTC day and route, newest day first, routes in order. */
+  function usageLines(rows) {
+    const lines = new Map();
+    for (const row of rows) {
+      const key = `${row.day} ${row.route}`;
+      if (!lines.has(key)) lines.set(key, { day: row.day, route: row.route, counts: new Map(), total: 0 });
+      const line = lines.get(key);
+      line.counts.set(row.outcome, (line.counts.get(row.outcome) || 0) + row.requests);
+      line.total += row.requests;
+    }
+    const order = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
+    return [...lines.values()].sort((a, b) => order(b.day, a.day) || order(a.route, b.route));
+  }
+
+  function showUsage(usage) {
+    const lines = usageLines(usage.rows);
+    // An outcome this page does not know yet still gets a column, so the columns add up.
+    const outcomes = [...OUTCOMES];
+    for (const row of usage.rows) if (!outcomes.includes(row.outcome)) outcomes.push(row.outcome);
+    const number = (count) => el('td', { class: 'num' }, count ? String(count) : '');
+    const period = `in the last ${usage.days} ${usage.days === 1 ? 'day' : 'days'}`;
+
+    $('usage-summary').textContent = `${requestsWords(usage.total)} ${period} (UTC days, today included).`;
+    $('usage-empty').textContent = `No requests ${period}.`;
+    $('usage-empty').hidden = lines.length > 0;
+    $('usage-details').hidden = lines.length === 0;
+    drawBars($('usage-chart'), dailyCounts(usage.days, usage.rows));
+
+    const table = $('usage-table');
+    table.tHead.replaceChildren(
+      el('tr', {}, el('th', {}, 'Day (UTC)'), el('th', {}, 'Route'), outcomes.map((o) => el('th', { class: 'num' }, o)), el('th', { class: 'num' }, 'Total')),
+    );
+    table.tBodies[0].replaceChildren(
+      ...lines.map((line) =>
+        el(
+          'tr',
+          { dataset: { day: line.day, route: line.route } },
+          el('td', {}, line.day),
+          el('td', {}, el('code', {}, line.route)),
+          outcomes.map((o) => number(line.counts.get(o))),
+          number(line.total),
+        ),
+      ),
+    );
+    const sums = outcomes.map((o) => usage.rows.filter((r) => r.outcome === o).reduce((sum, r) => sum + r.requests, 0));
+    table.tFoot.replaceChildren(el('tr', {}, el('td', { colspan: 2 }, 'Total'), sums.map(number), number(usage.total)));
+  }
+
+  /** Empties the dialog: on close (sign-out closes it too), nothing of it stays in the page. */
+  function clearUsage() {
+    $('usage-summary').textContent = '';
+    $('usage-empty').hidden = true;
+    $('usage-details').hidden = true;
+    $('usage-chart').replaceChildren();
+    const table = $('usage-table');
+    for (const part of [table.tHead, table.tBodies[0], table.tFoot]) part.replaceChildren();
+  }
+
+  function wireUsage() {
+    $('usage-days').addEventListener('change', loadUsage);
+    closeOnClick('usage-close', 'usage-dialog');
+    $('usage-dialog').addEventListener('close', () => {
+      usageToken = null;
+      usageRequests += 1; // an answer still on its way is not shown
+      showError('usage-error', null);
+      clearUsage();
+    });
   }
 
   // ---- API Tokens tab ----
@@ -978,6 +1270,7 @@
       loadManagerTokens();
     });
     $('account-form').addEventListener('submit', addAccount);
+    wireUsage();
   }
 
   async function start() {
