@@ -89,6 +89,16 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// `[log]`: the log's format and the access log.
     pub log: LogConfig,
+    /// `[forward_auth]`: the check an existing reverse proxy asks before it forwards.
+    pub forward_auth: ForwardAuthConfig,
+}
+
+/// `[forward_auth]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ForwardAuthConfig {
+    /// The path on the proxy listener that answers forward-auth checks (`/_tokengate/auth`);
+    /// `None`: off, and that path is proxied like any other.
+    pub path: Option<String>,
 }
 
 /// `[log]`.

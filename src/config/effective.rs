@@ -10,7 +10,8 @@
 use std::collections::BTreeMap;
 
 use super::raw::{
-    RawAdmin, RawConfig, RawDatabase, RawLog, RawNotify, RawProxy, RawRateLimit, RawRoute, RawSync, RawTokens, RawUsage,
+    RawAdmin, RawConfig, RawDatabase, RawForwardAuth, RawLog, RawNotify, RawProxy, RawRateLimit, RawRoute, RawSync,
+    RawTokens, RawUsage,
 };
 use super::secrets::MASK;
 use super::{
@@ -56,7 +57,20 @@ fn inert_keys(config: &Config) -> Vec<(&'static str, &'static str)> {
 /// a signing secret, the masked URL for the database, Redis and webhook URLs; a secret read
 /// from a `*_file` is printed under its plain key (masked), since the value is what is in effect.
 fn effective(config: &Config) -> RawConfig {
-    let Config { source: _, proxy, admin, database, sync, usage, tokens, rate_limit, notify, routes, log } = config;
+    let Config {
+        source: _,
+        proxy,
+        admin,
+        database,
+        sync,
+        usage,
+        tokens,
+        rate_limit,
+        notify,
+        routes,
+        log,
+        forward_auth,
+    } = config;
     let DatabaseConfig { url } = database;
     let SyncConfig { interval, max_lag, confirm_timeout, stale_after } = sync;
     let UsageConfig { flush_interval, counters, keep_days } = usage;
@@ -80,6 +94,7 @@ fn effective(config: &Config) -> RawConfig {
         notify: effective_notify(notify),
         routes: Some(routes.iter().map(effective_route).collect()),
         log: RawLog { format: if log.json { "json" } else { "text" }.into(), access: log.access },
+        forward_auth: RawForwardAuth { path: forward_auth.path.clone() },
     }
 }
 
@@ -295,6 +310,9 @@ sweep_interval = "30m"
 format = "json"
 access = false
 
+[forward_auth]
+path = "/_tokengate/auth"
+
 [notify]
 smtp_host = "smtp.example.com"
 smtp_port = 2525
@@ -357,7 +375,20 @@ public = true
     /// Each part of `config` as its `Debug` text, which masks every secret. Every field of
     /// `Config` is named, so one added later does not compile until it is compared too.
     fn sections(config: &Config) -> Vec<(&'static str, String)> {
-        let Config { source: _, proxy, admin, database, sync, usage, tokens, rate_limit, notify, routes, log } = config;
+        let Config {
+            source: _,
+            proxy,
+            admin,
+            database,
+            sync,
+            usage,
+            tokens,
+            rate_limit,
+            notify,
+            routes,
+            log,
+            forward_auth,
+        } = config;
         // The client configuration is built from `upstream_ca_file` (compared with the rest of
         // `[proxy]`), and its `Debug` lists every public root.
         let proxy = ProxyConfig { upstream_tls: std::sync::Arc::new(rustls_placeholder()), ..proxy.clone() };
@@ -380,6 +411,7 @@ public = true
             ("notify", format!("{notify:?}")),
             ("routes", format!("{routes:?}")),
             ("log", format!("{log:?}")),
+            ("forward_auth", format!("{forward_auth:?}")),
         ]
     }
 

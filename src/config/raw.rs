@@ -20,6 +20,14 @@ pub(super) struct RawConfig {
     pub notify: RawNotify,
     pub routes: Option<Vec<RawRoute>>,
     pub log: RawLog,
+    pub forward_auth: RawForwardAuth,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawForwardAuth {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]

@@ -15,9 +15,9 @@ use super::raw::{RawConfig, RawNotify, RawRoute};
 use super::secrets::read_secret_file;
 use super::{
     AdminConfig, Config, ConfigError, DEFAULT_DATABASE_URL, DEFAULT_MAX_LIFETIME, DEFAULT_TOKEN_LIFETIME,
-    DatabaseConfig, LogConfig, NotifyConfig, ProxyConfig, RateLimitConfig, RedisLimits, RequiredScopes, RouteConfig,
-    SecretString, SecretUrl, SmtpConfig, SmtpTls, SyncConfig, TokenPolicy, Upstream, UsageConfig, WebhookConfig,
-    default_port,
+    DatabaseConfig, ForwardAuthConfig, LogConfig, NotifyConfig, ProxyConfig, RateLimitConfig, RedisLimits,
+    RequiredScopes, RouteConfig, SecretString, SecretUrl, SmtpConfig, SmtpTls, SyncConfig, TokenPolicy, Upstream,
+    UsageConfig, WebhookConfig, default_port,
 };
 use crate::data::tls::{CertificateError, ListenerCertificate};
 use crate::model::duration::{format_duration, parse_duration};
@@ -207,6 +207,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             },
         },
         tokens,
+        forward_auth: ForwardAuthConfig { path: raw.forward_auth.path.map(forward_auth_path).transpose()? },
         log: LogConfig {
             json: match raw.log.format.as_str() {
                 "text" => false,
@@ -333,6 +334,24 @@ fn default_lifetime(set: Option<&str>, max_lifetime: Duration) -> Result<Duratio
         )));
     }
     Ok(lifetime)
+}
+
+/// `forward_auth.path`: an absolute path as clients write it, without a query, that needs no
+/// rewriting (the check compares it with the request's path byte for byte).
+fn forward_auth_path(path: String) -> Result<String, ConfigError> {
+    let canonical = path.starts_with('/')
+        && !path.contains(['?', '#', '%', '\\'])
+        && path.parse::<http::uri::PathAndQuery>().is_ok()
+        && !path.split('/').any(|segment| segment == "." || segment == "..")
+        && !path.contains("//");
+    if canonical {
+        Ok(path)
+    } else {
+        Err(ConfigError::Invalid(format!(
+            "forward_auth.path: {path:?} must be an absolute path such as \"/_tokengate/auth\", without a query, \
+             percent-encoding, dot segments or doubled slashes"
+        )))
+    }
 }
 
 fn positive(duration: Duration, key: &str) -> Result<Duration, ConfigError> {

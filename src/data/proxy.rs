@@ -9,6 +9,7 @@ pub mod authenticate;
 pub mod client_ip;
 pub mod credentials;
 pub mod forward;
+pub mod forward_auth;
 pub mod pinned;
 pub mod progress;
 pub mod reject;
@@ -92,6 +93,8 @@ pub struct Proxy {
     header_policy: RequestHeaderPolicy,
     /// The proxy listener terminates TLS.
     over_tls: bool,
+    /// `forward_auth.path`: where forward-auth checks are answered; `None`: off.
+    forward_auth_path: Option<String>,
     /// One access record per request (`log.access`).
     access_log: bool,
     /// Requests are counted per token, day, route and outcome (`usage.counters`).
@@ -107,6 +110,7 @@ impl Proxy {
             gate,
             upstreams: Arc::new(Upstreams::new(config.proxy.connect_timeout, (*config.proxy.upstream_tls).clone())),
             over_tls: config.proxy.tls.is_some(),
+            forward_auth_path: config.forward_auth.path.clone(),
             access_log: config.log.access,
             count_usage: config.usage.counters,
             limits,
@@ -192,15 +196,20 @@ impl Proxy {
         // path had to be rewritten.
         let raw_path = request.uri().path_and_query().cloned();
         let raw_path = raw_path.as_ref().map_or("/", |p| p.path());
+        if self.forward_auth_path.as_deref() == Some(raw_path) {
+            return self.check(&request, peer, trace).await;
+        }
         let (path, route) = self.locate(raw_path)?;
         let path = &*path;
+        let route = route.ok_or_else(|| Stop::rejected(reject::no_route()))?;
         trace.route = Some(Arc::clone(&route.label));
         let client_ip = peer.client_ip(request.headers(), &self.trusted_proxies);
         trace.client_ip = Some(client_ip);
         let admitted = if route.public {
             Admitted::default()
         } else {
-            self.authorise(&request, &route, path, client_ip, &mut trace.token).await?
+            let attempt = Attempt { headers: request.headers(), method: request.method(), path, client_ip };
+            self.authorise(&attempt, Some(&route), &mut trace.token).await?
         };
         let caller = ForwardContext { peer, over_tls: self.over_tls, identity: admitted.identity.as_ref() };
         trace.user = admitted.identity.as_ref().map(|identity| Arc::clone(&identity.account));
@@ -209,16 +218,46 @@ impl Proxy {
         Ok((respond(response, admitted.identity.as_ref(), admitted.limit_headers.as_ref()), outcome))
     }
 
+    /// A forward-auth check ([`forward_auth`]): the original request, named by the asking
+    /// proxy's headers, is routed, authenticated, authorised, limited and recorded as a proxied
+    /// one would be, and answered 200 with the identity headers instead of being forwarded. A
+    /// URI that matches no route is checked for authentication only.
+    async fn check(
+        &self,
+        request: &Request<Incoming>,
+        peer: &Peer,
+        trace: &mut Trace,
+    ) -> Result<(Response<ProxyBody>, Outcome), Stop> {
+        if !peer.trusted {
+            tracing::info!(peer = %peer.ip, "forward-auth check refused: the caller is not a trusted proxy");
+            return Err(Stop::rejected(reject::not_a_trusted_proxy()));
+        }
+        let original = forward_auth::original(request.headers(), request.method()).map_err(|reason| {
+            tracing::info!(reason, "forward-auth check refused: malformed");
+            Stop::rejected(reject::bad_check(reason))
+        })?;
+        let (path, route) = self.locate(original.uri.path())?;
+        trace.route = route.as_ref().map(|route| Arc::clone(&route.label));
+        let client_ip = peer.client_ip(request.headers(), &self.trusted_proxies);
+        trace.client_ip = Some(client_ip);
+        if route.as_ref().is_some_and(|route| route.public) {
+            return Ok((reject::allowed(None, None), Outcome::Public));
+        }
+        let attempt = Attempt { headers: request.headers(), method: &original.method, path: &path, client_ip };
+        let admitted = self.authorise(&attempt, route.as_deref(), &mut trace.token).await?;
+        trace.user = admitted.identity.as_ref().map(|identity| Arc::clone(&identity.account));
+        Ok((reject::allowed(admitted.identity.as_ref(), admitted.limit_headers.as_ref()), Outcome::Authorised))
+    }
+
     /// Routed, recorded and forwarded in one canonical form, so the router and the upstream
-    /// never disagree about which resource is meant.
-    fn locate<'p>(&self, raw_path: &'p str) -> Result<(std::borrow::Cow<'p, str>, Arc<route::Route>), Stop> {
+    /// never disagree about which resource is meant. `None`: no route's prefix matches.
+    fn locate<'p>(&self, raw_path: &'p str) -> Result<(std::borrow::Cow<'p, str>, Option<Arc<route::Route>>), Stop> {
         let path = canonical_path(raw_path).map_err(|error| {
             tracing::info!(?error, path = loggable(raw_path), "request refused: unsafe path");
             Stop::rejected(reject::bad_path())
         })?;
         let route = match self.router.route(&path) {
-            Ok(Some(route)) => Arc::clone(route),
-            Ok(None) => return Err(Stop::rejected(reject::no_route())),
+            Ok(route) => route.map(Arc::clone),
             Err(error) => {
                 tracing::info!(?error, path = loggable(&path), "request refused: ambiguous path");
                 return Err(Stop::rejected(reject::bad_path()));
@@ -231,14 +270,12 @@ impl Proxy {
     /// limit, and the use recorded.
     async fn authorise(
         &self,
-        request: &Request<Incoming>,
-        route: &route::Route,
-        path: &str,
-        client_ip: std::net::IpAddr,
+        attempt: &Attempt<'_>,
+        route: Option<&route::Route>,
         presented: &mut Option<Presented>,
     ) -> Result<Admitted, Stop> {
-        let attempt = Attempt { headers: request.headers(), method: request.method(), path, client_ip };
-        let identity = self.gate.admit(&attempt, "proxy").map_err(|denied| {
+        let client_ip = attempt.client_ip;
+        let identity = self.gate.admit(attempt, "proxy").map_err(|denied| {
             *presented = denied.dead_token.map(Presented::Dead);
             match denied.refusal {
                 Refusal::Unauthenticated => Stop::new(reject::unauthorized(&self.challenge), Outcome::Unauthenticated),
@@ -248,7 +285,7 @@ impl Proxy {
             }
         })?;
         *presented = Some(Presented::Admitted(identity.token.id));
-        if let Some(scope) = route.require.for_method(request.method())
+        if let Some(scope) = route.and_then(|route| route.require.for_method(attempt.method))
             && !identity.token.has_scope(scope)
         {
             tracing::info!(token_id = identity.token.id, scope, client = %client_ip, "request refused: missing scope");
@@ -263,7 +300,7 @@ impl Proxy {
             TokenVerdict::Allowed(headers) => Some(headers),
             TokenVerdict::Unlimited => None,
         };
-        self.gate.record_use(&identity, &attempt).await;
+        self.gate.record_use(&identity, attempt).await;
         Ok(Admitted { identity: Some(identity), limit_headers })
     }
 

@@ -19,6 +19,7 @@ mod confirm;
 mod copy;
 mod credentials;
 mod expiry_cap;
+mod forward_auth;
 mod forwarding;
 mod layout;
 mod lifecycle;

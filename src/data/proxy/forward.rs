@@ -201,13 +201,18 @@ pub fn upstream_request(
     headers.insert(HOST, route.upstream.host.clone());
     set_forwarded(headers, caller, original_host);
     if let Some(identity) = caller.identity {
-        let token = &identity.token;
-        headers.insert(&X_AUTH_USER, identity.account.email_header.clone());
-        headers.insert(&X_AUTH_TOKEN_ID, token.id_header());
-        headers.insert(&X_AUTH_TOKEN_NAME, token.name_header().clone());
-        headers.insert(&X_AUTH_SCOPES, token.scopes_header().clone());
+        insert_identity(headers, identity);
     }
     Some(request)
+}
+
+/// The identity headers an upstream reads: who called, with which token and scopes.
+pub fn insert_identity(headers: &mut HeaderMap, identity: &Identity) {
+    let token = &identity.token;
+    headers.insert(&X_AUTH_USER, identity.account.email_header.clone());
+    headers.insert(&X_AUTH_TOKEN_ID, token.id_header());
+    headers.insert(&X_AUTH_TOKEN_NAME, token.name_header().clone());
+    headers.insert(&X_AUTH_SCOPES, token.scopes_header().clone());
 }
 
 fn set_forwarded(headers: &mut HeaderMap, caller: &ForwardContext<'_>, original_host: Option<HeaderValue>) {

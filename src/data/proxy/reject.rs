@@ -6,6 +6,8 @@ use http::{Response, StatusCode};
 use http_body_util::{Either, Full};
 
 use super::ProxyBody;
+use super::authenticate::Identity;
+use super::forward::insert_identity;
 use crate::data::ratelimit::LimitHeaders;
 
 static JSON: HeaderValue = HeaderValue::from_static("application/json");
@@ -92,6 +94,37 @@ pub fn gateway_timeout() -> Response<ProxyBody> {
         StatusCode::GATEWAY_TIMEOUT,
         r#"{"error":{"code":"gateway_timeout","message":"the upstream did not answer in time"}}"#,
     )
+}
+
+/// 403 to a forward-auth check from a caller that is not a trusted proxy.
+pub fn not_a_trusted_proxy() -> Response<ProxyBody> {
+    json_error(
+        StatusCode::FORBIDDEN,
+        r#"{"error":{"code":"forbidden","message":"forward-auth checks are answered to proxy.trusted_proxies only"}}"#,
+    )
+}
+
+/// 400 to a forward-auth check whose proxy did not say which request it is about.
+pub fn bad_check(reason: &'static str) -> Response<ProxyBody> {
+    let body = serde_json::json!({"error": {"code": "bad_request", "message": reason}});
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from(body.to_string()))));
+    *response.status_mut() = StatusCode::BAD_REQUEST;
+    response.headers_mut().insert(CONTENT_TYPE, JSON.clone());
+    response
+}
+
+/// 200 to a forward-auth check: the identity headers for the asking proxy to pass upstream
+/// (none on a public route) and the token's `RateLimit` headers; an empty body.
+pub fn allowed(identity: Option<&Identity>, limit: Option<&LimitHeaders>) -> Response<ProxyBody> {
+    let mut response = Response::new(Either::Right(Full::new(Bytes::new())));
+    let headers = response.headers_mut();
+    if let Some(identity) = identity {
+        insert_identity(headers, identity);
+    }
+    if let Some(limit) = limit {
+        limit.apply(headers);
+    }
+    response
 }
 
 /// The `WWW-Authenticate` value for a realm (validated at config time to need no escaping).
