@@ -34,8 +34,10 @@
 //! `/usr/sbin/nginx` (or `nginx` on PATH); without it its runs print SKIPPED.
 //! `PROXY_LOAD_BASELINE=/path/to/tokengate` also measures another build (say, of the commit
 //! before a change) in the same runs, on the same database; `PROXY_LOAD_COUNTERS_OFF=1` also
-//! measures this build with the usage counters off (`usage.counters = false`), to show what
-//! counting costs. About 6 minutes with the defaults.
+//! measures this build with the usage counters off (`usage.counters = false`), and
+//! `PROXY_LOAD_ACCESS_OFF=1` with the access log off (`log.access = false`; it is on in the
+//! main tokengate target, as by default, its lines read and dropped by the bench), to show what
+//! each costs. About 6 minutes with the defaults.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
 
@@ -117,6 +119,7 @@ enum Kind {
     Tokengate,
     Baseline,
     CountersOff,
+    AccessOff,
 }
 
 struct Target {
@@ -156,16 +159,14 @@ fn main() {
     // Another build of tokengate (say, of the commit before a change) measured in the same runs.
     let baseline = std::env::var_os("PROXY_LOAD_BASELINE")
         .map(|binary| start_tokengate("tokengate (baseline)", Path::new(&binary), &config, &pinning, &[]));
-    // This build without usage counters: what counting costs.
-    let counters_off = std::env::var_os("PROXY_LOAD_COUNTERS_OFF").filter(|v| v != "0").map(|_| {
-        start_tokengate(
-            "tokengate (counters off)",
-            this_build,
-            &config,
-            &pinning,
-            &[("TOKENGATE_USAGE__COUNTERS", "false")],
-        )
-    });
+    // This build without usage counters, or without the access log: what each costs.
+    let variant = |knob: &str, name: &'static str, setting: &'static str| {
+        std::env::var_os(knob)
+            .filter(|v| v != "0")
+            .map(|_| start_tokengate(name, this_build, &config, &pinning, &[(setting, "false")]))
+    };
+    let counters_off = variant("PROXY_LOAD_COUNTERS_OFF", "tokengate (counters off)", "TOKENGATE_USAGE__COUNTERS");
+    let access_off = variant("PROXY_LOAD_ACCESS_OFF", "tokengate (access log off)", "TOKENGATE_LOG__ACCESS");
     let nginx = nginx_binary().map(|binary| start_nginx(&binary, dir.path(), echo.addr, &pinning));
     let load = Load::choose(authorizations.clone(), dir.path());
 
@@ -203,6 +204,14 @@ fn main() {
             proxy_pid: Some(counters_off.process.pid()),
         });
     }
+    if let Some(access_off) = &access_off {
+        targets.push(Target {
+            kind: Kind::AccessOff,
+            name: "tokengate, access log off",
+            addr: access_off.addr,
+            proxy_pid: Some(access_off.process.pid()),
+        });
+    }
 
     check_targets(&targets, &load, &settings, &authorizations);
 
@@ -236,6 +245,7 @@ fn main() {
     drop(tokengate);
     drop(baseline);
     drop(counters_off);
+    drop(access_off);
     drop(nginx);
     drop(echo);
 }
@@ -266,7 +276,7 @@ fn check_targets(targets: &[Target], load: &Load, settings: &Settings, authoriza
                 answer.body.len()
             );
         }
-        if matches!(target.kind, Kind::Tokengate | Kind::Baseline | Kind::CountersOff) {
+        if matches!(target.kind, Kind::Tokengate | Kind::Baseline | Kind::CountersOff | Kind::AccessOff) {
             let refused = probe(target.addr, &WORKLOADS[0], None).status;
             assert_eq!(refused, 401, "{} answered {refused} to a request without credentials", target.name);
             let statuses = load.statuses_of_each(&WORKLOADS[0], target.addr);
@@ -466,6 +476,9 @@ fn print_table(workload: &Workload, targets: &[Target], samples: &[Vec<Sample>],
     }
     if let Some(counters_off) = of(Kind::CountersOff) {
         println!("tokengate / counters off: {}", compare(tokengate, counters_off, settings.runs));
+    }
+    if let Some(access_off) = of(Kind::AccessOff) {
+        println!("tokengate / access log off: {}", compare(tokengate, access_off, settings.runs));
     }
     println!();
 }

@@ -170,7 +170,11 @@ impl Gateway {
             health.set_draining();
         });
         let options = ServeOptions { max_connections: config.proxy.max_connections, tls: config.proxy.tls.clone() };
+        let access_log = proxy.access_log();
         run_proxy_listener(listeners.proxy, proxy, options, shutdown).await;
+        if let Some(access_log) = access_log {
+            access_log.close();
+        }
         tracing::info!("proxy drained; writing last-use records");
         background.cancel();
         join_logged("change-log follower", follower).await;

@@ -6,11 +6,7 @@ use std::io::{IsTerminal, Write};
 use clap::Parser;
 use tokengate::cli::{Cli, Command, run};
 use tokengate::config::LogConfig;
-use tokengate::data::proxy::access_log::TARGET as ACCESS;
-use tracing::Level;
-use tracing_subscriber::filter::{Targets, filter_fn};
-use tracing_subscriber::prelude::*;
-use tracing_subscriber::{EnvFilter, fmt};
+use tracing_subscriber::EnvFilter;
 
 fn main() {
     let cli = Cli::parse();
@@ -47,34 +43,27 @@ fn report(error: &dyn std::fmt::Display) {
 
 /// Logs go to stderr: `info` for `serve`, `warn` for one-shot commands; `TOKENGATE_LOG`
 /// (an EnvFilter such as `debug` or `tokengate=debug`) overrides. `log.format = "json"` (or
-/// `TOKENGATE_LOG_FORMAT=json`, which wins over the file) writes one JSON object per line.
-///
-/// Access records ([`ACCESS`]) take a layer of their own: `log.access` alone turns them on or
-/// off, whatever `TOKENGATE_LOG` says, and in JSON each record's fields are the object's
-/// top-level keys (`request_id`, `status`, ...), where other lines keep theirs under `fields`.
+/// `TOKENGATE_LOG_FORMAT=json`) writes one JSON object per line. (Access records are written
+/// by the proxy's own access log, `log.access`, not through this subscriber.)
 fn init_logging(serving: bool, log: Option<&LogConfig>) {
-    let json = match std::env::var("TOKENGATE_LOG_FORMAT") {
-        Ok(format) => format == "json",
-        Err(_) => log.is_some_and(|log| log.json),
+    let json = match log {
+        Some(log) => log.json,
+        // The file did not load (the command reports why): the environment alone decides.
+        None => std::env::var("TOKENGATE_LOG_FORMAT").is_ok_and(|f| f == "json"),
     };
-    let access = serving && log.is_none_or(|log| log.access);
     let default = if serving { "info" } else { "warn" };
     let filter = EnvFilter::try_from_env("TOKENGATE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let ansi = std::io::stderr().is_terminal();
-    // A log line that cannot be written is dropped. By default the subscriber reports the
-    // failure with `eprintln!`, which panics when stderr is a closed pipe: the request being
-    // logged would lose its connection.
-    let general = fmt::layer().with_writer(std::io::stderr).log_internal_errors(false).with_ansi(ansi);
-    let general = if json { general.json().boxed() } else { general.boxed() };
-    let not_access = filter_fn(|metadata| metadata.target() != ACCESS);
-    let access_layer = access.then(|| {
-        let layer = fmt::layer().with_writer(std::io::stderr).log_internal_errors(false).with_ansi(ansi);
-        let layer = if json {
-            layer.json().flatten_event(true).with_current_span(false).with_span_list(false).boxed()
-        } else {
-            layer.boxed()
-        };
-        layer.with_filter(Targets::new().with_target(ACCESS, Level::INFO))
-    });
-    tracing_subscriber::registry().with(general.with_filter(filter).with_filter(not_access)).with(access_layer).init();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // A log line that cannot be written is dropped. By default the subscriber reports the
+        // failure with `eprintln!`, which panics when stderr is a closed pipe: the request being
+        // logged would lose its connection.
+        .log_internal_errors(false)
+        .with_ansi(std::io::stderr().is_terminal());
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
 }

@@ -170,10 +170,13 @@ pub(crate) fn start_tokengate(
     let process = Process { name, child };
     let addr = wait_until_listening(&mut lines, |line| eprintln!("{name}: {line}"))
         .unwrap_or_else(|| panic!("{name} exited before listening"));
-    // Keep reading, so warnings are seen and a full pipe never stalls the gateway.
+    // Keep reading, so warnings are seen and a full pipe never stalls the gateway; access
+    // records (one per request) are read and dropped, not echoed.
     std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {
-            eprintln!("{name}: {line}");
+            if !line.contains("\"tokengate::access\"") {
+                eprintln!("{name}: {line}");
+            }
         }
     });
     Server { process, addr }

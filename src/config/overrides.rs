@@ -20,6 +20,8 @@ pub fn apply_env_overrides(
         let Some(path) = name.strip_prefix(ENV_PREFIX) else {
             continue;
         };
+        // `TOKENGATE_LOG_FORMAT`, from before the `[log]` section, is `log.format`.
+        let path = if path == "LOG_FORMAT" { "LOG__FORMAT" } else { path };
         let Some((section, key)) = path.split_once("__") else {
             continue;
         };

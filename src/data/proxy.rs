@@ -32,7 +32,7 @@ use crate::data::index::IndexedAccount;
 use crate::data::ratelimit::{LimitHeaders, RateLimits, TokenVerdict};
 use crate::metrics::{KindLabels, Metrics};
 use crate::model::UsageOutcome;
-use access_log::AccessRecord;
+use access_log::{AccessLog, AccessRecord};
 use authenticate::Identity;
 use client_ip::Peer;
 use forward::{ForwardContext, ForwardError, RequestHeaderPolicy, X_AUTH_TOKEN_EXPIRES};
@@ -96,7 +96,7 @@ pub struct Proxy {
     /// `forward_auth.path`: where forward-auth checks are answered; `None`: off.
     forward_auth_path: Option<String>,
     /// One access record per request (`log.access`).
-    access_log: bool,
+    access_log: Option<Arc<AccessLog>>,
     /// Requests are counted per token, day, route and outcome (`usage.counters`).
     count_usage: bool,
 }
@@ -111,7 +111,7 @@ impl Proxy {
             upstreams: Arc::new(Upstreams::new(config.proxy.connect_timeout, (*config.proxy.upstream_tls).clone())),
             over_tls: config.proxy.tls.is_some(),
             forward_auth_path: config.forward_auth.path.clone(),
-            access_log: config.log.access,
+            access_log: config.log.access.then(|| AccessLog::to_stderr(config.log.json)),
             count_usage: config.usage.counters,
             limits,
             metrics,
@@ -121,6 +121,11 @@ impl Proxy {
             upstream_timeout: config.proxy.upstream_timeout,
             header_policy: RequestHeaderPolicy::new(&config.proxy.strip_request_headers),
         }
+    }
+
+    /// The access log, to be closed (its last lines written) once the proxy has drained.
+    pub fn access_log(&self) -> Option<Arc<AccessLog>> {
+        self.access_log.clone()
     }
 
     /// What the data path knows of a new client connection's far end.
@@ -141,15 +146,18 @@ impl Proxy {
         let request_id = request_id::assign(request.headers_mut());
         // For the access log: the method, and the path as sent (a reference-counted handle on
         // the request's bytes, not a copy).
-        let logged = self.access_log.then(|| (request.method().clone(), request.uri().path_and_query().cloned()));
+        let logged = self
+            .access_log
+            .as_ref()
+            .map(|log| (log, request.method().clone(), request.uri().path_and_query().cloned()));
         let mut trace = Trace::default();
         let (mut response, outcome) = match self.serve(request, peer, pinned, &mut trace).await {
             Ok(served) => served,
             Err(stop) => (*stop.response, stop.outcome),
         };
         let status = response.status().as_u16();
-        if let Some((method, path)) = logged {
-            AccessRecord {
+        if let Some((log, method, path)) = logged {
+            log.write(&AccessRecord {
                 request_id: &request_id,
                 client_ip: trace.client_ip,
                 method: &method,
@@ -161,8 +169,7 @@ impl Proxy {
                 token_id: trace.token.map(Presented::id),
                 user: trace.user.as_ref().map(|account| &*account.email),
                 outcome: outcome.as_str(),
-            }
-            .write();
+            });
         }
         response.headers_mut().insert(&X_REQUEST_ID, request_id);
         let route = match trace.route {
