@@ -167,5 +167,6 @@ async fn service(config: &Config, no_wait: bool) -> Result<LifecycleService, Cli
     let confirm = (!no_wait).then(|| config.sync.confirm_policy());
     Ok(LifecycleService::new(store, config.tokens.clone(), crate::clock::Clock::System, None)
         .with_confirmation(confirm, None)
-        .with_usage_retention(config.usage.keep_days))
+        .with_usage_retention(config.usage.keep_days)
+        .with_default_rate(config.rate_limit.default))
 }

@@ -24,6 +24,7 @@ pub enum UserCommand {
 
 #[derive(Debug, Args)]
 pub struct AddArgs {
+    /// The account's email: its name everywhere, and the user name of its Basic credentials.
     email: String,
     #[arg(long)]
     name: Option<String>,
@@ -40,6 +41,7 @@ pub struct AddArgs {
 
 #[derive(Debug, Args)]
 pub struct SetArgs {
+    /// The account to change, by email (any case).
     email: String,
     #[arg(long, value_name = "BOOL", value_parser = BoolishValueParser::new(), action = ArgAction::Set)]
     enabled: Option<bool>,

@@ -28,6 +28,7 @@ pub struct EventsArgs {
     /// At most this many, newest first.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..=100_000))]
     limit: i64,
+    /// Print the events as a JSON array (every field, `detail` as an object) instead of a table.
     #[arg(long)]
     json: bool,
 }
@@ -58,9 +59,40 @@ pub(super) async fn run(args: EventsArgs, service: &LifecycleService) -> Result<
                 or_dash(e.account.as_ref()),
                 or_dash(e.token_id),
                 or_dash(e.ip.as_ref()),
-                e.detail.to_string(),
+                readable_detail(&e.detail),
             ]
         })
         .collect();
     print_table(&["ID", "AT", "KIND", "ACTOR", "ACCOUNT", "TOKEN", "IP", "DETAIL"], &rows)
+}
+
+/// An event's detail as `key=value` pairs (`reason=manual successor=12`), nested values as
+/// compact JSON: readable in a table; `--json` keeps the object.
+fn readable_detail(detail: &serde_json::Value) -> String {
+    match detail {
+        serde_json::Value::Object(fields) if fields.is_empty() => "-".to_owned(),
+        serde_json::Value::Object(fields) => fields
+            .iter()
+            .map(|(key, value)| match value {
+                serde_json::Value::String(text) => format!("{key}={text}"),
+                serde_json::Value::Null => format!("{key}=-"),
+                other => format!("{key}={other}"),
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        serde_json::Value::Null => "-".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn details_read_as_key_value_pairs() {
+        let detail = serde_json::json!({"reason": "manual", "attempts": 3, "to": null, "scopes": ["a", "b"]});
+        assert_eq!(readable_detail(&detail), "attempts=3 reason=manual scopes=[\"a\",\"b\"] to=-");
+        assert_eq!(readable_detail(&serde_json::json!({})), "-");
+    }
 }

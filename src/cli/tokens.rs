@@ -23,6 +23,7 @@ pub enum TokenCommand {
     List(ListArgs),
     /// Show one token's metadata (never the secret).
     Show {
+        /// The token's id, as `token list` shows it.
         id: i64,
         #[arg(long)]
         json: bool,
@@ -31,6 +32,7 @@ pub enum TokenCommand {
     /// sync.confirm_timeout, naming any that have not; --no-wait: at once), so the very next
     /// request to any of them gets 401.
     Revoke {
+        /// The token's id, as `token list` shows it.
         id: i64,
         #[arg(long)]
         json: bool,
@@ -38,6 +40,7 @@ pub enum TokenCommand {
     /// Mint a successor with the same name, owner, scopes and limit; the old token keeps
     /// working for the grace period (default: revoked now), or until the successor is first used.
     Rotate {
+        /// The token's id, as `token list` shows it.
         id: i64,
         /// How long the old token keeps working (default 0; with --until-first-use: at most 7d).
         #[arg(long, value_name = "DUR", value_parser = parse_duration)]
@@ -51,6 +54,7 @@ pub enum TokenCommand {
     /// Change a token's own rate limit (`none`: back to the default); returns once every running
     /// gateway applies it (at most sync.confirm_timeout; --no-wait: at once).
     SetLimit {
+        /// The token's id, as `token list` shows it.
         id: i64,
         /// A rate such as 100/min or 20/s burst 40, or `none`.
         #[arg(value_name = "RATE|none", value_parser = parse_limit)]
@@ -188,7 +192,7 @@ pub(super) async fn run(command: TokenCommand, service: &LifecycleService) -> Re
         TokenCommand::Show { id, json } => {
             let token = service.token(id).await?;
             let view = TokenView::new(&token, service.now());
-            if json { print_json(&view) } else { print_details(&view) }
+            if json { print_json(&view) } else { print_details(&view, service.default_rate()) }
         }
         TokenCommand::Revoke { id, json } => {
             let revoked = service.revoke_token(id, &actor).await?;
@@ -345,13 +349,17 @@ fn print_token_table(views: &[TokenView]) -> Result<(), CliError> {
                 t.prefix.clone(),
                 t.status.to_owned(),
                 t.scopes.join(" "),
+                t.created_at.clone(),
                 or_dash(t.expires_at.as_ref()),
                 or_dash(t.last_used_at.as_ref()),
                 or_dash(t.requests_30d),
             ]
         })
         .collect();
-    print_table(&["ID", "USER", "NAME", "PREFIX", "STATUS", "SCOPES", "EXPIRES", "LAST_USED", "REQUESTS_30D"], &rows)
+    print_table(
+        &["ID", "USER", "NAME", "PREFIX", "STATUS", "SCOPES", "CREATED", "EXPIRES", "LAST_USED", "REQUESTS_30D"],
+        &rows,
+    )
 }
 
 fn print_usage(view: &UsageView) -> Result<(), CliError> {
@@ -365,7 +373,16 @@ fn print_usage(view: &UsageView) -> Result<(), CliError> {
     Ok(())
 }
 
-fn print_details(view: &TokenView) -> Result<(), CliError> {
+/// The limit a gateway applies to the token: its own, else `rate_limit.default`, said so.
+fn limit_in_force(own: Option<&str>, default: Option<&Rate>) -> String {
+    match (own, default) {
+        (Some(own), _) => own.to_owned(),
+        (None, Some(default)) => format!("{default} (default)"),
+        (None, None) => "none (rate_limit.default is off)".to_owned(),
+    }
+}
+
+fn print_details(view: &TokenView, default_rate: Option<&Rate>) -> Result<(), CliError> {
     let fields: Vec<(&str, String)> = vec![
         ("id", view.id.to_string()),
         ("user", view.user.clone()),
@@ -374,7 +391,7 @@ fn print_details(view: &TokenView) -> Result<(), CliError> {
         ("prefix", view.prefix.clone()),
         ("status", view.status.to_owned()),
         ("scopes", view.scopes.join(" ")),
-        ("rate_limit", or_dash(view.rate_limit.as_ref())),
+        ("rate_limit", limit_in_force(view.rate_limit.as_deref(), default_rate)),
         ("created_at", view.created_at.clone()),
         ("created_by", view.created_by.clone()),
         ("expires_at", view.expires_at.clone().unwrap_or_else(|| "never".into())),

@@ -85,6 +85,11 @@ impl LifecycleService {
         self
     }
 
+    /// `rate_limit.default`: the limit of tokens without one of their own, if any.
+    pub fn default_rate(&self) -> Option<&Rate> {
+        self.default_rate.as_ref()
+    }
+
     /// Bounds the limits plain accounts give their own tokens by `rate_limit.default`.
     pub fn with_default_rate(mut self, default_rate: Option<Rate>) -> Self {
         self.default_rate = default_rate;
