@@ -224,3 +224,35 @@ fn the_systemd_unit_passes_systemd_analyze() {
         .unwrap();
     assert!(output.status.success(), "exposure above 2.0: {}", describe(&output));
 }
+
+/// The container image cannot be built here (no container engine), so its recipe is read: the
+/// builder's Rust is at least the crate's `rust-version`, the runtime stage receives only the
+/// binary and the example configuration, and it runs as an unprivileged user.
+#[test]
+fn the_dockerfile_ships_only_the_binary_and_runs_unprivileged() {
+    let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
+    let stages: Vec<&str> = dockerfile.split("\nFROM ").skip(1).collect();
+    assert_eq!(stages.len(), 2, "a builder and a runtime stage");
+    let builder = stages[0].lines().next().unwrap();
+    let rust = builder.trim_start_matches("rust:").split('-').next().unwrap();
+    let minor = |version: &str| version.split('.').nth(1).unwrap().parse::<u32>().unwrap();
+    assert!(minor(rust) >= minor(env!("CARGO_PKG_RUST_VERSION")), "builder {builder} is older than rust-version");
+    assert!(stages[0].contains("cargo build --release --locked --bin tokengate"));
+
+    let runtime = stages[1];
+    let copies: Vec<&str> = runtime.lines().filter(|l| l.starts_with("COPY ")).collect();
+    assert_eq!(
+        copies,
+        [
+            "COPY --from=build /src/target/release/tokengate /usr/local/bin/tokengate",
+            "COPY config/tokengate.example.toml /etc/tokengate/tokengate.toml",
+        ]
+    );
+    let user = runtime.lines().find_map(|l| l.strip_prefix("USER ")).expect("the runtime stage sets USER");
+    assert!(!user.starts_with("root") && !user.starts_with('0'), "runs as {user}");
+    assert!(runtime.contains("TOKENGATE_DATA_DIR=/var/lib/tokengate"));
+    let ignored = std::fs::read_to_string(repo().join(".dockerignore")).unwrap();
+    for path in [".git", "target"] {
+        assert!(ignored.lines().any(|l| l == path), ".dockerignore lacks {path}");
+    }
+}
