@@ -37,11 +37,14 @@ fn git_commit() -> Option<String> {
 }
 
 /// Reruns this script when HEAD moves: a checkout rewrites `HEAD`, a commit the branch's ref
-/// (a loose file, or `packed-refs` after `git gc`). `--git-path` finds them in a linked work
-/// tree too, where `.git` is a file and refs live in the main repository. Only existing files
-/// are named: cargo reruns the script on every build for a missing one.
+/// (a loose file, or `packed-refs` after `git gc`), and both append to this work tree's
+/// `logs/HEAD` (which also catches a commit whose branch was packed and had no loose file to
+/// watch). `--git-path` finds them in a linked work tree too, where `.git` is a file and refs
+/// live in the main repository. Only existing files are named: cargo reruns the script on
+/// every build for a missing one. Other branches' refs are not watched, so commits in other
+/// work trees of the same repository cause no rebuild here.
 fn watch_head(root: &Path) {
-    let mut names = vec!["HEAD".to_owned(), "packed-refs".to_owned()];
+    let mut names = vec!["HEAD".to_owned(), "logs/HEAD".to_owned(), "packed-refs".to_owned()];
     if let Some(branch) = git(root, &["rev-parse", "--symbolic-full-name", "HEAD"]).filter(|r| r.starts_with("refs/")) {
         names.push(branch);
     }
