@@ -21,6 +21,7 @@ macro_rules! note {
 mod accounts;
 mod confirm;
 mod db;
+mod docs;
 mod events;
 mod expiry_cap;
 mod gateways;
@@ -32,7 +33,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, ConfigSource, DATA_DIR_VAR};
 use crate::control::service::{LifecycleService, ServiceError};
 use crate::control::store::{Store, StoreError};
 
@@ -85,20 +86,29 @@ impl From<StoreError> for CliError {
     }
 }
 
+/// What `tokengate --version` prints: the crate's version and the git commit it was built
+/// from (`unknown` outside a git checkout; see build.rs).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("TOKENGATE_COMMIT"), ")");
+
 /// The parsed command line: the global flags and one command.
 #[derive(Debug, Parser)]
 #[command(
     name = "tokengate",
-    version,
+    version = VERSION,
     about = "A reverse-proxy authentication gateway with API-token lifecycle management"
 )]
 pub struct Cli {
-    /// Configuration file (default: config/tokengate.toml when it exists, else built-in defaults).
+    /// Configuration file (default: the first of config/tokengate.toml and
+    /// /etc/tokengate/tokengate.toml that exists, else built-in defaults).
     #[arg(long, global = true, env = "TOKENGATE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Database URL, overriding database.url (sqlite://PATH or postgres://...).
     #[arg(long, global = true, value_name = "URL")]
     pub database: Option<String>,
+    /// Directory of the SQLite database (DIR/tokengate.db) when neither the configuration nor
+    /// --database names a database URL.
+    #[arg(long, global = true, env = DATA_DIR_VAR, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Return as soon as a change is committed, without waiting until every running gateway
     /// has applied it (by default token create/revoke/revoke-all/rotate/set-limit and user set
     /// wait up to sync.confirm_timeout and say how many gateways obey the change).
@@ -129,41 +139,87 @@ pub enum Command {
     /// Database maintenance.
     #[command(subcommand)]
     Db(db::DbCommand),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions(docs::CompletionsArgs),
+    /// Print the man page (roff) on stdout, or write every command's page into a directory.
+    Man(docs::ManArgs),
+}
+
+impl Command {
+    /// Whether the command may create the database when its SQLite file does not exist. The
+    /// others only read or change what is there; run from the wrong directory they must say
+    /// so, not report on a new, empty database.
+    fn creates_database(&self) -> bool {
+        matches!(self, Command::Serve | Command::User(accounts::UserCommand::Add(_)))
+    }
 }
 
 impl Cli {
+    /// Which configuration file these flags and the environment select.
+    pub fn config_source(&self) -> ConfigSource {
+        Config::source(self.config.as_deref())
+    }
+
     /// Loads the configuration these flags and the environment select.
     pub fn load_config(&self) -> Result<Config, CliError> {
-        let path = Config::locate(self.config.as_deref());
         let mut env: Vec<(String, String)> = std::env::vars().collect();
         if let Some(url) = &self.database {
             // The flag outranks the environment: apply it as the last override.
             env.push(("TOKENGATE_DATABASE__URL".to_owned(), url.clone()));
             env.retain(|(k, _)| k != "TOKENGATE_DATABASE__URL_FILE");
         }
-        Ok(Config::load(path.as_deref(), env)?)
+        if let Some(dir) = &self.data_dir {
+            // From the flag or the variable (clap reads both); the last value is the one used.
+            let dir =
+                dir.to_str().ok_or_else(|| CliError::Usage(format!("--data-dir {}: not UTF-8", dir.display())))?;
+            env.push((DATA_DIR_VAR.to_owned(), dir.to_owned()));
+        }
+        Ok(Config::load(self.config_source().path(), env)?)
     }
 }
 
 /// Runs a parsed command.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Completions(args) => return docs::completions(args),
+        Command::Man(args) => return docs::man(args),
+        _ => {}
+    }
+    announce_config(&cli.config_source(), matches!(cli.command, Command::Serve));
     let config = cli.load_config()?;
+    let create = cli.command.creates_database();
     match cli.command {
         Command::Serve => run::serve(config).await,
         Command::CheckConfig => run::check_config(config).await,
-        Command::User(command) => accounts::run(command, &service(&config, cli.no_wait).await?).await,
-        Command::Token(command) => tokens::run(command, &service(&config, cli.no_wait).await?).await,
-        Command::Events(args) => events::run(args, &service(&config, cli.no_wait).await?).await,
+        Command::User(command) => accounts::run(command, &service(&config, cli.no_wait, create).await?).await,
+        Command::Token(command) => tokens::run(command, &service(&config, cli.no_wait, create).await?).await,
+        Command::Events(args) => events::run(args, &service(&config, cli.no_wait, create).await?).await,
         Command::Gateways(args) => gateways::run(args, &config).await,
         Command::Db(command) => db::run(command).await,
+        // Answered above, without a configuration.
+        Command::Completions(_) | Command::Man(_) => Ok(()),
     }
 }
 
-/// The lifecycle service on the configured database, for commands that change or read it.
+/// Says which configuration applies, before it is loaded (so also when it fails to load): a
+/// command run in another directory must not quietly act on another configuration. `serve`
+/// logs it (one more log line, JSON with `TOKENGATE_LOG_FORMAT=json`); the other commands
+/// write one line on stderr, which keeps `--json` output on stdout clean.
+fn announce_config(source: &ConfigSource, serving: bool) {
+    match (serving, source.path()) {
+        (true, Some(_)) => tracing::info!(file = %source, "configuration file"),
+        (true, None) => tracing::info!("configuration: {source}"),
+        (false, _) => note!("config: {source}"),
+    }
+}
+
+/// The lifecycle service on the configured database, for commands that change or read it;
+/// only those that `create` may create a SQLite file that does not exist.
 /// The CLI writes the database directly; running gateways learn of it through the change log.
 /// Changes wait for every running gateway unless `--no-wait` says otherwise.
-async fn service(config: &Config, no_wait: bool) -> Result<LifecycleService, CliError> {
-    let store = Store::open(&config.database.url).await?;
+async fn service(config: &Config, no_wait: bool, create: bool) -> Result<LifecycleService, CliError> {
+    let url = &config.database.url;
+    let store = if create { Store::open(url).await? } else { Store::open_existing(url).await? };
     let confirm = (!no_wait).then(|| config.sync.confirm_policy());
     Ok(LifecycleService::new(store, config.tokens.clone(), crate::clock::Clock::System, None)
         .with_confirmation(confirm, None)

@@ -2,12 +2,13 @@
 //! overrides and `*_file` secrets become a [`Config`] once, at start (house rule 3); nothing
 //! downstream sees raw strings.
 //!
-//! One job per file: `raw` is the file as written, `load` finds and reads it and applies
-//! `overrides`, `validate` turns it into this model, `secrets` keeps secrets out of output,
-//! `effective` prints the model back as TOML for `check-config`.
+//! One job per file: `raw` is the file as written, `locate` finds it, `load` reads it and
+//! applies `overrides` and the data directory, `validate` turns it into this model, `secrets`
+//! keeps secrets out of output, `effective` prints the model back as TOML for `check-config`.
 
 mod effective;
 mod load;
+mod locate;
 mod overrides;
 mod raw;
 mod secrets;
@@ -25,10 +26,13 @@ use ipnet::IpNet;
 use crate::data::tls::ListenerCertificate;
 use crate::model::rate::Rate;
 
+pub use load::{DATA_DIR_VAR, DATABASE_FILE};
+pub use locate::{CONFIG_SEARCH_PATH, ConfigSource};
 pub use overrides::apply_env_overrides;
 pub use secrets::{SecretString, SecretUrl, masked_webhook_url};
 
-/// Where the configuration is looked for when neither `--config` nor `TOKENGATE_CONFIG` is set.
+/// The working directory's configuration: the first place looked when neither `--config` nor
+/// `TOKENGATE_CONFIG` is set (see [`CONFIG_SEARCH_PATH`]).
 pub const DEFAULT_CONFIG_PATH: &str = "config/tokengate.toml";
 /// The embedded default database.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/tokengate.db";

@@ -28,7 +28,8 @@ pub(super) async fn run(command: DbCommand) -> Result<(), CliError> {
             if from == to {
                 return Err(CliError::Usage("--from and --to name the same database".into()));
             }
-            let source = Store::open(&from).await?;
+            // The source must exist; the target is created when it is a new SQLite file.
+            let source = Store::open_existing(&from).await?;
             let target = Store::open(&to).await?;
             let counts = source.copy_into(&target).await?;
             source.close().await;

@@ -16,7 +16,7 @@ pub struct GatewaysArgs {
 }
 
 pub(super) async fn run(args: GatewaysArgs, config: &Config) -> Result<(), CliError> {
-    let store = Store::open(&config.database.url).await?;
+    let store = Store::open_existing(&config.database.url).await?;
     let statuses = crate::control::fleet::running(&store, config.sync.stale_after).await?;
     let views: Vec<GatewayView> = statuses.iter().map(GatewayView::new).collect();
     if args.json {

@@ -16,10 +16,21 @@ use super::CliError;
 /// nobody is left to read anything more.
 pub(super) fn out_line(args: fmt::Arguments<'_>) -> Result<(), CliError> {
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{args}").and_then(|()| stdout.flush()).map_err(|error| match error.kind() {
+    writeln!(stdout, "{args}").and_then(|()| stdout.flush()).map_err(stdout_error)
+}
+
+/// Writes a generated document (completions, a man page) to stdout, as [`out_line`] does.
+/// Generators write to any `Write` and panic when it fails, so they write to memory first.
+pub(super) fn out_bytes(bytes: &[u8]) -> Result<(), CliError> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(bytes).and_then(|()| stdout.flush()).map_err(stdout_error)
+}
+
+fn stdout_error(error: std::io::Error) -> CliError {
+    match error.kind() {
         std::io::ErrorKind::BrokenPipe => CliError::OutputClosed,
         _ => CliError::Runtime(format!("cannot write to stdout: {error}")),
-    })
+    }
 }
 
 /// Writes one line of human text to stderr. Failures are ignored: a closed stderr has no

@@ -1,7 +1,5 @@
 //! `tokengate serve` and `tokengate check-config`.
 
-use std::path::Path;
-
 use tokio_util::sync::CancellationToken;
 
 use super::CliError;
@@ -86,7 +84,7 @@ pub(super) async fn check_config(config: Config) -> Result<(), CliError> {
     outln!("{}", config.describe().trim_end_matches('\n'))?;
     note!("{}", config.notify.delivery_summary());
     let url = &config.database.url;
-    if let Some(file) = sqlite_file(url.expose())
+    if let Some(file) = Store::sqlite_path(url)
         && !file.exists()
     {
         note!("database {url}: file does not exist yet; it will be created and migrated on first use");
@@ -108,11 +106,4 @@ pub(super) async fn check_config(config: Config) -> Result<(), CliError> {
     }
     store.close().await;
     Ok(())
-}
-
-/// The file behind a `sqlite:` URL, if it names one.
-fn sqlite_file(url: &str) -> Option<&Path> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next().unwrap_or(rest);
-    (!path.is_empty() && path != ":memory:").then(|| Path::new(path))
 }

@@ -1,16 +1,25 @@
-//! Loading: which file, reading and parsing it, then the `TOKENGATE_<SECTION>__<KEY>`
-//! environment on top, handed to validation as one raw model.
+//! Loading: reading and parsing the file, then the `TOKENGATE_<SECTION>__<KEY>` environment
+//! on top and the data directory under both, handed to validation as one raw model.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 
 use super::raw::RawConfig;
-use super::{Config, ConfigError, DEFAULT_CONFIG_PATH, apply_env_overrides, validate};
+use super::{Config, ConfigError, apply_env_overrides, validate};
+
+/// The variable (also `--data-dir`) naming the directory of the SQLite database when the
+/// configuration names no `database.url`: a package or a container says where state goes
+/// without writing a config file for it.
+pub const DATA_DIR_VAR: &str = "TOKENGATE_DATA_DIR";
+
+/// The database's file name inside the data directory.
+pub const DATABASE_FILE: &str = "tokengate.db";
 
 impl Config {
     /// Loads the configuration: the file at `path` (or built-in defaults when `None`), then the
-    /// `TOKENGATE_<SECTION>__<KEY>` variables in `env`, then `*_file` secrets; validates it.
+    /// `TOKENGATE_<SECTION>__<KEY>` variables in `env`, then `TOKENGATE_DATA_DIR` where no
+    /// database URL is set, then `*_file` secrets; validates it.
     pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
         let mut table = match path {
             Some(path) => {
@@ -20,24 +29,38 @@ impl Config {
             }
             None => toml::Table::new(),
         };
-        apply_env_overrides(&mut table, env)?;
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        apply_env_overrides(&mut table, env.iter().cloned())?;
+        // The last value wins, so `--data-dir` (appended by the CLI) outranks the variable.
+        if let Some((_, dir)) = env.iter().rev().find(|(name, _)| name == DATA_DIR_VAR) {
+            place_database_in(&mut table, dir)?;
+        }
         let raw = RawConfig::deserialize(toml::Value::Table(table))
             .map_err(|e| ConfigError::Invalid(e.message().to_owned()))?;
         let mut config = validate::validate(raw)?;
         config.source = path.map(Path::to_owned);
         Ok(config)
     }
+}
 
-    /// Resolves which file to read: an explicit path, else `config/tokengate.toml` if present.
-    pub fn locate(explicit: Option<&Path>) -> Option<PathBuf> {
-        match explicit {
-            Some(path) => Some(path.to_owned()),
-            None => {
-                let default = Path::new(DEFAULT_CONFIG_PATH);
-                default.exists().then(|| default.to_owned())
-            }
-        }
+/// Points the default database into the data directory `dir`: `sqlite://DIR/tokengate.db`,
+/// unless the file or the environment names `database.url` or `database.url_file` (an explicit
+/// URL wins). An empty value is no directory, as systemd's `Environment=` can leave it.
+fn place_database_in(table: &mut toml::Table, dir: &str) -> Result<(), ConfigError> {
+    if dir.is_empty() {
+        return Ok(());
     }
+    let database = table.entry("database").or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let Some(database) = database.as_table_mut() else {
+        return Err(ConfigError::Invalid("[database] is not a section".into()));
+    };
+    if !database.contains_key("url") && !database.contains_key("url_file") {
+        let file = Path::new(dir).join(DATABASE_FILE).display().to_string();
+        // The driver decodes percent escapes in the path, and a `?` would start its parameters.
+        let escaped = file.replace('%', "%25").replace('?', "%3F").replace('#', "%23");
+        database.insert("url".into(), toml::Value::String(format!("sqlite://{escaped}")));
+    }
+    Ok(())
 }
 
 /// Parses the file's text, turning toml's multi-line report into one line with a line number.
@@ -92,6 +115,37 @@ mod tests {
         assert!(err.contains("lisen") && err.contains("line 3"), "{err}");
         let err = load_text("[proxxy]\n").unwrap_err().to_string();
         assert!(err.contains("proxxy"), "{err}");
+    }
+
+    #[test]
+    fn the_data_directory_places_the_default_database_only() {
+        let data_dir = |dir: &str| vec![(DATA_DIR_VAR.to_owned(), dir.to_owned())];
+        let config = Config::load(None, data_dir("/var/lib/tokengate")).unwrap();
+        assert_eq!(config.database.url.expose(), "sqlite:///var/lib/tokengate/tokengate.db");
+        // An empty value is no directory.
+        assert_eq!(Config::load(None, data_dir("")).unwrap().database.url.expose(), DEFAULT_DATABASE_URL);
+        // A URL from the file or the environment wins over the directory.
+        let file = load_with_env("[database]\nurl = \"sqlite:///srv/own.db\"\n", data_dir("/var/lib/tokengate"));
+        assert_eq!(file.database.url.expose(), "sqlite:///srv/own.db");
+        let mut env = data_dir("/var/lib/tokengate");
+        env.push(("TOKENGATE_DATABASE__URL".to_owned(), "sqlite:///srv/env.db".to_owned()));
+        assert_eq!(Config::load(None, env).unwrap().database.url.expose(), "sqlite:///srv/env.db");
+        // The last value wins: `--data-dir` is appended after the environment's.
+        let mut env = data_dir("/var/lib/tokengate");
+        env.extend(data_dir("/srv/flag"));
+        assert_eq!(Config::load(None, env).unwrap().database.url.expose(), "sqlite:///srv/flag/tokengate.db");
+        // Characters the driver reads specially are escaped, so it opens the file named.
+        let odd = Config::load(None, data_dir("/srv/50%?#")).unwrap();
+        assert_eq!(odd.database.url.expose(), "sqlite:///srv/50%25%3F%23/tokengate.db");
+        let path = crate::control::store::Store::sqlite_path(&odd.database.url).unwrap();
+        assert_eq!(path, Path::new("/srv/50%?#/tokengate.db"));
+    }
+
+    fn load_with_env(text: &str, env: Vec<(String, String)>) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(Some(&path), env).unwrap()
     }
 
     #[test]

@@ -86,6 +86,16 @@ pub enum StoreError {
     /// Reading the SQLite file directly (the index's full load) failed.
     #[error("database error: {0}")]
     DirectRead(String),
+    /// A command that reads or changes tokens and accounts found no SQLite file: it creates
+    /// none, since an empty new database would only hide a wrong directory or configuration.
+    #[error(
+        "no database at {}: only serve and user add create one (--config, --data-dir or --database choose another)",
+        path.display()
+    )]
+    Missing {
+        /// The absolute path looked for.
+        path: std::path::PathBuf,
+    },
 }
 
 impl StoreError {
@@ -331,6 +341,33 @@ impl Store {
         let store = Store::connect(url).await?;
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// Opens an existing database and applies pending migrations; a SQLite file that does not
+    /// exist is [`StoreError::Missing`], not created. For the commands that only read or change
+    /// what is there: run from the wrong directory, they must say so rather than act on a new,
+    /// empty database.
+    pub async fn open_existing(url: &SecretUrl) -> Result<Store, StoreError> {
+        if let Some(file) = Store::sqlite_path(url)
+            && !file.exists()
+        {
+            return Err(StoreError::Missing { path: std::path::absolute(&file).unwrap_or(file) });
+        }
+        Store::open(url).await
+    }
+
+    /// The file behind a `sqlite:` URL, as the driver reads it; `None` for PostgreSQL, an
+    /// in-memory database or a URL the driver rejects (opening it reports why).
+    pub fn sqlite_path(url: &SecretUrl) -> Option<std::path::PathBuf> {
+        let text = url.expose();
+        let rest = text.strip_prefix("sqlite://").or_else(|| text.strip_prefix("sqlite:"))?;
+        let (database, params) = rest.split_once('?').unwrap_or((rest, ""));
+        if database.is_empty() || database == ":memory:" || params.split('&').any(|p| p == "mode=memory") {
+            return None;
+        }
+        // The driver's reading of the rest: percent escapes decoded.
+        let options = SqliteConnectOptions::from_str(text).ok()?;
+        Some(options.get_filename().to_owned())
     }
 
     /// Opens the database without changing its schema.

@@ -57,11 +57,11 @@ impl Run {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {self:?}"))
     }
 
-    /// Asserts the exit status and that stderr is exactly one line starting `tokengate:`;
-    /// returns that line.
+    /// Asserts the exit status and that stderr is exactly one line starting `tokengate:`
+    /// besides the note naming the configuration (`config: ...`); returns that line.
     fn error(&self, code: i32) -> &str {
         assert_eq!(self.code, code, "unexpected exit status: {self:?}");
-        let lines: Vec<&str> = self.stderr.lines().collect();
+        let lines: Vec<&str> = self.stderr.lines().filter(|l| !l.starts_with("config: ")).collect();
         assert_eq!(lines.len(), 1, "expected one line on stderr: {self:?}");
         assert!(lines[0].starts_with("tokengate:"), "expected `tokengate:` first: {self:?}");
         lines[0]
@@ -416,19 +416,22 @@ fn configuration_and_database_errors_are_one_line() {
     let run = run_with(Some(&unknown_section), &["user", "list"], &[]);
     assert!(run.error(2).contains("proxxy"));
 
-    let run = setup.run(&["--database", "sqlite:///proc/nope/x.db", "user", "list"]);
+    // A database that cannot be created (`user add` creates one), and one that does not exist
+    // (the other commands create none).
+    let run = setup.run(&["--database", "sqlite:///proc/nope/x.db", "user", "add", "a@example.com"]);
     run.error(1);
     let file = setup.dir.path().join("a-file");
     std::fs::write(&file, "not a directory").unwrap();
     let under_file = format!("sqlite://{}/x.db", file.display());
-    let run = setup.run(&["user", "list", "--database", &under_file]);
+    let run = setup.run(&["user", "add", "a@example.com", "--database", &under_file]);
     run.error(1);
     let run = setup.run(&["--database", &under_file, "token", "create", "--user", "a@example.com", "--name", "n"]);
-    run.error(1);
+    assert!(run.error(1).contains("no database at"), "{run:?}");
 
     let run = setup.run_env(&["user", "list"], &[("TOKENGATE_PROXY__LISTN", "x")]);
     assert!(run.error(2).contains("TOKENGATE_PROXY__LISTN"));
 
+    setup.add_user("ann@example.com");
     let run = setup.run(&["token", "show", "12345"]);
     assert!(run.error(1).contains("12345"));
 
@@ -686,8 +689,8 @@ fn check_config_reports_migrations_without_applying_them() {
         assert!(run.stderr.contains("initial"), "the migration is named: {run:?}");
     }
 
-    // After a real command the database exists and is up to date.
-    setup.ok(&["user", "list"]);
+    // After a command that creates it, the database exists and is up to date.
+    setup.add_user("ann@example.com");
     assert!(db.exists());
     let run = setup.ok(&["check-config"]);
     assert!(run.stderr.contains("up to date"), "{run:?}");

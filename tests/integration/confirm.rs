@@ -105,9 +105,10 @@ require = {{ GET = "read", "*" = "write" }}
         serde_json::from_str(&self.cli_env(&args, env).0).unwrap()
     }
 
-    /// Starts `tokengate ARGS` and returns as soon as it has printed its first line on `stream`:
-    /// the moment it tells its user the result, a little before it exits. Checking the
-    /// gateways then is stricter than checking them after the command returned.
+    /// Starts `tokengate ARGS` and returns as soon as it has printed its first line on `stream`
+    /// (past the note naming the configuration, which comes before any work): the moment it
+    /// tells its user the result, a little before it exits. Checking the gateways then is
+    /// stricter than checking them after the command returned.
     fn reported(&self, args: &[&str], stream: Stream) -> Reported {
         let mut child = crate::support::spawn_cli(&self.config, args);
         let taken: Box<dyn Read + Send> = match stream {
@@ -115,9 +116,14 @@ require = {{ GET = "read", "*" = "write" }}
             Stream::Stderr => Box::new(child.stderr.take().unwrap()),
         };
         let mut reader = BufReader::new(taken);
+        let mut skipped = String::new();
         let mut first = String::new();
-        reader.read_line(&mut first).unwrap();
-        Reported { child, stream, first, reader }
+        while first.is_empty() || first.starts_with("config: ") {
+            skipped.push_str(&first);
+            first.clear();
+            assert_ne!(reader.read_line(&mut first).unwrap(), 0, "tokengate {args:?} printed nothing on {stream:?}");
+        }
+        Reported { child, stream, skipped, first, reader }
     }
 
     /// `token create` without `--json`: (id, secret, stderr).
@@ -136,6 +142,7 @@ require = {{ GET = "read", "*" = "write" }}
     }
 }
 
+#[derive(Debug)]
 enum Stream {
     Stdout,
     Stderr,
@@ -145,6 +152,8 @@ enum Stream {
 struct Reported {
     child: Child,
     stream: Stream,
+    /// The note naming the configuration, read before the first line.
+    skipped: String,
     /// That first line.
     first: String,
     reader: BufReader<Box<dyn Read + Send>>,
@@ -156,7 +165,7 @@ impl Reported {
         let mut rest = String::new();
         self.reader.read_to_string(&mut rest).unwrap();
         let output = self.child.wait_with_output().unwrap();
-        let taken = self.first + &rest;
+        let taken = self.skipped + &self.first + &rest;
         let other = match self.stream {
             Stream::Stdout => &output.stderr,
             Stream::Stderr => &output.stdout,

@@ -31,6 +31,30 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// The description of the layout entry `entry`: its line and the indented lines under it.
+fn layout_description(readme: &str, entry: &str) -> String {
+    let section = readme.split("## Layout").nth(1).expect("README has a Layout section");
+    let block = section.split("```").nth(1).expect("the Layout section has a code block");
+    let mut lines = block.lines().skip_while(|line| !line.starts_with(entry));
+    let first = lines.next().unwrap_or_else(|| panic!("no layout entry {entry}"));
+    std::iter::once(first).chain(lines.take_while(|line| line.starts_with(' '))).collect::<Vec<_>>().join(" ")
+}
+
+/// `scripts/` and `packaging/` are listed by file name, so a new script gets a word there.
+#[test]
+fn the_readme_names_every_script_and_packaging_file() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    for dir in ["scripts/", "packaging/"] {
+        let description = layout_description(&readme, dir);
+        for file in files_under(&root.join(dir)) {
+            let name = file.file_name().unwrap().to_string_lossy().into_owned();
+            let named = description.split(|c: char| !(c.is_alphanumeric() || "-_.".contains(c))).any(|w| w == name);
+            assert!(named, "the README's layout line for {dir} does not name {name}: {description}");
+        }
+    }
+}
+
 #[test]
 fn the_readme_layout_matches_the_tree() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

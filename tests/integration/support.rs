@@ -255,6 +255,8 @@ pub struct GatewayProcess {
     pub child: Child,
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
+    /// The log lines up to and including `tokengate listening`.
+    pub startup_log: Vec<String>,
     log: std::sync::mpsc::Receiver<String>,
 }
 
@@ -272,17 +274,16 @@ impl GatewayProcess {
 
     /// [`GatewayProcess::start`] with extra environment (`TOKENGATE_<SECTION>__<KEY>` overrides).
     pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> GatewayProcess {
-        let mut child = Command::new(binary())
-            .arg("--config")
-            .arg(config)
-            .arg("serve")
-            .envs(env.iter().copied())
-            .env("TOKENGATE_LOG_FORMAT", "json")
-            .env_remove("TOKENGATE_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut command = Command::new(binary());
+        command.arg("--config").arg(config).arg("serve").envs(env.iter().copied()).env_remove("TOKENGATE_CONFIG");
+        Self::start_command(command)
+    }
+
+    /// Starts `command` (a `tokengate ... serve` of any binary, in any directory) with its log
+    /// in JSON and waits until it listens.
+    pub fn start_command(mut command: Command) -> GatewayProcess {
+        let mut child =
+            command.env("TOKENGATE_LOG_FORMAT", "json").stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (sender, log) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -294,13 +295,14 @@ impl GatewayProcess {
         });
         // Owned from here on, so a failure below still kills and reaps the child (see Drop).
         let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
-        let mut process = GatewayProcess { child, proxy: unknown, admin: unknown, log };
+        let mut process = GatewayProcess { child, proxy: unknown, admin: unknown, startup_log: Vec::new(), log };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let line = process
                 .log
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 .unwrap_or_else(|_| panic!("the gateway did not report its listeners within 30 s"));
+            process.startup_log.push(line.clone());
             let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
             let fields = &entry["fields"];
             if fields["message"] == "tokengate listening" {
