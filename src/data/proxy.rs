@@ -37,7 +37,7 @@ use client_ip::Peer;
 use forward::{ForwardContext, ForwardError, RequestHeaderPolicy, X_AUTH_TOKEN_EXPIRES};
 use pinned::{Pinned, Upstreams};
 use request_id::X_REQUEST_ID;
-use route::{Router, canonical_path};
+use route::{PathError, RequestHost, Router, canonical_path};
 
 /// How a proxied request ended, as `tokengate_requests_total{outcome}` counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +103,7 @@ impl Proxy {
     /// admitting requests through the shared `gate`.
     pub fn new(config: &Config, gate: Arc<Gate>, limits: Arc<RateLimits>, metrics: Arc<Metrics>) -> Self {
         Proxy {
-            router: Router::new(&config.routes),
+            router: Router::new(&config.routes, config.proxy.tls.is_some()),
             gate,
             upstreams: Arc::new(Upstreams::new(config.proxy.connect_timeout, (*config.proxy.upstream_tls).clone())),
             over_tls: config.proxy.tls.is_some(),
@@ -192,12 +192,13 @@ impl Proxy {
         // path had to be rewritten.
         let raw_path = request.uri().path_and_query().cloned();
         let raw_path = raw_path.as_ref().map_or("/", |p| p.path());
-        let (path, route) = self.locate(raw_path)?;
+        let host = self.router.host_of(request.uri(), request.headers()).map_err(|error| refused(error, raw_path))?;
+        let (path, route) = self.locate(host.as_ref(), raw_path)?;
         let path = &*path;
         trace.route = Some(Arc::clone(&route.label));
         let client_ip = peer.client_ip(request.headers(), &self.trusted_proxies);
         trace.client_ip = Some(client_ip);
-        let admitted = if route.public {
+        let admitted = if route.is_public_for(request.method()) {
             Admitted::default()
         } else {
             self.authorise(&request, &route, path, client_ip, &mut trace.token).await?
@@ -210,21 +211,20 @@ impl Proxy {
     }
 
     /// Routed, recorded and forwarded in one canonical form, so the router and the upstream
-    /// never disagree about which resource is meant.
-    fn locate<'p>(&self, raw_path: &'p str) -> Result<(std::borrow::Cow<'p, str>, Arc<route::Route>), Stop> {
-        let path = canonical_path(raw_path).map_err(|error| {
-            tracing::info!(?error, path = loggable(raw_path), "request refused: unsafe path");
-            Stop::rejected(reject::bad_path())
-        })?;
-        let route = match self.router.route(&path) {
+    /// never disagree about which resource is meant; `host` is the request's, where routes
+    /// have hosts.
+    fn locate<'p>(
+        &self,
+        host: Option<&RequestHost<'_>>,
+        raw_path: &'p str,
+    ) -> Result<(std::borrow::Cow<'p, str>, Arc<route::Route>), Stop> {
+        let path = canonical_path(raw_path).map_err(|error| refused(error, raw_path))?;
+        let route = match self.router.route(host, &path) {
             Ok(Some(route)) => Arc::clone(route),
             Ok(None) => return Err(Stop::rejected(reject::no_route())),
-            Err(error) => {
-                tracing::info!(?error, path = loggable(&path), "request refused: ambiguous path");
-                return Err(Stop::rejected(reject::bad_path()));
-            }
+            Err(error) => return Err(refused(error, raw_path)),
         };
-        Ok((path, route))
+        Ok((path.path, route))
     }
 
     /// The gate (credentials, the failed-auth throttle), the route's scope, the token's rate
@@ -308,6 +308,12 @@ fn check_method(request: &Request<Incoming>) -> Result<(), Stop> {
     }
     tracing::info!(method = %request.method(), "request refused: method not in upper case");
     Err(Stop::rejected(reject::bad_method()))
+}
+
+/// A 400 for a path (or host) that routing refuses, naming the reason; logged with it.
+fn refused(error: PathError, raw_path: &str) -> Stop {
+    tracing::info!(?error, path = loggable(raw_path), "request refused: unsafe path or host");
+    Stop::rejected(reject::path_refused(error))
 }
 
 /// The proxy answered itself: the response it sends, and how the request is counted. Boxed:
