@@ -369,6 +369,34 @@ pub struct RouteConfig {
     pub keep_authorization: bool,
     /// Send `/prefix/x` upstream as `<base path>/x`, for upstreams that do not know the prefix.
     pub strip_prefix: bool,
+    /// Keep `%2F` in this route's paths and forward it encoded (GitLab's `group%2Fproject`);
+    /// elsewhere an encoded slash is refused.
+    pub allow_encoded_slash: bool,
+    /// Methods served without authentication on an otherwise authenticated route (CORS
+    /// preflight: `OPTIONS`); upper case, no duplicates, none that `require` names.
+    pub public_methods: Vec<Method>,
+    /// Only requests for this host: such routes win over routes without a host.
+    pub host: Option<RouteHost>,
+}
+
+/// `routes[].host`: the host a route answers, as the client names it in `Host` (HTTP/1.1) or
+/// `:authority` (HTTP/2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteHost {
+    /// Lower case, without a trailing dot; a bracketed IPv6 literal keeps its brackets.
+    pub name: String,
+    /// Matched only when given: `api.example.com:8080` answers `Host: api.example.com:8080`,
+    /// `api.example.com` answers a host without a port (or with the listener's default port).
+    pub port: Option<u16>,
+}
+
+impl fmt::Display for RouteHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.port {
+            Some(port) => write!(f, "{}:{port}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
 }
 
 /// The port a URL of `scheme` means when it names none.
@@ -413,6 +441,11 @@ impl RequiredScopes {
             .find(|(m, _)| m.as_str().eq_ignore_ascii_case(method.as_str()))
             .map(|(_, scope)| scope.as_str())
             .or(self.otherwise.as_deref())
+    }
+
+    /// Whether `method` has an entry of its own (the `*` entry does not count).
+    fn names(&self, method: &Method) -> bool {
+        self.by_method.iter().any(|(m, _)| m.as_str().eq_ignore_ascii_case(method.as_str()))
     }
 
     fn scopes(&self) -> impl Iterator<Item = &str> {

@@ -230,7 +230,17 @@ fn effective_rate_limit(rate_limit: &RateLimitConfig) -> RawRateLimit {
 }
 
 fn effective_route(route: &RouteConfig) -> RawRoute {
-    let RouteConfig { prefix, upstream, public, require, keep_authorization, strip_prefix } = route;
+    let RouteConfig {
+        prefix,
+        upstream,
+        public,
+        require,
+        keep_authorization,
+        strip_prefix,
+        allow_encoded_slash,
+        public_methods,
+        host,
+    } = route;
     let RequiredScopes { by_method, otherwise } = require;
     let mut methods = BTreeMap::new();
     for (method, scope) in by_method {
@@ -247,6 +257,9 @@ fn effective_route(route: &RouteConfig) -> RawRoute {
         require: methods,
         keep_authorization: *keep_authorization,
         strip_prefix: *strip_prefix,
+        allow_encoded_slash: *allow_encoded_slash,
+        public_methods: public_methods.iter().map(|method| method.as_str().to_owned()).collect(),
+        host: host.as_ref().map(ToString::to_string),
     }
 }
 
@@ -340,6 +353,9 @@ public = false
 require = { get = "read", POST = "deploy", "*" = "write" }
 keep_authorization = true
 strip_prefix = true
+allow_encoded_slash = true
+public_methods = ["OPTIONS"]
+host = "API.example.com:8443"
 
 [[routes]]
 prefix = "/status"

@@ -248,6 +248,12 @@ pub(super) struct RawRoute {
     pub keep_authorization: bool,
     #[serde(default)]
     pub strip_prefix: bool,
+    #[serde(default)]
+    pub allow_encoded_slash: bool,
+    #[serde(default)]
+    pub public_methods: Vec<String>,
+    #[serde(default)]
+    pub host: Option<String>,
 }
 
 impl RawRoute {
@@ -260,6 +266,9 @@ impl RawRoute {
             require: BTreeMap::new(),
             keep_authorization: false,
             strip_prefix: false,
+            allow_encoded_slash: false,
+            public_methods: Vec::new(),
+            host: None,
         }
     }
 }
@@ -277,7 +286,15 @@ pub(super) mod tests {
     #[test]
     fn the_key_list_comes_from_the_file_model() {
         let keys = model_keys();
-        for key in ["proxy.listen", "database.url_file", "notify.smtp_port", "routes.require", "routes.strip_prefix"] {
+        for key in [
+            "proxy.listen",
+            "database.url_file",
+            "notify.smtp_port",
+            "routes.require",
+            "routes.strip_prefix",
+            "routes.public_methods",
+            "routes.host",
+        ] {
             assert!(keys.contains(key), "{key} in {keys:?}");
         }
         assert!(!keys.contains("proxy") && !keys.contains("routes"), "sections are not keys: {keys:?}");

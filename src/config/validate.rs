@@ -16,8 +16,8 @@ use super::secrets::read_secret_file;
 use super::{
     AdminConfig, Config, ConfigError, DEFAULT_DATABASE_URL, DEFAULT_MAX_LIFETIME, DEFAULT_TOKEN_LIFETIME,
     DatabaseConfig, ForwardAuthConfig, LogConfig, NotifyConfig, ProxyConfig, RateLimitConfig, RedisLimits,
-    RequiredScopes, RouteConfig, SecretString, SecretUrl, SmtpConfig, SmtpTls, SyncConfig, TokenPolicy, Upstream,
-    UsageConfig, WebhookConfig, default_port,
+    RequiredScopes, RouteConfig, RouteHost, SecretString, SecretUrl, SmtpConfig, SmtpTls, SyncConfig, TokenPolicy,
+    Upstream, UsageConfig, WebhookConfig, default_port,
 };
 use crate::data::tls::{CertificateError, ListenerCertificate};
 use crate::model::duration::{format_duration, parse_duration};
@@ -163,10 +163,15 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         .map(|route| validate_route(route, &tokens.scopes))
         .collect::<Result<Vec<_>, _>>()?;
     let mut prefixes = HashSet::new();
+    // A host without a port means the listener's default port, as the router compares hosts.
+    let default_port = if proxy.tls.is_some() { 443 } else { 80 };
     for route in &routes {
-        // `/api` and `/api/` are the same route to the router: one of them would be dead.
-        if !prefixes.insert(route.prefix.trim_end_matches('/').to_owned()) {
-            return Err(invalid("routes", format!("prefix {:?} appears twice", route.prefix)));
+        // `/api` and `/api/` are the same route to the router: one of them would be dead. The
+        // same prefix on different hosts (or on a host and without one) is not.
+        let host = route.host.as_ref().map(|host| (host.name.clone(), host.port.unwrap_or(default_port)));
+        if !prefixes.insert((route.prefix.trim_end_matches('/').to_owned(), host)) {
+            let on = route.host.as_ref().map(|host| format!(" for host {:?}", host.to_string())).unwrap_or_default();
+            return Err(invalid("routes", format!("prefix {:?} appears twice{on}", route.prefix)));
         }
     }
 
@@ -432,6 +437,8 @@ fn validate_route(raw: RawRoute, known_scopes: &[String]) -> Result<RouteConfig,
     if raw.public && require.scopes().next().is_some() {
         return Err(at("a public route cannot require scopes".into()));
     }
+    let public_methods = public_methods(&raw.public_methods, raw.public, &require).map_err(at)?;
+    let route_host = raw.host.as_deref().map(route_host).transpose().map_err(at)?;
     Ok(RouteConfig {
         prefix: raw.prefix,
         upstream: Upstream { host, scheme, authority, base_path },
@@ -439,7 +446,54 @@ fn validate_route(raw: RawRoute, known_scopes: &[String]) -> Result<RouteConfig,
         require,
         keep_authorization: raw.keep_authorization,
         strip_prefix: raw.strip_prefix,
+        allow_encoded_slash: raw.allow_encoded_slash,
+        public_methods,
+        host: route_host,
     })
+}
+
+/// `routes[].public_methods`: method names as the standard spells them (upper-case tokens, as
+/// the data path only serves such methods), each once, and none that `require` gives a scope
+/// (a method cannot be both public and scoped). On a `public = true` route the list is an
+/// error rather than ignored: every method is public there already, and an operator who wrote
+/// both may believe the list narrows what is public.
+fn public_methods(names: &[String], public: bool, require: &RequiredScopes) -> Result<Vec<Method>, String> {
+    if public && !names.is_empty() {
+        return Err("public_methods has no effect on a public route (every method is public there); \
+                    remove one of them"
+            .into());
+    }
+    let mut methods: Vec<Method> = Vec::with_capacity(names.len());
+    for name in names {
+        if name == "*" {
+            return Err("public_methods cannot be \"*\"; use public = true for a route without authentication".into());
+        }
+        let method = Method::from_bytes(name.as_bytes())
+            .ok()
+            .filter(crate::data::proxy::route::is_standard_spelling)
+            .ok_or_else(|| {
+            format!("public_methods names {name:?}, which is not an upper-case method such as \"OPTIONS\"")
+        })?;
+        if methods.contains(&method) {
+            return Err(format!("public_methods names {name:?} twice"));
+        }
+        if require.names(&method) {
+            return Err(format!("{name} is both in public_methods and given a scope in require"));
+        }
+        methods.push(method);
+    }
+    Ok(methods)
+}
+
+/// `routes[].host`: a host name or IP address, with a port when only that port is meant;
+/// stored in lower case without a trailing dot, as requests are compared with it.
+fn route_host(text: &str) -> Result<RouteHost, String> {
+    let bad = || format!("host {text:?} is not a host name such as \"api.example.com\" or \"api.example.com:8443\"");
+    let (name, port) = crate::data::proxy::route::split_host(text).ok_or_else(bad)?;
+    if port == Some(0) {
+        return Err(bad());
+    }
+    Ok(RouteHost { name: name.to_ascii_lowercase(), port })
 }
 
 #[cfg(test)]
@@ -474,6 +528,57 @@ mod tests {
         assert_eq!(route.require.for_method(&Method::DELETE), Some("write"));
         let lower = Method::from_bytes(b"get").unwrap();
         assert_eq!(route.require.for_method(&lower), Some("read"), "methods compare without case");
+    }
+
+    #[test]
+    fn route_options_are_validated() {
+        let route = |options: &str| {
+            load_text(&format!("[[routes]]\nprefix = \"/api\"\nupstream = \"http://h:1\"\n{options}\n"))
+        };
+        let error = |options: &str| route(options).unwrap_err().to_string();
+
+        let config = route("public_methods = [\"OPTIONS\", \"PROPFIND\"]\nallow_encoded_slash = true").unwrap();
+        assert_eq!(config.routes[0].public_methods, [Method::OPTIONS, Method::from_bytes(b"PROPFIND").unwrap()]);
+        assert!(config.routes[0].allow_encoded_slash);
+        for (options, expected) in [
+            ("public_methods = [\"options\"]", "not an upper-case method"),
+            ("public_methods = [\"GET /\"]", "not an upper-case method"),
+            ("public_methods = [\"\"]", "not an upper-case method"),
+            ("public_methods = [\"*\"]", "use public = true"),
+            ("public_methods = [\"OPTIONS\", \"OPTIONS\"]", "twice"),
+            ("public = true\npublic_methods = [\"OPTIONS\"]", "no effect on a public route"),
+            ("require = { options = \"read\" }\npublic_methods = [\"OPTIONS\"]", "both in public_methods"),
+        ] {
+            let message = error(options);
+            assert!(message.contains("routes (prefix \"/api\")") && message.contains(expected), "{options}: {message}");
+        }
+        assert!(route("require = { \"*\" = \"write\" }\npublic_methods = [\"OPTIONS\"]").is_ok(), "* is not a name");
+
+        let host = route("host = \"API.Example.com.:8443\"").unwrap().routes[0].host.clone().unwrap();
+        assert_eq!((host.name.as_str(), host.port), ("api.example.com", Some(8443)));
+        assert_eq!(route("host = \"[::1]\"").unwrap().routes[0].host.as_ref().unwrap().to_string(), "[::1]");
+        for bad in
+            ["", "https://api.example.com", "api.example.com/x", "api example", "api.example.com:0", "a:99999", "u@h"]
+        {
+            let message = error(&format!("host = {bad:?}"));
+            assert!(message.contains("is not a host name"), "{bad}: {message}");
+        }
+
+        let two = |a: &str, b: &str| {
+            load_text(&format!(
+                "[[routes]]\nprefix = \"/\"\nupstream = \"http://h:1\"\n{a}\n[[routes]]\nprefix = \"/\"\nupstream = \"http://h:2\"\n{b}\n"
+            ))
+        };
+        assert!(two("host = \"a.example.com\"", "host = \"b.example.com\"").is_ok());
+        assert!(two("host = \"a.example.com\"", "").is_ok(), "a host route and a fallback");
+        assert!(two("host = \"a.example.com\"", "host = \"a.example.com:8080\"").is_ok());
+        for (a, b) in [
+            ("host = \"a.example.com\"", "host = \"A.example.com.\""),
+            ("host = \"a.example.com\"", "host = \"a.example.com:80\""),
+        ] {
+            let message = two(a, b).unwrap_err().to_string();
+            assert!(message.contains("appears twice for host"), "{a} / {b}: {message}");
+        }
     }
 
     #[test]

@@ -38,7 +38,7 @@ use client_ip::Peer;
 use forward::{ForwardContext, ForwardError, RequestHeaderPolicy, X_AUTH_TOKEN_EXPIRES};
 use pinned::{Pinned, Upstreams};
 use request_id::X_REQUEST_ID;
-use route::{Router, canonical_path};
+use route::{PathError, RequestHost, Router, canonical_path};
 
 /// How a proxied request ended, as `tokengate_requests_total{outcome}` counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +106,7 @@ impl Proxy {
     /// admitting requests through the shared `gate`.
     pub fn new(config: &Config, gate: Arc<Gate>, limits: Arc<RateLimits>, metrics: Arc<Metrics>) -> Self {
         Proxy {
-            router: Router::new(&config.routes),
+            router: Router::new(&config.routes, config.proxy.tls.is_some()),
             gate,
             upstreams: Arc::new(Upstreams::new(config.proxy.connect_timeout, (*config.proxy.upstream_tls).clone())),
             over_tls: config.proxy.tls.is_some(),
@@ -206,13 +206,14 @@ impl Proxy {
         if self.forward_auth_path.as_deref() == Some(raw_path) {
             return self.check(&request, peer, trace).await;
         }
-        let (path, route) = self.locate(raw_path)?;
+        let host = self.router.host_of(request.uri(), request.headers()).map_err(|error| refused(error, raw_path))?;
+        let (path, route) = self.locate(host.as_ref(), raw_path)?;
         let path = &*path;
         let route = route.ok_or_else(|| Stop::rejected(reject::no_route()))?;
         trace.route = Some(Arc::clone(&route.label));
         let client_ip = peer.client_ip(request.headers(), &self.trusted_proxies);
         trace.client_ip = Some(client_ip);
-        let admitted = if route.public {
+        let admitted = if route.is_public_for(request.method()) {
             Admitted::default()
         } else {
             let attempt = Attempt { headers: request.headers(), method: request.method(), path, client_ip };
@@ -243,11 +244,14 @@ impl Proxy {
             tracing::info!(reason, "forward-auth check refused: malformed");
             Stop::rejected(reject::bad_check(reason))
         })?;
-        let (path, route) = self.locate(original.uri.path())?;
+        // Host routes match the host the asking proxy names (`X-Forwarded-Host`).
+        let host =
+            self.router.forwarded_host_of(request.headers()).map_err(|error| refused(error, original.uri.path()))?;
+        let (path, route) = self.locate(host.as_ref(), original.uri.path())?;
         trace.route = route.as_ref().map(|route| Arc::clone(&route.label));
         let client_ip = peer.client_ip(request.headers(), &self.trusted_proxies);
         trace.client_ip = Some(client_ip);
-        if route.as_ref().is_some_and(|route| route.public) {
+        if route.as_ref().is_some_and(|route| route.is_public_for(&original.method)) {
             return Ok((reject::allowed(None, None), Outcome::Public));
         }
         let attempt = Attempt { headers: request.headers(), method: &original.method, path: &path, client_ip };
@@ -257,20 +261,19 @@ impl Proxy {
     }
 
     /// Routed, recorded and forwarded in one canonical form, so the router and the upstream
-    /// never disagree about which resource is meant. `None`: no route's prefix matches.
-    fn locate<'p>(&self, raw_path: &'p str) -> Result<(std::borrow::Cow<'p, str>, Option<Arc<route::Route>>), Stop> {
-        let path = canonical_path(raw_path).map_err(|error| {
-            tracing::info!(?error, path = loggable(raw_path), "request refused: unsafe path");
-            Stop::rejected(reject::bad_path())
-        })?;
-        let route = match self.router.route(&path) {
+    /// never disagree about which resource is meant; `host` is the request's, where routes
+    /// have hosts. `None`: no route matches.
+    fn locate<'p>(
+        &self,
+        host: Option<&RequestHost<'_>>,
+        raw_path: &'p str,
+    ) -> Result<(std::borrow::Cow<'p, str>, Option<Arc<route::Route>>), Stop> {
+        let path = canonical_path(raw_path).map_err(|error| refused(error, raw_path))?;
+        let route = match self.router.route(host, &path) {
             Ok(route) => route.map(Arc::clone),
-            Err(error) => {
-                tracing::info!(?error, path = loggable(&path), "request refused: ambiguous path");
-                return Err(Stop::rejected(reject::bad_path()));
-            }
+            Err(error) => return Err(refused(error, raw_path)),
         };
-        Ok((path, route))
+        Ok((path.path, route))
     }
 
     /// The gate (credentials, the failed-auth throttle), the route's scope, the token's rate
@@ -352,6 +355,12 @@ fn check_method(request: &Request<Incoming>) -> Result<(), Stop> {
     }
     tracing::info!(method = %request.method(), "request refused: method not in upper case");
     Err(Stop::rejected(reject::bad_method()))
+}
+
+/// A 400 for a path (or host) that routing refuses, naming the reason; logged with it.
+fn refused(error: PathError, raw_path: &str) -> Stop {
+    tracing::info!(?error, path = loggable(raw_path), "request refused: unsafe path or host");
+    Stop::rejected(reject::path_refused(error))
 }
 
 /// The proxy answered itself: the response it sends, and how the request is counted. Boxed:

@@ -8,6 +8,7 @@ use http_body_util::{Either, Full};
 use super::ProxyBody;
 use super::authenticate::Identity;
 use super::forward::insert_identity;
+use super::route::PathError;
 use crate::data::ratelimit::LimitHeaders;
 
 static JSON: HeaderValue = HeaderValue::from_static("application/json");
@@ -58,13 +59,26 @@ pub fn too_many_requests(retry_after: u64, limit: Option<&LimitHeaders>) -> Resp
     response
 }
 
-/// 400: a path servers could read differently than the route check did, so it is refused rather
-/// than guessed at.
+/// 400: a request target that cannot be rewritten for the upstream (not expected after
+/// [`path_refused`]'s checks, which name the reason).
 pub fn bad_path() -> Response<ProxyBody> {
     json_error(
         StatusCode::BAD_REQUEST,
-        r#"{"error":{"code":"bad_request","message":"the request path has a form that servers read differently (dot segments, trailing dots or spaces, encoded or doubled separators, backslashes, or a route prefix in other case)"}}"#,
+        r#"{"error":{"code":"bad_request","message":"the request target cannot be forwarded"}}"#,
     )
+}
+
+/// 400 naming what is wrong with the request's path (or host), so a client that sent
+/// `group%2Fproject` to a route without `allow_encoded_slash` learns that, not a list of every
+/// reason there could be. `reason` is a stable name for scripts (see [`PathError::reason`]).
+pub fn path_refused(error: PathError) -> Response<ProxyBody> {
+    let body = serde_json::json!({
+        "error": {"code": "bad_request", "reason": error.reason(), "message": error.message()}
+    });
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from(body.to_string()))));
+    *response.status_mut() = StatusCode::BAD_REQUEST;
+    response.headers_mut().insert(CONTENT_TYPE, JSON.clone());
+    response
 }
 
 /// 400: a method not spelled in upper case.

@@ -1,21 +1,35 @@
-//! Routing: the longest configured prefix that matches the path, on segment boundaries.
+//! Routing: the route of a request's host and canonical path. Routes for the request's host
+//! come first, then routes for any host; within each, the longest prefix that matches on
+//! segment boundaries wins. `canonical` puts the path in the one form that is routed.
 
-use std::borrow::Cow;
+mod canonical;
+
 use std::sync::Arc;
 
+use http::header::{HOST, HeaderMap};
+use http::{Method, Uri};
+
 use crate::config::{RequiredScopes, RouteConfig, Upstream};
+
+pub use canonical::{CanonicalPath, canonical_path};
 
 /// A route ready for the data path.
 #[derive(Debug)]
 pub struct Route {
     /// The prefix without its trailing slash (`""` for `/`).
     prefix: String,
-    /// The prefix as configured, for metrics.
+    /// The one host this route answers; `None`: every host.
+    host: Option<BoundHost>,
+    /// The prefix as configured, after the host for a route with one (`api.example.com/v1`):
+    /// the metrics', usage counters' and access log's route.
     pub label: Arc<str>,
     /// Where its requests are forwarded.
     pub upstream: Upstream,
     /// No authentication: the request goes upstream without identity headers.
     pub public: bool,
+    /// Methods served as on a public route (CORS preflight); empty on most routes, where the
+    /// check is one length test.
+    public_methods: Box<[Method]>,
     /// The scope each method needs, checked after authentication.
     pub require: RequiredScopes,
     /// Forward the client's `Authorization` header (otherwise it is removed), for upstreams that
@@ -23,9 +37,25 @@ pub struct Route {
     pub keep_authorization: bool,
     /// Send the path upstream without the route's prefix.
     pub strip_prefix: bool,
+    /// `%2F` may stay in this route's paths (see [`Router::route`] for why that is safe).
+    pub allow_encoded_slash: bool,
+}
+
+/// A route's host as requests are compared with it: the name in lower case, the port made
+/// explicit (the listener's default port when the configuration gave none).
+#[derive(Debug)]
+struct BoundHost {
+    name: String,
+    port: u16,
 }
 
 impl Route {
+    /// Whether `method` is served here without authentication: on a public route, or one of
+    /// its `public_methods`.
+    pub fn is_public_for(&self, method: &Method) -> bool {
+        self.public || self.public_methods.contains(method)
+    }
+
     fn matches(&self, path: &str) -> bool {
         self.prefix.is_empty()
             || path.strip_prefix(&self.prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
@@ -40,6 +70,15 @@ impl Route {
             && (path.len() == n || path.as_bytes()[n] == b'/')
     }
 
+    /// Whether this route answers requests for `host` (`None`: the request named none).
+    fn answers(&self, host: Option<&RequestHost<'_>>) -> bool {
+        match (&self.host, host) {
+            (None, _) => true,
+            (Some(bound), Some(host)) => host.port == bound.port && host.name.eq_ignore_ascii_case(&bound.name),
+            (Some(_), None) => false,
+        }
+    }
+
     /// The path to send upstream: the base path, then the request path (without the route's
     /// prefix when `strip_prefix` is set).
     pub fn upstream_path<'a>(&self, path: &'a str) -> std::borrow::Cow<'a, str> {
@@ -52,38 +91,128 @@ impl Route {
     }
 }
 
-/// All routes, longest prefix first.
+/// All routes: those with a host first, then those without; each group longest prefix first.
 #[derive(Debug)]
 pub struct Router {
     routes: Vec<Arc<Route>>,
+    /// Some route has a host: only then is the request's host read at all.
+    by_host: bool,
+    /// The port a request host without one means: 443 on a TLS listener, else 80.
+    default_port: u16,
 }
 
 impl Router {
-    /// The data path's routes from the validated configuration, longest prefix first.
-    pub fn new(configs: &[RouteConfig]) -> Self {
+    /// The data path's routes from the validated configuration, for a listener that terminates
+    /// TLS (`over_tls`) or not.
+    pub fn new(configs: &[RouteConfig], over_tls: bool) -> Self {
+        let default_port = if over_tls { 443 } else { 80 };
         let mut routes: Vec<Arc<Route>> = configs
             .iter()
             .map(|c| {
+                let label = match &c.host {
+                    Some(host) => Arc::from(format!("{host}{}", c.prefix)),
+                    None => Arc::from(c.prefix.as_str()),
+                };
                 Arc::new(Route {
                     prefix: c.prefix.trim_end_matches('/').to_owned(),
-                    label: Arc::from(c.prefix.as_str()),
+                    host: c
+                        .host
+                        .as_ref()
+                        .map(|host| BoundHost { name: host.name.clone(), port: host.port.unwrap_or(default_port) }),
+                    label,
                     upstream: c.upstream.clone(),
                     public: c.public,
+                    public_methods: c.public_methods.clone().into_boxed_slice(),
                     require: c.require.clone(),
                     keep_authorization: c.keep_authorization,
                     strip_prefix: c.strip_prefix,
+                    allow_encoded_slash: c.allow_encoded_slash,
                 })
             })
             .collect();
-        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
-        Router { routes }
+        routes.sort_by_key(|r| (r.host.is_none(), std::cmp::Reverse(r.prefix.len())));
+        let by_host = routes.iter().any(|r| r.host.is_some());
+        Router { routes, by_host, default_port }
     }
 
-    /// The route of a canonical path: the longest prefix that matches. A path that would
-    /// match a longer prefix if case were ignored is refused (`/ADM/x` while `/adm` needs more
-    /// than `/`): an upstream that ignores case would serve it as that route's resource.
-    pub fn route(&self, path: &str) -> Result<Option<&Arc<Route>>, PathError> {
-        for route in &self.routes {
+    /// The host a request is for, when some route has a host (else `None` without reading
+    /// anything): `:authority` (HTTP/2) or the absolute URI's authority, else `Host`. A request
+    /// that names its host twice (two `Host` headers, or `Host` disagreeing with the authority)
+    /// or names no valid host is refused: the upstream learns the host from `X-Forwarded-Host`
+    /// (the `Host` header), so routing must not pick one reading while the upstream picks the
+    /// other.
+    pub fn host_of<'r>(&self, uri: &'r Uri, headers: &'r HeaderMap) -> Result<Option<RequestHost<'r>>, PathError> {
+        if !self.by_host {
+            return Ok(None);
+        }
+        let parse = |text: &'r str| RequestHost::parse(text, self.default_port).ok_or(PathError::BadHost);
+        let mut values = headers.get_all(HOST).iter();
+        let header = values.next();
+        if values.next().is_some() {
+            return Err(PathError::ConflictingHost);
+        }
+        let header = header.map(|value| value.to_str().map_err(|_| PathError::BadHost).and_then(parse)).transpose()?;
+        let authority = uri.authority().map(|authority| parse(authority.as_str())).transpose()?;
+        match (authority, header) {
+            (Some(authority), Some(header)) if !authority.is_same(&header) => Err(PathError::ConflictingHost),
+            (Some(host), _) | (None, Some(host)) => Ok(Some(host)),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The host a forward-auth check is about: the asking (trusted) proxy's `X-Forwarded-Host`,
+    /// its first entry; `None` when no route has a host or the proxy names none (then only
+    /// routes without a host match).
+    pub fn forwarded_host_of<'r>(&self, headers: &'r HeaderMap) -> Result<Option<RequestHost<'r>>, PathError> {
+        if !self.by_host {
+            return Ok(None);
+        }
+        let Some(value) = headers.get("x-forwarded-host") else { return Ok(None) };
+        let text = value.to_str().map_err(|_| PathError::BadHost)?;
+        let first = text.split(',').next().unwrap_or("").trim();
+        RequestHost::parse(first, self.default_port).map(Some).ok_or(PathError::BadHost)
+    }
+
+    /// The route of a request for `host` and a canonical path, or why it is refused.
+    ///
+    /// An encoded slash is routed as three opaque characters: `%2F` is not a separator, so the
+    /// route found is the one whose prefix ends on a real `/` of the path as sent, and the path
+    /// cannot be under a prefix it does not literally start with. Then it is refused unless
+    /// that route allows encoded slashes, and unless the path with every `%2F` decoded — as an
+    /// upstream (or a server in front of it) that decodes before routing reads it — finds the
+    /// very same route. Decoding only adds separators, so it can only reach a longer prefix,
+    /// never leave this one; this check refuses exactly the paths that would reach another
+    /// route's resources under this route's rules (`/a%2Fadmin` while `/a/admin` is a route of
+    /// its own). `canonical_path` has already refused dot and empty segments in the decoded
+    /// reading (`/a%2F..%2Fb`), so normalising after decoding cannot climb out of the prefix
+    /// either. The scope check that follows uses this route: the route of both readings.
+    pub fn route(
+        &self,
+        host: Option<&RequestHost<'_>>,
+        path: &CanonicalPath<'_>,
+    ) -> Result<Option<&Arc<Route>>, PathError> {
+        let Some(route) = self.route_path(host, &path.path)? else {
+            return Ok(None);
+        };
+        if path.encoded_slash {
+            if !route.allow_encoded_slash {
+                return Err(PathError::EncodedSlash);
+            }
+            let decoded = path.path.replace("%2F", "/");
+            match self.route_path(host, &decoded)? {
+                Some(same) if Arc::ptr_eq(same, route) => {}
+                _ => return Err(PathError::EncodedSlashChangesRoute),
+            }
+        }
+        Ok(Some(route))
+    }
+
+    /// The first route, in the router's order, that answers `host` and matches `path`. A path
+    /// that would match an earlier route if case were ignored is refused (`/ADM/x` while `/adm`
+    /// needs more than `/`): an upstream that ignores case would serve it as that route's
+    /// resource.
+    fn route_path(&self, host: Option<&RequestHost<'_>>, path: &str) -> Result<Option<&Arc<Route>>, PathError> {
+        for route in self.routes.iter().filter(|route| route.answers(host)) {
             if route.matches(path) {
                 return Ok(Some(route));
             }
@@ -95,6 +224,57 @@ impl Router {
     }
 }
 
+/// The host a request is for, borrowed from its head: compared without case, its port made
+/// explicit, a trailing dot removed (`api.example.com.` is the same DNS name).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestHost<'r> {
+    name: &'r str,
+    port: u16,
+}
+
+impl<'r> RequestHost<'r> {
+    fn parse(text: &'r str, default_port: u16) -> Option<Self> {
+        let (name, port) = split_host(text)?;
+        Some(RequestHost { name, port: port.unwrap_or(default_port) })
+    }
+
+    fn is_same(&self, other: &RequestHost<'_>) -> bool {
+        self.port == other.port && self.name.eq_ignore_ascii_case(other.name)
+    }
+}
+
+/// A host as `Host`, `:authority` or `routes[].host` write it, split into its name (without
+/// one trailing dot) and its port, if it has one; `None` when it is not a host: a DNS name or
+/// IPv4 address (letters, digits, `-` and `_` in non-empty labels separated by dots), or an
+/// IPv6 address in brackets, optionally followed by `:` and 1-5 digits.
+pub fn split_host(text: &str) -> Option<(&str, Option<u16>)> {
+    let (name, port) = match text.strip_prefix('[') {
+        Some(rest) => {
+            let end = rest.find(']')?;
+            rest[..end].parse::<std::net::Ipv6Addr>().ok()?;
+            (&text[..end + 2], &rest[end + 1..])
+        }
+        None => match text.rfind(':') {
+            Some(colon) => (&text[..colon], &text[colon..]),
+            None => (text, ""),
+        },
+    };
+    let port = match port.strip_prefix(':') {
+        None if port.is_empty() => None,
+        Some(digits) if (1..=5).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(digits.parse::<u16>().ok()?)
+        }
+        _ => return None,
+    };
+    if name.starts_with('[') {
+        return Some((name, port));
+    }
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let is_label =
+        |label: &str| !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
+    name.split('.').all(is_label).then_some((name, port))
+}
+
 /// Whether a method is spelled as the standard spells methods: without lower-case letters.
 /// Frameworks that upper-case methods would run `delete` as DELETE, past the scope the
 /// gateway checked for `delete`.
@@ -102,22 +282,29 @@ pub fn is_standard_spelling(method: &http::Method) -> bool {
     !method.as_str().bytes().any(|b| b.is_ascii_lowercase())
 }
 
-/// Why a request path is refused (400) before routing.
+/// Why a request is refused (400) before it reaches a route: its path, or, where routes have
+/// hosts, its host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathError {
     /// Not `/...` (for example `*` or an empty path).
     NotAbsolute,
     /// A `%` not followed by two hex digits.
     BadEscape,
-    /// `%2F` or `%5C`: a separator the router would not see but an upstream might.
-    EncodedSeparator,
+    /// `%2F` on a route without `allow_encoded_slash`: a separator the router would not see but
+    /// an upstream might.
+    EncodedSlash,
+    /// `%2F` on a route that allows it, but read with the slashes decoded the path belongs to
+    /// another route.
+    EncodedSlashChangesRoute,
+    /// `%5C`, which servers may decode into a backslash and then into a separator.
+    EncodedBackslash,
     /// A backslash, which some servers treat as a separator.
     Backslash,
     /// `;` starts path parameters, which servers strip before routing (`/admin;x`, `/..;/`).
     Semicolon,
-    /// A `.` or `..` segment, also percent-encoded.
+    /// A `.` or `..` segment, also percent-encoded or between encoded slashes.
     DotSegment,
-    /// `//`: an empty segment that servers collapse.
+    /// `//`: an empty segment that servers collapse (also `/%2F` and `%2F%2F`).
     EmptySegment,
     /// An encoded control character.
     ControlCharacter,
@@ -127,91 +314,61 @@ pub enum PathError {
     DoubleEncoded,
     /// The path matches a longer route prefix only when case is ignored.
     CaseFolded,
+    /// The `Host` header or the authority is not a host name, where routes have hosts.
+    BadHost,
+    /// Two `Host` headers, or `Host` and the authority naming different hosts, where routes
+    /// have hosts.
+    ConflictingHost,
 }
 
-fn is_unreserved(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~')
-}
-
-fn hex_value(byte: u8) -> Option<u8> {
-    (byte as char).to_digit(16).map(|d| d as u8)
-}
-
-/// The one form of a request path that is both routed and forwarded, so the router and the
-/// upstream can never disagree about which resource is meant: percent-escapes of unreserved
-/// characters decoded (`/%61dmin` is `/admin`), other escapes upper-cased, and every shape that
-/// servers resolve differently refused — dot segments (`/public/../admin`), path parameters
-/// (`/public/..;/admin`, `/admin;x`), encoded separators (`/admin%2Fx`), backslashes and `//`.
-pub fn canonical_path(path: &str) -> Result<Cow<'_, str>, PathError> {
-    if !path.starts_with('/') {
-        return Err(PathError::NotAbsolute);
+impl PathError {
+    /// The refusal's `reason` in the 400's body: a stable name for scripts.
+    pub fn reason(self) -> &'static str {
+        match self {
+            PathError::NotAbsolute => "not_absolute",
+            PathError::BadEscape => "bad_escape",
+            PathError::EncodedSlash => "encoded_slash",
+            PathError::EncodedSlashChangesRoute => "encoded_slash_changes_route",
+            PathError::EncodedBackslash => "encoded_backslash",
+            PathError::Backslash => "backslash",
+            PathError::Semicolon => "semicolon",
+            PathError::DotSegment => "dot_segment",
+            PathError::EmptySegment => "empty_segment",
+            PathError::ControlCharacter => "control_character",
+            PathError::TrailingDotOrSpace => "trailing_dot_or_space",
+            PathError::DoubleEncoded => "double_encoded",
+            PathError::CaseFolded => "case_folded",
+            PathError::BadHost => "bad_host",
+            PathError::ConflictingHost => "conflicting_host",
+        }
     }
-    let bytes = path.as_bytes();
-    // Fast path: nothing to decode, nothing to refuse; the path is already canonical.
-    if !bytes.iter().any(|b| matches!(b, b'%' | b';' | b'\\'))
-        && !path.contains("//")
-        && !path.contains("/.")
-        && !path.contains("./")
-        && !path.ends_with('.')
-    {
-        return Ok(Cow::Borrowed(path));
-    }
-    let mut canonical = String::with_capacity(path.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let (Some(high), Some(low)) =
-                    (bytes.get(i + 1).copied().and_then(hex_value), bytes.get(i + 2).copied().and_then(hex_value))
-                else {
-                    return Err(PathError::BadEscape);
-                };
-                let value = high << 4 | low;
-                match value {
-                    b'/' | b'\\' => return Err(PathError::EncodedSeparator),
-                    b';' => return Err(PathError::Semicolon),
-                    0..0x20 | 0x7f => return Err(PathError::ControlCharacter),
-                    v if is_unreserved(v) => canonical.push(char::from(v)),
-                    v => canonical.push_str(&format!("%{v:02X}")),
-                }
-                i += 3;
+
+    /// The refusal's `message`: what is wrong with the request, for the person who sent it.
+    pub fn message(self) -> &'static str {
+        match self {
+            PathError::NotAbsolute => "the request path must start with /",
+            PathError::BadEscape => "the request path has a % not followed by two hexadecimal digits",
+            PathError::EncodedSlash => "the request path has an encoded slash (%2F), which this route does not allow",
+            PathError::EncodedSlashChangesRoute => {
+                "the request path has an encoded slash (%2F) that, decoded, would put it under another route"
             }
-            b';' => return Err(PathError::Semicolon),
-            b'\\' => return Err(PathError::Backslash),
-            _ => {
-                // Copy a run of ordinary bytes at once (it is valid UTF-8: `path` is a &str and
-                // the run ends before an ASCII byte or at the end).
-                let run =
-                    bytes[i..].iter().position(|b| matches!(b, b'%' | b';' | b'\\')).map_or(bytes.len(), |n| i + n);
-                canonical.push_str(&path[i..run]);
-                i = run;
+            PathError::EncodedBackslash => "the request path has an encoded backslash (%5C)",
+            PathError::Backslash => "the request path has a backslash",
+            PathError::Semicolon => "the request path has a ; (path parameters), which is refused also encoded",
+            PathError::DotSegment => {
+                "the request path has a . or .. segment (also when encoded, or between encoded slashes)"
+            }
+            PathError::EmptySegment => "the request path has an empty segment (//, also with encoded slashes)",
+            PathError::ControlCharacter => "the request path has an encoded control character",
+            PathError::TrailingDotOrSpace => "a segment of the request path ends in a dot or a space",
+            PathError::DoubleEncoded => "the request path has a double-encoded dot or separator (%252e, %252f, %255c)",
+            PathError::CaseFolded => "the request path matches a route prefix only when case is ignored",
+            PathError::BadHost => "the request's Host (or :authority) is not a valid host name",
+            PathError::ConflictingHost => {
+                "the request names its host twice (Host repeated, or different from :authority or the absolute URI)"
             }
         }
     }
-    let segments: Vec<&str> = canonical[1..].split('/').collect();
-    for (n, segment) in segments.iter().enumerate() {
-        if *segment == "." || *segment == ".." {
-            return Err(PathError::DotSegment);
-        }
-        if segment.is_empty() && n + 1 < segments.len() {
-            return Err(PathError::EmptySegment);
-        }
-        if segment.ends_with('.') || segment.ends_with("%20") {
-            return Err(PathError::TrailingDotOrSpace);
-        }
-    }
-    if is_double_encoded(&canonical) {
-        return Err(PathError::DoubleEncoded);
-    }
-    Ok(Cow::Owned(canonical))
-}
-
-/// Whether a canonical path holds `%25` followed by the escape of a dot or a separator.
-fn is_double_encoded(canonical: &str) -> bool {
-    canonical.match_indices("%25").any(|(at, _)| {
-        let next = canonical.as_bytes().get(at + 3..at + 5).unwrap_or_default();
-        [b"2E", b"2F", b"5C"].iter().any(|escape| next.eq_ignore_ascii_case(*escape))
-    })
 }
 
 #[cfg(test)]
@@ -223,7 +380,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
         std::fs::write(&path, text).unwrap();
-        Router::new(&Config::load(Some(&path), Vec::new()).unwrap().routes)
+        Router::new(&Config::load(Some(&path), Vec::new()).unwrap().routes, false)
+    }
+
+    /// The route of `path` (made canonical first) for a request naming `host`, or why not.
+    fn route_for<'r>(r: &'r Router, host: Option<&str>, path: &str) -> Result<Option<&'r Arc<Route>>, PathError> {
+        let host = host.map(|h| RequestHost::parse(h, r.default_port).unwrap());
+        r.route(host.as_ref(), &canonical_path(path)?)
+    }
+
+    /// The authority of the upstream `path` is routed to, for any host.
+    fn upstream_of(r: &Router, path: &str) -> String {
+        route_for(r, None, path).unwrap().unwrap().upstream.authority.to_string()
     }
 
     #[test]
@@ -232,10 +400,10 @@ mod tests {
             "[[routes]]\nprefix = \"/\"\nupstream = \"http://a:1\"\n\
              [[routes]]\nprefix = \"/api/\"\nupstream = \"http://b:1/v2\"\nstrip_prefix = true\n",
         );
-        let route = |path: &str| r.route(path).unwrap().unwrap();
-        assert_eq!(route("/api/x").upstream.authority.as_str(), "b:1");
-        assert_eq!(route("/api").upstream.authority.as_str(), "b:1");
-        assert_eq!(route("/apix").upstream.authority.as_str(), "a:1");
+        assert_eq!(upstream_of(&r, "/api/x"), "b:1");
+        assert_eq!(upstream_of(&r, "/api"), "b:1");
+        assert_eq!(upstream_of(&r, "/apix"), "a:1");
+        let route = |path: &str| route_for(&r, None, path).unwrap().unwrap();
         assert_eq!(route("/api/x").upstream_path("/api/x"), "/v2/x");
         assert_eq!(route("/other").upstream_path("/other"), "/other");
     }
@@ -247,11 +415,127 @@ mod tests {
              [[routes]]\nprefix = \"/adm\"\nupstream = \"http://b:1\"\n",
         );
         for folded in ["/ADM/x", "/Adm", "/aDm/users"] {
-            assert_eq!(r.route(folded).err(), Some(PathError::CaseFolded), "{folded}");
+            assert_eq!(route_for(&r, None, folded).err(), Some(PathError::CaseFolded), "{folded}");
         }
-        assert_eq!(r.route("/adm/x").unwrap().unwrap().upstream.authority.as_str(), "b:1");
-        assert_eq!(r.route("/ADMIN/x").unwrap().unwrap().upstream.authority.as_str(), "a:1", "not the /adm prefix");
-        assert_eq!(r.route("/Other").unwrap().unwrap().upstream.authority.as_str(), "a:1");
+        assert_eq!(upstream_of(&r, "/adm/x"), "b:1");
+        assert_eq!(upstream_of(&r, "/ADMIN/x"), "a:1", "not the /adm prefix");
+        assert_eq!(upstream_of(&r, "/Other"), "a:1");
+    }
+
+    #[test]
+    fn encoded_slashes_pass_only_on_a_route_that_allows_them_and_never_change_the_route() {
+        let r = router(
+            "[[routes]]\nprefix = \"/\"\nupstream = \"http://root:1\"\n\
+             [[routes]]\nprefix = \"/projects\"\nupstream = \"http://git:1\"\nallow_encoded_slash = true\n\
+             [[routes]]\nprefix = \"/projects/admin\"\nupstream = \"http://adm:1\"\n",
+        );
+        let routed = route_for(&r, None, "/projects/group%2fsub%2Fproject/issues").unwrap().unwrap();
+        assert_eq!(routed.upstream.authority.as_str(), "git:1");
+        let canonical = canonical_path("/projects/group%2fsub%2Fproject/issues").unwrap();
+        assert_eq!(canonical.path, "/projects/group%2Fsub%2Fproject/issues", "kept, upper-cased");
+        assert!(canonical.encoded_slash);
+        for (path, why) in [
+            // Not allowed on the route that matches as sent.
+            ("/other%2Fx", PathError::EncodedSlash),
+            ("/projects%2Fx", PathError::EncodedSlash),
+            // Decoded, the path is under /projects/admin: the upstream would serve that route's
+            // resource under this route's rules.
+            ("/projects/admin%2Fusers", PathError::EncodedSlashChangesRoute),
+            ("/projects/ADMIN%2Fusers", PathError::CaseFolded),
+            // An upstream that decodes and then resolves dot segments would leave the prefix.
+            ("/projects/a%2F..%2F..%2Fsecret", PathError::DotSegment),
+            ("/projects/%2E%2E%2Fsecret", PathError::DotSegment),
+            ("/projects/a%2F%2Fb", PathError::EmptySegment),
+            ("/projects/%2Fb", PathError::EmptySegment),
+            ("/projects/a.%2Fb", PathError::TrailingDotOrSpace),
+            ("/projects/a%5Cb", PathError::EncodedBackslash),
+            ("/projects/a%252Fb", PathError::DoubleEncoded),
+        ] {
+            assert_eq!(route_for(&r, None, path).err(), Some(why), "{path}");
+        }
+    }
+
+    #[test]
+    fn host_routes_win_then_the_longest_prefix() {
+        let r = router(
+            "[[routes]]\nprefix = \"/\"\nupstream = \"http://any:1\"\n\
+             [[routes]]\nprefix = \"/v1/users\"\nupstream = \"http://users:1\"\n\
+             [[routes]]\nprefix = \"/\"\nupstream = \"http://api:1\"\nhost = \"api.example.com\"\n\
+             [[routes]]\nprefix = \"/v1\"\nupstream = \"http://api-v1:1\"\nhost = \"API.example.com\"\n\
+             [[routes]]\nprefix = \"/\"\nupstream = \"http://alt:1\"\nhost = \"api.example.com:8443\"\n",
+        );
+        let upstream =
+            |host: Option<&str>, path: &str| route_for(&r, host, path).unwrap().unwrap().upstream.authority.to_string();
+        assert_eq!(upstream(Some("api.example.com"), "/v1/x"), "api-v1:1");
+        assert_eq!(upstream(Some("Api.Example.COM."), "/v1/x"), "api-v1:1", "case and a trailing dot");
+        assert_eq!(upstream(Some("api.example.com:80"), "/v1/x"), "api-v1:1", "the default port");
+        assert_eq!(upstream(Some("api.example.com"), "/v1/users/7"), "api-v1:1", "a host route wins");
+        assert_eq!(upstream(Some("api.example.com"), "/other"), "api:1");
+        assert_eq!(upstream(Some("api.example.com:8443"), "/v1/x"), "alt:1", "the port is part of the host");
+        assert_eq!(upstream(Some("api.example.com:8080"), "/v1/users/7"), "users:1", "no route for that port");
+        assert_eq!(upstream(Some("www.example.com"), "/v1/users/7"), "users:1");
+        assert_eq!(upstream(None, "/v1/x"), "any:1");
+        let route = route_for(&r, Some("api.example.com"), "/v1").unwrap().unwrap();
+        assert_eq!(&*route.label, "api.example.com/v1", "host routes are labelled with their host");
+        assert_eq!(&*route_for(&r, None, "/v1/users").unwrap().unwrap().label, "/v1/users");
+    }
+
+    #[test]
+    fn the_host_is_read_once_and_must_be_a_host() {
+        let r = router(
+            "[[routes]]\nprefix = \"/\"\nupstream = \"http://any:1\"\n\
+             [[routes]]\nprefix = \"/\"\nupstream = \"http://api:1\"\nhost = \"api.example.com\"\n",
+        );
+        let host_of = |uri: &str, hosts: &[&str]| {
+            let uri: Uri = uri.parse().unwrap();
+            let mut headers = HeaderMap::new();
+            for host in hosts {
+                headers.append(HOST, host.parse().unwrap());
+            }
+            r.host_of(&uri, &headers).map(|host| host.map(|h| format!("{}:{}", h.name, h.port)))
+        };
+        assert_eq!(host_of("/x", &["api.example.com"]), Ok(Some("api.example.com:80".into())));
+        assert_eq!(host_of("/x", &[]), Ok(None));
+        assert_eq!(host_of("http://API.example.com/x", &[]), Ok(Some("API.example.com:80".into())));
+        assert_eq!(host_of("http://api.example.com/x", &["api.example.com:80"]), Ok(Some("api.example.com:80".into())));
+        assert_eq!(host_of("http://api.example.com/x", &["other.example.com"]), Err(PathError::ConflictingHost));
+        assert_eq!(host_of("/x", &["api.example.com", "api.example.com"]), Err(PathError::ConflictingHost));
+        for bad in ["api.example.com:", "api.example.com:x", "api..example.com", "a b", "user@api.example.com", ""] {
+            assert_eq!(host_of("/x", &[bad]), Err(PathError::BadHost), "{bad:?}");
+        }
+        // Without host routes nothing is read, so nothing is refused.
+        let plain = router("[[routes]]\nprefix = \"/\"\nupstream = \"http://any:1\"\n");
+        let mut headers = HeaderMap::new();
+        headers.append(HOST, "a b".parse().unwrap());
+        headers.append(HOST, "c".parse().unwrap());
+        assert_eq!(plain.host_of(&"/x".parse().unwrap(), &headers).map(|h| h.is_some()), Ok(false));
+    }
+
+    #[test]
+    fn hosts_are_split_into_name_and_port() {
+        assert_eq!(split_host("api.example.com"), Some(("api.example.com", None)));
+        assert_eq!(split_host("api.example.com.:8443"), Some(("api.example.com", Some(8443))));
+        assert_eq!(split_host("my_service:08080"), Some(("my_service", Some(8080))));
+        assert_eq!(split_host("10.0.0.1"), Some(("10.0.0.1", None)));
+        assert_eq!(split_host("[::1]:8080"), Some(("[::1]", Some(8080))));
+        for bad in ["", ".", "a..b", ".a", "a:b:c", "a:", "a:65536", "a:123456", "[::1", "[x]", "[::1]x", "a/b", "a@b"]
+        {
+            assert_eq!(split_host(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn public_methods_are_public_only_for_themselves() {
+        let r = router(
+            "[[routes]]\nprefix = \"/\"\nupstream = \"http://a:1\"\npublic_methods = [\"OPTIONS\"]\n\
+             [[routes]]\nprefix = \"/open\"\nupstream = \"http://a:1\"\npublic = true\n",
+        );
+        let route = route_for(&r, None, "/x").unwrap().unwrap();
+        assert!(route.is_public_for(&Method::OPTIONS));
+        assert!(!route.is_public_for(&Method::GET));
+        assert!(!route.is_public_for(&Method::from_bytes(b"options").unwrap()), "only the standard spelling");
+        let open = route_for(&r, None, "/open/x").unwrap().unwrap();
+        assert!(open.is_public_for(&Method::DELETE));
     }
 
     #[test]
@@ -261,42 +545,6 @@ mod tests {
         }
         for bad in ["delete", "Get", "pOST"] {
             assert!(!is_standard_spelling(&http::Method::from_bytes(bad.as_bytes()).unwrap()), "{bad}");
-        }
-    }
-
-    #[test]
-    fn paths_are_canonicalised_or_refused() {
-        assert_eq!(canonical_path("/api/v4/items?x"), Ok(Cow::Borrowed("/api/v4/items?x")));
-        assert_eq!(canonical_path("/a/b.c/..d/").unwrap(), "/a/b.c/..d/");
-        assert_eq!(canonical_path("/%61dmin/x").unwrap(), "/admin/x");
-        assert_eq!(canonical_path("/caf%c3%a9").unwrap(), "/caf%C3%A9");
-        assert_eq!(canonical_path("/.well-known/x").unwrap(), "/.well-known/x");
-        for (bad, why) in [
-            ("*", PathError::NotAbsolute),
-            ("/public/../admin", PathError::DotSegment),
-            ("/./x", PathError::DotSegment),
-            ("/%2e%2E/x", PathError::DotSegment),
-            ("/a/%2E", PathError::DotSegment),
-            ("/public/..;/admin", PathError::Semicolon),
-            ("/admin;x/y", PathError::Semicolon),
-            ("/admin%3bx", PathError::Semicolon),
-            ("/admin%2Fx", PathError::EncodedSeparator),
-            ("/a%5cb", PathError::EncodedSeparator),
-            ("/a\\b", PathError::Backslash),
-            ("//admin", PathError::EmptySegment),
-            ("/a//b", PathError::EmptySegment),
-            ("/a%zz", PathError::BadEscape),
-            ("/a%2", PathError::BadEscape),
-            ("/a%00", PathError::ControlCharacter),
-            ("/adm./x", PathError::TrailingDotOrSpace),
-            ("/adm%20/x", PathError::TrailingDotOrSpace),
-            ("/x/file.", PathError::TrailingDotOrSpace),
-            ("/a%252e%252e/x", PathError::DoubleEncoded),
-            ("/a%252Fb", PathError::DoubleEncoded),
-            ("/a%25%32%65", PathError::DoubleEncoded),
-            ("/a%255c", PathError::DoubleEncoded),
-        ] {
-            assert_eq!(canonical_path(bad), Err(why), "{bad}");
         }
     }
 }
