@@ -23,7 +23,7 @@ use std::sync::Arc;
 use http::Method;
 use sqlx::{Connection, PgConnection};
 use tokengate::config::SecretUrl;
-use tokengate::control::store::Store;
+use tokengate::control::store::{ActivityBatch, Store, UsageCount, UsageRecord};
 use tokengate::data::usage::UsageRecorder;
 use tokengate::model::UsageOutcome;
 
@@ -90,6 +90,23 @@ async fn timed_flush(store: &Store, at: i64) -> (Duration, u64) {
     (took, held_kib)
 }
 
+/// The last uses and the usage counts of every token, as two batches.
+fn split_batches(at: i64) -> (ActivityBatch, ActivityBatch) {
+    let route: Arc<str> = Arc::from("/orders");
+    let uses = (1..=TOKENS)
+        .map(|id| UsageRecord { token_id: id, at, method: "GET".into(), path: "/orders/42".into(), ip: "192.0.2.7".into() })
+        .collect();
+    let mut counts = Vec::new();
+    for id in 1..=TOKENS {
+        let count = |outcome| UsageCount { token_id: id, day: at / 86_400, route: route.clone(), outcome, requests: 1 };
+        counts.push(count(UsageOutcome::Success));
+        if id % 10 == 0 {
+            counts.push(count(UsageOutcome::ClientError));
+        }
+    }
+    (ActivityBatch { uses, ..ActivityBatch::default() }, ActivityBatch { counts, ..ActivityBatch::default() })
+}
+
 async fn measure(name: &str, url: &str) {
     let store = Store::open(&SecretUrl::new(url)).await.unwrap();
     fill(url).await;
@@ -106,6 +123,19 @@ async fn measure(name: &str, url: &str) {
         "  {name:<11} {TOKENS} tokens, one transaction per flush: {}  (median {:.0} ms)",
         shown.join(", "),
         times[ROUNDS / 2].as_secs_f64() * 1000.0
+    );
+    // The two parts of the flush, each alone in a transaction of its own, to see which costs.
+    let (uses, counts) = split_batches(1_800_000_100);
+    let started = Instant::now();
+    store.record_activity(&uses).await.unwrap();
+    let uses_took = started.elapsed();
+    let started = Instant::now();
+    store.record_activity(&counts).await.unwrap();
+    let counts_took = started.elapsed();
+    println!(
+        "  {name:<11} of which, each alone: last uses {:.0} ms, usage counts (today's rows updated) {:.0} ms",
+        uses_took.as_secs_f64() * 1000.0,
+        counts_took.as_secs_f64() * 1000.0
     );
     println!(
         "  {name:<11} pending in memory before the first flush: {:.1} MiB resident ({} bytes per active token)",
