@@ -94,7 +94,13 @@ async fn timed_flush(store: &Store, at: i64) -> (Duration, u64) {
 fn split_batches(at: i64) -> (ActivityBatch, ActivityBatch) {
     let route: Arc<str> = Arc::from("/orders");
     let uses = (1..=TOKENS)
-        .map(|id| UsageRecord { token_id: id, at, method: "GET".into(), path: "/orders/42".into(), ip: "192.0.2.7".into() })
+        .map(|id| UsageRecord {
+            token_id: id,
+            at,
+            method: "GET".into(),
+            path: "/orders/42".into(),
+            ip: "192.0.2.7".into(),
+        })
         .collect();
     let mut counts = Vec::new();
     for id in 1..=TOKENS {

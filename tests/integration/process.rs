@@ -10,7 +10,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
-use crate::support::{GatewayProcess, Upstream, client, config_text, run_cli};
+use crate::support::{GatewayProcess, Upstream, cli_ok, client, config_text};
 
 /// A test's own directory, echo upstream and config file.
 struct Setup {
@@ -30,16 +30,7 @@ impl Setup {
 
     /// Runs the CLI on a blocking thread; asserts success and returns stdout.
     async fn cli(&self, args: &[&str]) -> String {
-        let config = self.config.clone();
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let (code, stdout, stderr) = tokio::task::spawn_blocking(move || {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            run_cli(&config, &args)
-        })
-        .await
-        .unwrap();
-        assert_eq!(code, 0, "tokengate failed: {stderr}");
-        stdout
+        cli_ok(&self.config, args, &[]).await
     }
 
     async fn cli_json(&self, args: &[&str]) -> Value {

@@ -236,6 +236,22 @@ pub fn run_cli_env(config: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, 
     )
 }
 
+/// [`run_cli_env`] on a blocking thread, for async tests: asserts success and returns stdout.
+pub async fn cli_ok(config: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    let config = config.to_owned();
+    let owned: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = owned.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        run_cli_env(&config, &args, &env)
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "tokengate {args:?} failed: {stderr}");
+    stdout
+}
+
 /// Starts `tokengate ARGS` with the given config, stdout and stderr piped, for a test that
 /// reads the output while the command runs.
 pub fn spawn_cli(config: &Path, args: &[&str]) -> Child {

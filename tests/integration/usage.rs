@@ -18,7 +18,7 @@ use tokengate::control::store::{ActivityBatch, Store, UsageCount};
 use tokengate::model::UsageOutcome;
 
 use crate::postgres::TestDatabase;
-use crate::support::{GatewayProcess, Upstream, config_text, run_cli_env};
+use crate::support::{GatewayProcess, Upstream, cli_ok, config_text, run_cli_env};
 
 const APP_USER: &str = "ann@example.com";
 const BOSS: &str = "boss@example.com";
@@ -54,18 +54,7 @@ impl Fixture {
 
     /// Runs the CLI; asserts success and returns stdout.
     async fn cli(&self, args: &[&str]) -> String {
-        let (config, env) = (self.config.clone(), self.env.clone());
-        let owned: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let (code, stdout, stderr) = tokio::task::spawn_blocking(move || {
-            let args = owned;
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            run_cli_env(&config, &args, &env)
-        })
-        .await
-        .unwrap();
-        assert_eq!(code, 0, "tokengate {args:?} failed: {stderr}");
-        stdout
+        cli_ok(&self.config, args, &self.env()).await
     }
 
     async fn cli_json(&self, args: &[&str]) -> Value {
