@@ -95,7 +95,14 @@ pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("
 #[command(
     name = "tokengate",
     version = VERSION,
-    about = "A reverse-proxy authentication gateway with API-token lifecycle management"
+    about = "A reverse-proxy authentication gateway with API-token lifecycle management",
+    long_about = "A reverse-proxy authentication gateway with API-token lifecycle management.\n\n\
+                  The web page (tokens, usage, accounts) is on the admin listener: \
+                  http://127.0.0.1:8081/ with the default admin.listen; sign in with your email and \
+                  a token carrying the admin scope (tokengate token create ... --scope admin).",
+    after_help = "Examples:\n  tokengate serve\n  tokengate user add ann@example.com\n  \
+                  tokengate token create --user ann@example.com --name laptop\n  tokengate token list\n\n\
+                  Global options (--config, --database, --data-dir, --no-wait) go before or after the command."
 )]
 pub struct Cli {
     /// Configuration file (default: the first of config/tokengate.toml and
@@ -123,8 +130,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the proxy and admin listeners until SIGINT/SIGTERM.
+    #[command(after_help = "Example:\n  tokengate --config /etc/tokengate/tokengate.toml serve")]
     Serve,
     /// Validate the configuration and report the database's migration state.
+    #[command(after_help = "Example:\n  tokengate --config config/tokengate.toml check-config")]
     CheckConfig,
     /// Manage accounts.
     #[command(subcommand)]

@@ -11,14 +11,17 @@ use crate::view::AccountView;
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
     /// Create an account; by default it may create and manage its own tokens.
+    #[command(after_help = "Example:\n  tokengate user add ann@example.com --name Ann")]
     Add(AddArgs),
     /// List accounts.
+    #[command(after_help = "Example:\n  tokengate user list --json")]
     List {
         #[arg(long)]
         json: bool,
     },
     /// Change an account. Disabling it or taking away the token permission blocks its tokens; the
     /// command returns once every running gateway applies the change (--no-wait: at once).
+    #[command(after_help = "Example:\n  tokengate user set ann@example.com --can-create-tokens false")]
     Set(SetArgs),
 }
 

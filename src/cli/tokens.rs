@@ -18,10 +18,17 @@ use crate::view::{RevokedAllView, TokenView, UsageView};
 pub enum TokenCommand {
     /// Mint a token. The secret is printed once and never again; the command returns once every
     /// running gateway accepts the token (at most sync.confirm_timeout; --no-wait: at once).
+    #[command(
+        after_help = "Example:\n  tokengate token create --user ann@example.com --name laptop --expires-in 30d --scope read"
+    )]
     Create(CreateArgs),
     /// List tokens (default: live ones, i.e. active and blocked).
+    #[command(
+        after_help = "Example:\n  tokengate token list --user ann@example.com --unused-for 90d --sort -requests_30d"
+    )]
     List(ListArgs),
     /// Show one token's metadata (never the secret).
+    #[command(after_help = "Example:\n  tokengate token show 7 --json")]
     Show {
         /// The token's id, as `token list` shows it.
         id: i64,
@@ -31,6 +38,7 @@ pub enum TokenCommand {
     /// Revoke a token. Returns once every running gateway refuses it (at most
     /// sync.confirm_timeout, naming any that have not; --no-wait: at once), so the very next
     /// request to any of them gets 401.
+    #[command(after_help = "Example:\n  tokengate token revoke 7")]
     Revoke {
         /// The token's id, as `token list` shows it.
         id: i64,
@@ -39,6 +47,7 @@ pub enum TokenCommand {
     },
     /// Mint a successor with the same name, owner, scopes and limit; the old token keeps
     /// working for the grace period (default: revoked now), or until the successor is first used.
+    #[command(after_help = "Example:\n  tokengate token rotate 7 --grace 1h")]
     Rotate {
         /// The token's id, as `token list` shows it.
         id: i64,
@@ -53,6 +62,7 @@ pub enum TokenCommand {
     },
     /// Change a token's own rate limit (`none`: back to the default); returns once every running
     /// gateway applies it (at most sync.confirm_timeout; --no-wait: at once).
+    #[command(after_help = "Example:\n  tokengate token set-limit 7 100/min   (or: none)")]
     SetLimit {
         /// The token's id, as `token list` shows it.
         id: i64,
@@ -63,6 +73,7 @@ pub enum TokenCommand {
         json: bool,
     },
     /// Apply the inactivity policy now: revoke tokens unused for tokens.revoke_unused_after.
+    #[command(after_help = "Example:\n  tokengate token sweep --dry-run")]
     Sweep {
         /// Only list the tokens that would be revoked.
         #[arg(long)]
@@ -74,6 +85,7 @@ pub enum TokenCommand {
     /// or expires later than max_lifetime after its creation, then expires at
     /// max(created + max_lifetime, now + tokens.warn_before); each owner is notified. Returns once
     /// every running gateway applies it (at most sync.confirm_timeout; --no-wait: at once).
+    #[command(after_help = "Example:\n  tokengate token cap-expiry --dry-run --json")]
     CapExpiry {
         /// Only list the tokens that would change.
         #[arg(long)]
@@ -82,6 +94,7 @@ pub enum TokenCommand {
         json: bool,
     },
     /// Revoke every live token of an account; returns once every running gateway refuses them.
+    #[command(after_help = "Example:\n  tokengate token revoke-all --user ann@example.com")]
     RevokeAll {
         #[arg(long, value_name = "EMAIL")]
         user: String,
@@ -91,6 +104,7 @@ pub enum TokenCommand {
     /// What a token is used for: its requests per UTC day, route and outcome (2xx, 3xx, 4xx, 5xx,
     /// forbidden, limited, refused), as the gateways counted them (written every
     /// usage.flush_interval).
+    #[command(after_help = "Example:\n  tokengate token usage 7 --days 7")]
     Usage {
         /// The token's id.
         id: i64,
