@@ -156,6 +156,15 @@ async fn take_secret(browser: &Browser, screenshot: Option<&str>) -> String {
     assert!(warning.contains("will not be shown again"), "{warning}");
     let secret = browser.value("#secret-value").await;
     assert!(secret.starts_with("tg_"), "the dialog shows {secret:?}");
+    // The whole secret is selected, ready to copy, and the box shows its beginning (tg_…),
+    // not its end.
+    let shown = browser
+        .script(
+            "const input = document.getElementById('secret-value');
+             return [input.selectionStart, input.selectionEnd, input.scrollLeft];",
+        )
+        .await;
+    assert_eq!(shown, serde_json::json!([0, secret.len(), 0]), "the secret box is scrolled or not selected");
     browser.click("#secret-copy").await;
     browser.text_containing("#secret-copied", "Copied").await;
     if let Some(name) = screenshot {
@@ -166,6 +175,11 @@ async fn take_secret(browser: &Browser, screenshot: Option<&str>) -> String {
     // The secret leaves the page with the dialog.
     assert_eq!(browser.value("#secret-value").await, "");
     secret
+}
+
+/// Whether the checkbox `css` is ticked.
+async fn is_checked(browser: &Browser, css: &str) -> bool {
+    browser.visible(css).await.prop("checked").await.unwrap().as_deref() == Some("true")
 }
 
 /// Waits until a token table shows exactly the tokens named `expected` (in any order): a
@@ -188,13 +202,13 @@ async fn sorted_names(browser: &Browser, table: &str) -> Vec<String> {
     names
 }
 
-/// Sets a date input to the browser's local date `days_from_today` from today (`None`: empty),
-/// as a person would pick it.
+/// Sets a date input to the UTC date `days_from_today` from today (`None`: empty), as a person
+/// would pick it: the page's date inputs are UTC days (the browser runs in another zone).
 async fn set_date(browser: &Browser, input: &str, days_from_today: Option<i64>) {
     let script = match days_from_today {
         Some(days) => format!(
-            "const d = new Date(); d.setDate(d.getDate() + {days}); document.getElementById('{input}').value = \
-             `${{d.getFullYear()}}-${{String(d.getMonth() + 1).padStart(2, '0')}}-${{String(d.getDate()).padStart(2, '0')}}`;"
+            "const d = new Date(Date.now() + {days} * 86400000); document.getElementById('{input}').value = \
+             d.toISOString().slice(0, 10);"
         ),
         None => format!("document.getElementById('{input}').value = '';"),
     };
@@ -217,6 +231,13 @@ async fn an_account_creates_uses_rotates_and_revokes_its_tokens_in_the_browser()
     browser.screenshot("sign-in").await;
     // The form says which tokens may sign in, and valid tokens without `admin` cannot.
     assert!(browser.text("#sign-in-view").await.contains("admin"));
+    // ... and how a first-time user gets one.
+    let first_time = browser.text("#sign-in-first-time").await;
+    assert!(
+        first_time.contains("Ask an administrator")
+            && first_time.contains("tokengate token create --user YOUR_EMAIL --name web --scope admin"),
+        "{first_time}"
+    );
     gw.account(BOB).await;
     for scopes in [&["read", "write"][..], &["admin:read"][..]] {
         let (_, without_admin) = gw.token(BOB, &format!("no-admin {scopes:?}"), scopes).await;
@@ -272,6 +293,15 @@ async fn an_account_creates_uses_rotates_and_revokes_its_tokens_in_the_browser()
     browser.text_containing("#tokens-table tbody", "ci deploy").await;
     let row = browser.text("#tokens-table tr[data-token-name='ci deploy']").await;
     assert!(row.contains(&secret[..11]), "the row shows the prefix: {row}");
+    // Times are shown in UTC, in one format that says so (the browser runs in another zone).
+    let created = browser
+        .script(
+            "const time = document.querySelector(\"#tokens-table tr[data-token-name='ci deploy'] time\");
+             return [time.textContent, time.getAttribute('datetime')];",
+        )
+        .await;
+    let (shown, iso): (String, String) = serde_json::from_value(created).unwrap();
+    assert_eq!(shown, format!("{} {} UTC", &iso[..10], &iso[11..16]), "created at {iso}");
     browser.screenshot("api-tokens").await;
 
     // The new token works through the proxy, with exactly the scopes chosen in the dialog.
@@ -405,6 +435,27 @@ async fn a_superuser_filters_creates_for_others_revokes_and_manages_accounts_in_
     set_date(&browser, "filter-created-to", Some(0)).await;
     browser.click("#filter-apply").await;
     browser.text_containing("#manager-count", "4 tokens").await;
+    // The date inputs say they are UTC days, and the filters mean UTC days: a "from" date is
+    // its UTC midnight, a "to" date includes its whole UTC day.
+    for legend in browser.texts("#filter-form legend").await {
+        assert!(legend.ends_with("(UTC)"), "{legend}");
+    }
+    browser.script("document.getElementById('filter-created-from').value = '2026-03-01';").await;
+    browser.script("document.getElementById('filter-created-to').value = '2026-03-01';").await;
+    browser.click("#filter-apply").await;
+    browser.text_containing("#manager-count", "0 tokens").await;
+    let asked = browser
+        .script(
+            "return performance.getEntriesByType('resource').map(e => e.name)
+                 .filter(url => url.includes('created_after=')).pop()",
+        )
+        .await;
+    let asked = asked.as_str().unwrap_or_default().to_owned();
+    assert!(
+        asked.contains("created_after=2026-03-01T00%3A00%3A00Z")
+            && asked.contains("created_before=2026-03-02T00%3A00%3A00Z"),
+        "{asked}"
+    );
 
     // Never used: once bob's deploy token has been used (and the use flushed), only the others.
     assert_eq!(proxied_get(&gw, BOB, &deploy).await, StatusCode::OK);
@@ -453,14 +504,34 @@ async fn a_superuser_filters_creates_for_others_revokes_and_manages_accounts_in_
     assert_eq!(ann_name, HOSTILE_NAME);
     assert_eq!(browser.script("return document.querySelectorAll('#accounts-table img').length").await, 0);
     let permission = "#accounts-table tr[data-email='bob@example.com'] input[data-field='can_create_tokens']";
+    // A change that stops bob's tokens asks first; cancelling leaves the box as it was.
     browser.click(permission).await;
+    browser.visible("#account-dialog").await;
+    browser.text_containing("#account-dialog-title", "token permission of bob@example.com").await;
+    browser.text_containing("#account-dialog-text", "refused from the very next request").await;
+    browser.screenshot("account-confirm-dialog").await;
+    browser.click("#account-dialog-cancel").await;
+    browser.gone("#account-dialog").await;
+    assert!(is_checked(&browser, permission).await, "cancelled: the box is as it was");
+    assert_eq!(proxied_get(&gw, BOB, &deploy).await, StatusCode::OK, "cancelled: nothing changed");
+    browser.click(permission).await;
+    browser.click("#account-dialog-confirm").await;
     browser.text_containing("#banner", "token permission off").await;
+    assert!(!is_checked(&browser, permission).await);
     assert_eq!(proxied_get(&gw, BOB, &deploy).await, StatusCode::UNAUTHORIZED, "blocked at once");
+    // Giving it back stops nothing: no question asked.
     browser.click(permission).await;
     browser.text_containing("#banner", "token permission on").await;
     assert_eq!(proxied_get(&gw, BOB, &deploy).await, StatusCode::OK, "restored at once");
     let enabled = "#accounts-table tr[data-email='bob@example.com'] input[data-field='enabled']";
     browser.click(enabled).await;
+    browser.text_containing("#account-dialog-title", "Disable bob@example.com?").await;
+    browser.click("#account-dialog-cancel").await;
+    browser.gone("#account-dialog").await;
+    assert!(is_checked(&browser, enabled).await, "cancelled: still enabled");
+    assert_eq!(proxied_get(&gw, BOB, &deploy).await, StatusCode::OK, "cancelled: nothing changed");
+    browser.click(enabled).await;
+    browser.click("#account-dialog-confirm").await;
     browser.text_containing("#banner", "enabled off").await;
     assert_eq!(proxied_get(&gw, BOB, &deploy).await, StatusCode::UNAUTHORIZED, "a disabled account's tokens stop");
     browser.click(enabled).await;
@@ -759,5 +830,105 @@ async fn token_rows_show_30_days_of_usage_and_open_it_by_day_and_route_in_the_br
     assert_eq!(browser.text(&format!("{manager_busy} .usage-total")).await, "5");
 
     assert_eq!(browser.script("return window.cspViolations").await, serde_json::json!([]));
+    browser.close().await;
+}
+
+/// Whether the page scrolls sideways, and the header's parts that overlap or leave the window:
+/// `[scrollWidth, innerWidth, [overlapping pairs], [parts outside], [elements sticking out]]`.
+async fn narrow_layout(browser: &Browser) -> serde_json::Value {
+    browser
+        .script(
+            "const parts = ['.brand', '#whoami > span', '#sign-out']
+                 .map(css => [css, document.querySelector(css)])
+                 .filter(([, node]) => node.getClientRects().length > 0)
+                 .map(([css, node]) => [css, node.getBoundingClientRect()]);
+             const overlaps = [];
+             for (let i = 0; i < parts.length; i += 1) {
+               for (let j = i + 1; j < parts.length; j += 1) {
+                 const [a, b] = [parts[i][1], parts[j][1]];
+                 if (a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom) {
+                   overlaps.push(parts[i][0] + ' / ' + parts[j][0]);
+                 }
+               }
+             }
+             const outside = parts.filter(([, r]) => r.left < 0 || r.right > innerWidth).map(([css]) => css);
+             // What sticks out: the outermost elements reaching past the window's right edge.
+             const wide = [...document.querySelectorAll('body *')]
+                 .filter(n => n.getClientRects().length > 0 && n.getBoundingClientRect().right > innerWidth + 0.5)
+                 .filter(n => !n.parentElement.closest('.table-wrap, dialog:not([open])'))
+                 .filter(n => !(n.parentElement.getBoundingClientRect().right > innerWidth + 0.5))
+                 .map(n => n.tagName.toLowerCase() + (n.id ? '#' + n.id : '') + (n.className ? '.' + n.className : ''));
+             return [document.documentElement.scrollWidth, innerWidth, overlaps, outside, wide];",
+        )
+        .await
+}
+
+/// Checks that the page does not scroll sideways and that the header's parts neither overlap
+/// nor leave the window; `what` names the view in the failure.
+async fn expect_narrow_layout(browser: &Browser, what: &str) {
+    let layout = narrow_layout(browser).await;
+    let (scroll_width, inner_width, overlaps, outside, wide): (f64, f64, Vec<String>, Vec<String>, Vec<String>) =
+        serde_json::from_value(layout).unwrap();
+    assert!(inner_width <= 420.0, "{what}: the window is {inner_width} px wide, not 420");
+    assert!(
+        scroll_width <= inner_width,
+        "{what}: the page is {scroll_width} px wide in a {inner_width} px window; sticking out: {wide:?}"
+    );
+    assert!(overlaps.is_empty(), "{what}: header parts overlap: {overlaps:?}");
+    assert!(outside.is_empty(), "{what}: header parts outside the window: {outside:?}");
+}
+
+#[tokio::test]
+async fn the_page_holds_at_420_px_wide_in_the_browser() {
+    let gw = TestGateway::spawn().await;
+    create_account(&gw, ROOT, true).await;
+    create_account(&gw, BOB, false).await;
+    let (_, root) = gw.token(ROOT, "admin", &["*"]).await;
+    gw.token(BOB, "a token with a rather long name for a narrow screen", &[]).await;
+    let Some(browser) = Browser::start().await else { return };
+    browser.client.set_window_size(420, 900).await.unwrap();
+    browser.goto(&admin_url(&gw, "/")).await;
+    browser.visible("#sign-in-form").await;
+    expect_narrow_layout(&browser, "sign-in").await;
+    browser.screenshot("narrow-sign-in").await;
+
+    sign_in(&browser, &gw, ROOT, &root).await;
+    browser.text_containing("#whoami-roles", "superuser").await;
+    expect_names(&browser, "#tokens-table", &["admin"]).await;
+    expect_narrow_layout(&browser, "API Tokens").await;
+    browser.screenshot("narrow-api-tokens").await;
+    browser.click("#tab-manager").await;
+    browser.text_containing("#manager-count", "2 tokens").await;
+    expect_narrow_layout(&browser, "Token Manager").await;
+    browser.screenshot("narrow-token-manager").await;
+    // A table wider than the window scrolls inside its own box, not the page.
+    let table = browser
+        .script(
+            "const wrap = document.querySelector('#manager-table').closest('.table-wrap');
+             return [getComputedStyle(wrap).overflowX, wrap.scrollWidth > wrap.clientWidth];",
+        )
+        .await;
+    assert_eq!(table, serde_json::json!(["auto", true]));
+    browser.click("#tab-accounts").await;
+    browser.visible("#accounts-table tr[data-email='bob@example.com']").await;
+    expect_narrow_layout(&browser, "Accounts").await;
+    browser.screenshot("narrow-accounts").await;
+
+    // A new token in a box narrower than it: the box shows its beginning, tg_….
+    browser.click("#tab-tokens").await;
+    browser.click("#create-token").await;
+    browser.fill("#create-name", "phone").await;
+    browser.click("#create-submit").await;
+    browser.visible("#secret-dialog").await;
+    let secret_box = browser
+        .script(
+            "const input = document.getElementById('secret-value');
+             return [input.scrollWidth > input.clientWidth, input.scrollLeft];",
+        )
+        .await;
+    assert_eq!(secret_box, serde_json::json!([true, 0]), "the secret box is scrolled to the token's end");
+    browser.screenshot("narrow-secret").await;
+    take_secret(&browser, None).await;
+    expect_narrow_layout(&browser, "after creating a token").await;
     browser.close().await;
 }

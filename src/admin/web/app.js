@@ -156,14 +156,12 @@
 
   const pad = (n) => String(n).padStart(2, '0');
 
-  /** Local date and time, minutes precision: 2026-11-25 18:47. */
+  /**
+   * Every time the page shows is UTC, minutes precision, the zone stated: 2026-12-07 14:03 UTC.
+   * One format and one zone everywhere, the same as the date inputs (which are UTC days), the
+   * usage days and the command line.
+   */
   function formatTime(iso) {
-    const d = new Date(iso);
-    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
-  }
-
-  /** UTC date and time, minutes precision, for what the server records: 2026-12-01 14:03 UTC. */
-  function formatUtc(iso) {
     const d = new Date(iso);
     return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())} UTC`;
   }
@@ -202,21 +200,25 @@
     return hours === 1 ? '1 hour' : `${hours} hours`;
   }
 
-  /** A local calendar date (yyyy-mm-dd) as the RFC 3339 instant its day starts (`offsetDays` later). */
+  /**
+   * A date input's value (yyyy-mm-dd, a UTC day, whatever the browser's zone) as the RFC 3339
+   * instant its day starts (`offsetDays` later): 2026-12-07 is 2026-12-07T00:00:00Z.
+   */
   function dayStart(dateText, offsetDays = 0) {
     const [year, month, day] = dateText.split('-').map(Number);
-    const start = new Date(year, month - 1, day + offsetDays);
+    const start = new Date(Date.UTC(year, month - 1, day + offsetDays));
     return start.toISOString().replace(/\.\d{3}Z$/, 'Z');
   }
 
-  /** The last second of a local calendar day, as RFC 3339. */
+  /** The last second of a UTC day, as RFC 3339: 2026-12-07 is 2026-12-07T23:59:59Z. */
   function dayEnd(dateText) {
     const next = new Date(dayStart(dateText, 1));
     return new Date(next.getTime() - 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
   }
 
+  /** The UTC day of `date`, as a date input's value. */
   function dateInputValue(date) {
-    return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
+    return date.toISOString().slice(0, 10);
   }
 
   // ---- token tables ----
@@ -253,7 +255,7 @@
     if (!token.refused_count) return '';
     let words = `refused ${token.refused_count}×`;
     if (token.refused_last_at) {
-      words += ` · last ${formatUtc(token.refused_last_at)}`;
+      words += ` · last ${formatTime(token.refused_last_at)}`;
       if (token.refused_last_ip) words += ` from ${token.refused_last_ip}`;
       const request = [token.refused_last_method, token.refused_last_path].filter(Boolean).join(' ');
       if (request) words += ` ${request}`;
@@ -672,7 +674,7 @@
     const toggles = ACCOUNT_FLAGS.map(([field, label]) => {
       const box = el('input', { type: 'checkbox', 'aria-label': `${label}: ${account.email}`, dataset: { field } });
       box.checked = account[field];
-      box.addEventListener('change', () => changeAccount(account.email, field, box));
+      box.addEventListener('change', () => changeAccount(account, field, box));
       return el('td', {}, box);
     });
     const revokeAll = el(
@@ -701,7 +703,37 @@
     }
   }
 
-  async function changeAccount(email, field, box) {
+  /**
+   * Asks before a change that stops another account's tokens (disabling it, or taking away its
+   * token permission), in a dialog like the page's other confirmations: true when confirmed.
+   * Cancel, Escape, or a sign-out closing the dialog, all answer false.
+   */
+  function confirmBlocking(account, field) {
+    const dialog = $('account-dialog');
+    const tokens = typeof account.tokens === 'number' ? account.tokens : null;
+    let refused = 'Its live tokens are refused from the very next request';
+    if (tokens === 0) refused = 'It has no live token now; none of its tokens would work';
+    else if (tokens === 1) refused = 'Its 1 live token is refused from the very next request';
+    else if (tokens !== null) refused = `All ${tokens} of its live tokens are refused from the very next request`;
+    if (field === 'enabled') {
+      $('account-dialog-title').textContent = `Disable ${account.email}?`;
+      $('account-dialog-text').textContent = `${refused}, and the account can no longer sign in. Enabling it again restores them.`;
+      $('account-dialog-confirm').textContent = 'Disable account';
+    } else {
+      $('account-dialog-title').textContent = `Take away the token permission of ${account.email}?`;
+      $('account-dialog-text').textContent = `${refused} (blocked, not revoked), and it cannot create new ones. Giving the permission back restores them.`;
+      $('account-dialog-confirm').textContent = 'Take away token permission';
+    }
+    dialog.returnValue = '';
+    return new Promise((resolve) => {
+      dialog.addEventListener('close', () => resolve(dialog.returnValue === 'confirm'), { once: true });
+      dialog.showModal();
+      $('account-dialog-cancel').focus();
+    });
+  }
+
+  async function changeAccount(account, field, box) {
+    const email = account.email;
     showError('accounts-error', null);
     showBanner(null);
     const label = ACCOUNT_FLAGS.find(([name]) => name === field)[1];
@@ -709,6 +741,16 @@
     if (own && !window.confirm(`Change your own account: ${label.toLowerCase()} ${box.checked ? 'on' : 'off'}? You may lose access to this page.`)) {
       box.checked = !box.checked;
       return;
+    }
+    const blocks = (field === 'enabled' || field === 'can_create_tokens') && !box.checked;
+    if (!own && blocks) {
+      box.disabled = true;
+      const confirmed = await confirmBlocking(account, field);
+      box.disabled = false;
+      if (!confirmed) {
+        box.checked = true; // as it was
+        return;
+      }
     }
     box.disabled = true;
     try {
@@ -818,11 +860,11 @@
     options.push(el('option', { value: 'date' }, 'Choose a date…'));
     if (policy.allow_never_expires) options.push(el('option', { value: 'never' }, 'Never'));
     select.replaceChildren(...options);
-    const today = new Date();
-    $('create-date').min = dateInputValue(new Date(today.getFullYear(), today.getMonth(), today.getDate() + 1));
-    // The token lives to the end of the chosen day, which must be within the maximum.
-    const latest = new Date(Date.now() + policy.max_lifetime_seconds * 1000);
-    $('create-date').max = dateInputValue(new Date(latest.getFullYear(), latest.getMonth(), latest.getDate() - 1));
+    // UTC days: tomorrow at the earliest; the token lives to the end of the chosen day, which
+    // must be within the maximum.
+    const day = 86400 * 1000;
+    $('create-date').min = dateInputValue(new Date(Date.now() + day));
+    $('create-date').max = dateInputValue(new Date(Date.now() + policy.max_lifetime_seconds * 1000 - day));
     $('create-expiry-hint').textContent = `Tokens live at most ${lifetimeWords(policy.max_lifetime_seconds)}${
       policy.allow_never_expires ? ', or forever' : ''
     }.`;
@@ -911,7 +953,18 @@
     $('secret-about').textContent = about;
     $('secret-copied').textContent = '';
     $('secret-dialog').showModal();
-    $('secret-value').select();
+    selectSecret();
+  }
+
+  /**
+   * Selects the whole secret, ready to copy, with the box showing its beginning (tg_…): a
+   * plain select() leaves the caret, and the view, at the token's end.
+   */
+  function selectSecret() {
+    const input = $('secret-value');
+    input.focus();
+    input.setSelectionRange(0, input.value.length, 'backward');
+    input.scrollLeft = 0;
   }
 
   async function copySecret() {
@@ -922,7 +975,7 @@
     } catch (_) {
       // Outside a secure context (plain HTTP to another host) there is no clipboard API:
       // copy the selection instead.
-      input.select();
+      selectSecret();
       copied = document.execCommand('copy');
     }
     $('secret-copied').textContent = copied
@@ -1260,6 +1313,8 @@
     $('cap-expiry').addEventListener('click', openCap);
     $('cap-confirm').addEventListener('click', confirmCap);
     closeOnClick('cap-cancel', 'cap-dialog');
+    closeOnClick('account-dialog-cancel', 'account-dialog');
+    $('account-dialog-confirm').addEventListener('click', () => $('account-dialog').close('confirm'));
 
     $('filter-form').addEventListener('submit', (event) => {
       event.preventDefault();
