@@ -319,6 +319,21 @@ async fn an_account_creates_uses_rotates_and_revokes_its_tokens_in_the_browser()
     })
     .await;
 
+    // An expiry date is a UTC day, labelled so: the token lives to its last second, 23:59:59Z.
+    browser.click("#create-token").await;
+    browser.fill("#create-name", "dated").await;
+    browser.visible("#create-expiry").await.select_by_value("date").await.unwrap();
+    browser.text_containing("label[for='create-date']", "(UTC)").await;
+    let day = tokengate::clock::utc_day(Clock::System.now()) + 3;
+    let date = tokengate::clock::day_to_date(day);
+    browser.script(&format!("document.getElementById('create-date').value = '{date}';")).await;
+    browser.click("#create-submit").await;
+    take_secret(&browser, None).await;
+    let query = tokengate::control::service::TokenQuery { users: vec![ANN.into()], ..Default::default() };
+    let tokens = gw.service.list_tokens(query, &Actor::cli()).await.unwrap();
+    let dated = tokens.iter().find(|t| t.name == "dated").unwrap();
+    assert_eq!(dated.expires_at, Some((day + 1) * 86_400 - 1), "expires at the end of {date} UTC");
+
     // A second token of the same name is refused, and the dialog says why.
     browser.click("#create-token").await;
     browser.fill("#create-name", "ci deploy").await;
@@ -345,7 +360,7 @@ async fn an_account_creates_uses_rotates_and_revokes_its_tokens_in_the_browser()
     browser.text_containing("#banner", "was revoked").await;
     // ... and says which running gateways refuse the token already.
     browser.text_containing("#banner", "Refused by 1 of 1 gateway").await;
-    expect_names(&browser, "#tokens-table", &["laptop"]).await;
+    expect_names(&browser, "#tokens-table", &["dated", "laptop"]).await;
     assert_eq!(proxied_get(&gw, ANN, &secret).await, StatusCode::UNAUTHORIZED, "refused at once");
     // The revocation is audited with the browser's address and user agent.
     let filter = EventFilter { kind: Some("token.revoked".into()), limit: 10, ..EventFilter::default() };
