@@ -182,35 +182,17 @@ fn main() {
         }),
         None => println!("nginx: SKIPPED, no /usr/sbin/nginx and no nginx on PATH (scripts/bench-deps installs it)"),
     }
-    targets.push(Target {
-        kind: Kind::Tokengate,
-        name: "tokengate (auth, limits, last use)",
-        addr: tokengate.addr,
-        proxy_pid: Some(tokengate.process.pid()),
-    });
-    if let Some(baseline) = &baseline {
-        targets.push(Target {
-            kind: Kind::Baseline,
-            name: "tokengate baseline",
-            addr: baseline.addr,
-            proxy_pid: Some(baseline.process.pid()),
-        });
-    }
-    if let Some(counters_off) = &counters_off {
-        targets.push(Target {
-            kind: Kind::CountersOff,
-            name: "tokengate, usage counters off",
-            addr: counters_off.addr,
-            proxy_pid: Some(counters_off.process.pid()),
-        });
-    }
-    if let Some(access_off) = &access_off {
-        targets.push(Target {
-            kind: Kind::AccessOff,
-            name: "tokengate, access log off",
-            addr: access_off.addr,
-            proxy_pid: Some(access_off.process.pid()),
-        });
+    // Each tokengate that runs: this build, and the optional baseline and variants.
+    let proxies = [
+        (Kind::Tokengate, "tokengate (auth, limits, last use)", Some(&tokengate)),
+        (Kind::Baseline, "tokengate baseline", baseline.as_ref()),
+        (Kind::CountersOff, "tokengate, usage counters off", counters_off.as_ref()),
+        (Kind::AccessOff, "tokengate, access log off", access_off.as_ref()),
+    ];
+    for (kind, name, server) in proxies {
+        if let Some(server) = server {
+            targets.push(Target { kind, name, addr: server.addr, proxy_pid: Some(server.process.pid()) });
+        }
     }
 
     check_targets(&targets, &load, &settings, &authorizations);

@@ -10,7 +10,7 @@ use reqwest::header::HeaderMap;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::support::{GatewayProcess, Upstream, client, run_cli};
+use crate::support::{GatewayProcess, Upstream, client, eventually, run_cli};
 
 const ANN: &str = "ann@example.com";
 const CHECK: &str = "/_tokengate/auth";
@@ -101,16 +101,6 @@ fn nginx<'a>(method: &'a str, uri: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![("x-original-method", method), ("x-original-uri", uri), ("x-forwarded-for", "198.51.100.4")]
 }
 
-async fn until<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
-    for _ in 0..250 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("{what}: not within 5 s");
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_trusted_proxy_gets_the_decision_a_proxied_request_would_get() {
     let setup = setup(Some(CHECK), r#""127.0.0.1/32""#).await;
@@ -136,7 +126,7 @@ async fn a_trusted_proxy_gets_the_decision_a_proxied_request_would_get() {
     assert_eq!(headers["x-auth-token-name"], "reader");
     assert_eq!(headers["x-auth-scopes"], "read");
     // The use is the original request's, from the forwarded client address.
-    until("last use recorded", || async {
+    eventually("last use recorded", || async {
         let shown = cli_json(&setup, &["token", "show", &reader_id.to_string()]);
         shown["last_used_path"] == "/api/orders/1" && shown["last_used_method"] == "GET"
     })
@@ -153,7 +143,7 @@ async fn a_trusted_proxy_gets_the_decision_a_proxied_request_would_get() {
     assert_eq!(status, 401);
     assert!(headers["www-authenticate"].to_str().unwrap().starts_with("Basic"));
     assert_eq!(ask(&gateway, &traefik("GET", "/api/x"), Some(&dead)).await.0, 401);
-    until("refused use counted", || async {
+    eventually("refused use counted", || async {
         cli_json(&setup, &["token", "show", &dead_id.to_string()])["refused_count"] == 1
     })
     .await;

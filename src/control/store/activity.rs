@@ -24,7 +24,8 @@ const USES_SQLITE: &str = "UPDATE tokens SET last_used_at = u.at, last_used_meth
      WHERE tokens.id = u.id AND (tokens.last_used_at IS NULL OR tokens.last_used_at <= u.at)";
 
 /// [`USES_SQLITE`] for PostgreSQL, whose rows arrive as five arrays (binary, no JSON to
-/// write or parse: a third of the flush's time at 100 000 tokens).
+/// write or parse: `usage_flush` medians of 963 ms with JSON, 822 and 756 ms with arrays, at
+/// 100 000 tokens).
 const USES_POSTGRES: &str = "UPDATE tokens AS t SET last_used_at = u.at, last_used_method = u.method, \
      last_used_path = u.path, last_used_ip = u.ip \
      FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[]) AS u(id, at, method, path, ip) \

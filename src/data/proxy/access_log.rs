@@ -121,10 +121,12 @@ impl AccessLog {
             return;
         }
         let mut line = Vec::with_capacity(320);
-        let timestamp = timestamp_now();
+        let stamp = timestamp_now();
+        // ASCII by construction.
+        let timestamp = std::str::from_utf8(&stamp).unwrap_or("1970-01-01T00:00:00.000Z");
         if self.json {
             let json = JsonLine {
-                timestamp: &timestamp,
+                timestamp,
                 level: "INFO",
                 target: TARGET,
                 message: "access",
@@ -144,7 +146,7 @@ impl AccessLog {
                 return;
             }
         } else {
-            write_text(&mut line, &timestamp, record);
+            write_text(&mut line, timestamp, record);
         }
         line.push(b'\n');
         let mut pending = self.shared.pending.lock().unwrap_or_else(PoisonError::into_inner);
@@ -235,23 +237,21 @@ fn write_text(line: &mut Vec<u8>, timestamp: &str, record: &AccessRecord<'_>) {
     line.extend_from_slice(record.outcome.as_bytes());
 }
 
-/// Now as RFC 3339 with milliseconds (`2026-12-07T14:03:11.402Z`), written without a
-/// formatter (the `time` crate's took a third of a record's cost).
-fn timestamp_now() -> String {
+/// Now as RFC 3339 with milliseconds (`2026-12-07T14:03:11.402Z`), written into 24 bytes
+/// without a formatter or an allocation (the `time` crate's formatter took a third of a
+/// record's cost).
+fn timestamp_now() -> [u8; 24] {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let seconds = i64::try_from(now.as_secs()).unwrap_or(0);
-    let Some(text) = crate::clock::rfc3339_bytes(seconds) else {
-        return crate::clock::to_rfc3339_ms(seconds.saturating_mul(1000));
-    };
+    let mut out = *b"1970-01-01T00:00:00.000Z";
+    if let Some(text) = crate::clock::rfc3339_bytes(seconds) {
+        // `2026-12-07T14:03:11Z`: the milliseconds go before the `Z`.
+        out[..19].copy_from_slice(&text[..19]);
+    }
     let millis = now.subsec_millis();
-    let mut out = String::with_capacity(24);
-    // `rfc3339_bytes` is ASCII: `2026-12-07T14:03:11Z`; the milliseconds go before the `Z`.
-    out.push_str(std::str::from_utf8(&text[..19]).unwrap_or("1970-01-01T00:00:00"));
-    out.push('.');
-    out.push(char::from(b'0' + (millis / 100) as u8));
-    out.push(char::from(b'0' + (millis / 10 % 10) as u8));
-    out.push(char::from(b'0' + (millis % 10) as u8));
-    out.push('Z');
+    out[20] = b'0' + (millis / 100) as u8;
+    out[21] = b'0' + (millis / 10 % 10) as u8;
+    out[22] = b'0' + (millis % 10) as u8;
     out
 }
 
@@ -267,6 +267,7 @@ mod tests {
     #[test]
     fn timestamps_carry_milliseconds() {
         let stamp = timestamp_now();
+        let stamp = std::str::from_utf8(&stamp).unwrap();
         assert_eq!(stamp.len(), 24, "{stamp}");
         assert!(stamp.ends_with('Z') && stamp.as_bytes()[19] == b'.', "{stamp}");
         let seconds = crate::clock::parse_rfc3339(&format!("{}Z", &stamp[..19])).unwrap();

@@ -14,7 +14,16 @@ use crate::data::ratelimit::LimitHeaders;
 static JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 fn json_error(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
-    let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(body.as_bytes()))));
+    json_response(status, Bytes::from_static(body.as_bytes()))
+}
+
+/// A JSON error whose text is built per request (it names a scope or a reason).
+fn json_error_value(status: StatusCode, body: &serde_json::Value) -> Response<ProxyBody> {
+    json_response(status, Bytes::from(body.to_string()))
+}
+
+fn json_response(status: StatusCode, body: Bytes) -> Response<ProxyBody> {
+    let mut response = Response::new(Either::Right(Full::new(body)));
     *response.status_mut() = status;
     response.headers_mut().insert(CONTENT_TYPE, JSON.clone());
     response
@@ -39,10 +48,7 @@ pub fn missing_scope(scope: &str) -> Response<ProxyBody> {
             "missing_scope": scope,
         }
     });
-    let mut response = Response::new(Either::Right(Full::new(Bytes::from(body.to_string()))));
-    *response.status_mut() = StatusCode::FORBIDDEN;
-    response.headers_mut().insert(CONTENT_TYPE, JSON.clone());
-    response
+    json_error_value(StatusCode::FORBIDDEN, &body)
 }
 
 /// 429: over the token's rate limit, or too many failed authentications from this address.
@@ -75,10 +81,7 @@ pub fn path_refused(error: PathError) -> Response<ProxyBody> {
     let body = serde_json::json!({
         "error": {"code": "bad_request", "reason": error.reason(), "message": error.message()}
     });
-    let mut response = Response::new(Either::Right(Full::new(Bytes::from(body.to_string()))));
-    *response.status_mut() = StatusCode::BAD_REQUEST;
-    response.headers_mut().insert(CONTENT_TYPE, JSON.clone());
-    response
+    json_error_value(StatusCode::BAD_REQUEST, &body)
 }
 
 /// 400: a method not spelled in upper case.
@@ -121,10 +124,7 @@ pub fn not_a_trusted_proxy() -> Response<ProxyBody> {
 /// 400 to a forward-auth check whose proxy did not say which request it is about.
 pub fn bad_check(reason: &'static str) -> Response<ProxyBody> {
     let body = serde_json::json!({"error": {"code": "bad_request", "message": reason}});
-    let mut response = Response::new(Either::Right(Full::new(Bytes::from(body.to_string()))));
-    *response.status_mut() = StatusCode::BAD_REQUEST;
-    response.headers_mut().insert(CONTENT_TYPE, JSON.clone());
-    response
+    json_error_value(StatusCode::BAD_REQUEST, &body)
 }
 
 /// 200 to a forward-auth check: the identity headers for the asking proxy to pass upstream
