@@ -105,6 +105,6 @@ async fn run() -> Result<(), String> {
         let _ = tokio::signal::ctrl_c().await;
         stop.cancel();
     });
-    gateway.serve(&config, listeners, Clock::System, shutdown).await;
+    gateway.serve(&config, listeners, Clock::System, shutdown, None).await;
     Ok(())
 }

@@ -4,29 +4,28 @@
 pub mod api;
 pub mod web;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use axum::Json;
 use axum::Router;
-use std::net::SocketAddr;
-
 use axum::extract::{ConnectInfo, Request, State};
-use tower::Service;
-
-use crate::data::server::ServeOptions;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower::Service;
 
 use crate::config::NotifyChannel;
 use crate::control::store::Store;
 use crate::control::sync::IndexSync;
 use crate::data::ratelimit::RateLimits;
+use crate::data::server::ServeOptions;
 use crate::metrics::Metrics;
 
 /// Open admin connections at most: people, scripts and scrapers, not proxied traffic.
@@ -44,8 +43,9 @@ pub struct Health {
     stale_after: Duration,
     /// Cleared when draining at shutdown.
     serving: AtomicBool,
-    /// The channels this gateway delivers notifications to (none: it leaves them queued).
-    notify_channels: Vec<NotifyChannel>,
+    /// The channels this gateway delivers notifications to (none: it leaves them queued);
+    /// `SIGHUP` can change them.
+    notify_channels: ArcSwap<Vec<NotifyChannel>>,
 }
 
 impl Health {
@@ -67,8 +67,13 @@ impl Health {
             max_lag: sync_config.max_lag,
             stale_after: sync_config.stale_after,
             serving: AtomicBool::new(true),
-            notify_channels,
+            notify_channels: ArcSwap::from_pointee(notify_channels),
         }
+    }
+
+    /// The channels a restarted notification sender delivers through, after a reload.
+    pub fn set_notify_channels(&self, channels: Vec<NotifyChannel>) {
+        self.notify_channels.store(Arc::new(channels));
     }
 
     /// Turns `/readyz` to 503 (`draining`) at shutdown, so load balancers stop sending before the
@@ -96,7 +101,7 @@ impl Health {
                 Some(false) => "local (redis unavailable)",
             },
             // Not part of readiness: a gateway without a channel serves requests all the same.
-            "notify_channels": self.notify_channels.iter().map(|c| c.name()).collect::<Vec<_>>(),
+            "notify_channels": self.notify_channels.load().iter().map(|c| c.name()).collect::<Vec<_>>(),
         });
         (serving && fresh, report)
     }

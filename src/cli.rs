@@ -171,20 +171,38 @@ impl Cli {
 
     /// Loads the configuration these flags and the environment select.
     pub fn load_config(&self) -> Result<Config, CliError> {
-        let mut env: Vec<(String, String)> = std::env::vars().collect();
-        if let Some(url) = &self.database {
-            // The flag outranks the environment: apply it as the last override.
-            env.push(("TOKENGATE_DATABASE__URL".to_owned(), url.clone()));
-            env.retain(|(k, _)| k != "TOKENGATE_DATABASE__URL_FILE");
-        }
-        if let Some(dir) = &self.data_dir {
-            // From the flag or the variable (clap reads both); the last value is the one used.
-            let dir =
-                dir.to_str().ok_or_else(|| CliError::Usage(format!("--data-dir {}: not UTF-8", dir.display())))?;
-            env.push((DATA_DIR_VAR.to_owned(), dir.to_owned()));
-        }
-        Ok(Config::load(self.config_source().path(), env)?)
+        load_config(self.config.as_deref(), self.database.as_deref(), self.data_dir.as_deref())
     }
+
+    /// Loads the configuration again as these flags say, each time it is called: `serve`
+    /// reloads with it on SIGHUP (the environment is read again too).
+    fn config_loader(&self) -> crate::gateway::reload::LoadConfig {
+        let (config, database, data_dir) = (self.config.clone(), self.database.clone(), self.data_dir.clone());
+        Box::new(move || {
+            load_config(config.as_deref(), database.as_deref(), data_dir.as_deref()).map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// The configuration selected by `--config` (else the search path), with the environment's
+/// overrides, `--database` and `--data-dir` on top.
+fn load_config(
+    config: Option<&std::path::Path>,
+    database: Option<&str>,
+    data_dir: Option<&std::path::Path>,
+) -> Result<Config, CliError> {
+    let mut env: Vec<(String, String)> = std::env::vars().collect();
+    if let Some(url) = database {
+        // The flag outranks the environment: apply it as the last override.
+        env.push(("TOKENGATE_DATABASE__URL".to_owned(), url.to_owned()));
+        env.retain(|(k, _)| k != "TOKENGATE_DATABASE__URL_FILE");
+    }
+    if let Some(dir) = data_dir {
+        // From the flag or the variable (clap reads both); the last value is the one used.
+        let dir = dir.to_str().ok_or_else(|| CliError::Usage(format!("--data-dir {}: not UTF-8", dir.display())))?;
+        env.push((DATA_DIR_VAR.to_owned(), dir.to_owned()));
+    }
+    Ok(Config::load(Config::source(config).path(), env)?)
 }
 
 /// Runs a parsed command.
@@ -197,8 +215,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     announce_config(&cli.config_source(), matches!(cli.command, Command::Serve));
     let config = cli.load_config()?;
     let create = cli.command.creates_database();
+    let reload = cli.config_loader();
     match cli.command {
-        Command::Serve => run::serve(config).await,
+        Command::Serve => run::serve(config, reload).await,
         Command::CheckConfig => run::check_config(config).await,
         Command::User(command) => accounts::run(command, &service(&config, cli.no_wait, create).await?).await,
         Command::Token(command) => tokens::run(command, &service(&config, cli.no_wait, create).await?).await,

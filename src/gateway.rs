@@ -1,5 +1,8 @@
 //! `serve`: wires the store, the index and its sync, the usage flusher, the proxy and the
-//! admin listener together, and takes them down in order at shutdown.
+//! admin listener together, reloads what can change on `SIGHUP` ([`reload`]), and takes them
+//! down in order at shutdown.
+
+pub mod reload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,9 +14,8 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::api::ApiState;
 use crate::admin::{Health, run_admin_listener};
 use crate::clock::Clock;
-use crate::config::{Config, NotifyChannel, NotifyConfig};
+use crate::config::Config;
 use crate::control::fleet::Registration;
-use crate::control::notify::Notifier;
 use crate::control::service::LifecycleService;
 use crate::control::store::{Store, StoreError};
 use crate::control::sync::IndexSync;
@@ -23,6 +25,7 @@ use crate::data::ratelimit::RateLimits;
 use crate::data::server::{ServeOptions, run_proxy_listener};
 use crate::data::usage::UsageRecorder;
 use crate::metrics::Metrics;
+use reload::{NotifierTask, Reloader, Reloads};
 
 /// The listeners a gateway serves on; bound by the caller so tests can use port 0.
 pub struct Listeners {
@@ -69,8 +72,16 @@ impl Gateway {
     }
 
     /// Serves until `shutdown` is cancelled: stops accepting, drains open requests, stops the
-    /// sync, writes the last-use records, closes the database.
-    pub async fn serve(self, config: &Config, listeners: Listeners, clock: Clock, shutdown: CancellationToken) {
+    /// sync, writes the last-use records, closes the database. Each of `reloads`' requests
+    /// reloads the configuration (`None`: the configuration is fixed).
+    pub async fn serve(
+        self,
+        config: &Config,
+        listeners: Listeners,
+        clock: Clock,
+        shutdown: CancellationToken,
+        reloads: Option<Reloads>,
+    ) {
         let limits = Arc::clone(&self.limits);
         let metrics = Arc::new(Metrics::new());
         // One gate for the proxy and the admin API: the same authentication, throttle and use.
@@ -105,18 +116,15 @@ impl Gateway {
                 clock.clone(),
                 Some(Arc::clone(&self.sync)),
             )
-            .with_default_rate(config.rate_limit.default)
-            .with_confirmation(Some(config.sync.confirm_policy()), Some(Arc::clone(&metrics)))
-            .with_usage_retention(config.usage.keep_days),
+            .with_confirmation(Some(config.sync.confirm_policy()), Some(Arc::clone(&metrics))),
         );
+        lifecycle.reconfigure(LifecycleService::settings_of(config));
         let maintenance = tokio::spawn(crate::control::service::housekeeping::run(
             Arc::clone(&lifecycle),
-            config.notify.expiry_reminders.clone(),
-            config.tokens.sweep_interval,
             background.clone().cancelled_owned(),
         ));
         let (notifier, notify_channels) =
-            start_notifier(&config.notify, self.store.clone(), clock.clone(), background.clone());
+            NotifierTask::start(&config.notify, self.store.clone(), clock.clone(), &background);
         let addresses = listeners.addresses().ok();
         // In the registry before serving, then caught up: from here on every change either was
         // applied already or waits for this gateway.
@@ -151,19 +159,31 @@ impl Gateway {
         ));
         // The admin listener outlives the drain, so `/readyz` can say "draining" meanwhile.
         let admin_shutdown = CancellationToken::new();
-        let api = Arc::new(ApiState {
-            service: lifecycle,
-            gate,
-            trusted_proxies: config.proxy.trusted_proxies.clone(),
-            challenge: crate::data::proxy::reject::challenge(&config.proxy.realm),
-        });
+        let api = Arc::new(ApiState::new(Arc::clone(&lifecycle), gate, config));
         let admin = tokio::spawn(run_admin_listener(
             listeners.admin,
             Arc::clone(&health),
-            api,
+            Arc::clone(&api),
             config.admin.clone(),
             admin_shutdown.clone(),
         ));
+        let reloader = tokio::spawn(
+            Reloader {
+                started: config.clone(),
+                applied: config.clone(),
+                proxy: Arc::clone(&proxy),
+                limits: Arc::clone(&limits),
+                lifecycle,
+                api,
+                health: Arc::clone(&health),
+                metrics: Arc::clone(&metrics),
+                notifier,
+                store: self.store.clone(),
+                clock: clock.clone(),
+                background: background.clone(),
+            }
+            .run(reloads),
+        );
         let draining = shutdown.clone();
         tokio::spawn(async move {
             draining.cancelled().await;
@@ -172,9 +192,7 @@ impl Gateway {
         let options = ServeOptions { max_connections: config.proxy.max_connections, tls: config.proxy.tls.clone() };
         let access_log = proxy.access_log();
         run_proxy_listener(listeners.proxy, proxy, options, shutdown).await;
-        if let Some(access_log) = access_log {
-            access_log.close();
-        }
+        access_log.close();
         tracing::info!("proxy drained; writing last-use records");
         background.cancel();
         join_logged("change-log follower", follower).await;
@@ -183,9 +201,7 @@ impl Gateway {
         join_logged("periodic lifecycle work", maintenance).await;
         join_logged("rate-limit housekeeping", housekeeping).await;
         connect_limits.abort();
-        if let Some(notifier) = notifier {
-            join_logged("notification sender", notifier).await;
-        }
+        join_logged("configuration reloader and notification sender", reloader).await;
         admin_shutdown.cancel();
         join_logged("admin listener", admin).await;
         self.store.close().await;
@@ -207,33 +223,5 @@ async fn join_logged(task: &'static str, handle: JoinHandle<()>) {
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "(no message)".to_owned());
         tracing::error!(task, %message, "a background task panicked");
-    }
-}
-
-/// Starts the notification sender when this gateway has a channel; returns its task and the
-/// channels that deliver. Without one nothing here claims from the outbox: a gateway that would
-/// only log notices must not take them from one that can send them.
-fn start_notifier(
-    config: &NotifyConfig,
-    store: Store,
-    clock: Clock,
-    shutdown: CancellationToken,
-) -> (Option<JoinHandle<()>>, Vec<NotifyChannel>) {
-    match Notifier::new(config, store, clock) {
-        Ok(Some(notifier)) => {
-            let channels = notifier.channels().to_vec();
-            (Some(tokio::spawn(notifier.run(shutdown))), channels)
-        }
-        Ok(None) => {
-            tracing::warn!(
-                "no notification channel configured (notify.smtp_host, notify.webhook_url): this gateway \
-                 delivers no notifications; they wait in the outbox for a gateway that has a channel"
-            );
-            (None, Vec::new())
-        }
-        Err(error) => {
-            tracing::error!(%error, "this gateway cannot deliver notifications; they stay queued");
-            (None, Vec::new())
-        }
     }
 }

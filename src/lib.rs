@@ -17,8 +17,9 @@
 //! Around them: [`model`] (the vocabulary both paths share: accounts, tokens, events, notices,
 //! scopes, secrets, rates and durations), [`config`] (TOML + environment, validated once),
 //! [`cli`] and [`admin`] (the surfaces: commands; the JSON API, health, metrics and the web
-//! page), [`view`] (the JSON shapes of the contract), [`gateway`] (wires `serve` together and
-//! shuts it down in order), [`metrics`] and [`clock`].
+//! page), [`view`] (the JSON shapes of the contract), [`gateway`] (wires `serve` together,
+//! reloads its configuration on `SIGHUP` and shuts it down in order), [`logging`], [`metrics`]
+//! and [`clock`].
 
 pub mod admin;
 pub mod cli;
@@ -27,6 +28,7 @@ pub mod config;
 pub mod control;
 pub mod data;
 pub mod gateway;
+pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod view;

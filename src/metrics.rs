@@ -67,6 +67,18 @@ pub struct Metrics {
     pub gateways_running: Gauge,
     /// How long changes made through this gateway's API waited for every running gateway.
     pub confirm_duration: Histogram,
+    /// `tokengate_config_reloads_total{result}`: `SIGHUP` reloads, `applied` or `rejected`.
+    pub config_reloads: Family<ResultLabels, Counter>,
+    /// `tokengate_config_last_reload_successful`: 0 after a reload that was rejected (the file
+    /// on disk is not what runs), 1 otherwise, so an alert can say so.
+    pub config_last_reload_successful: Gauge,
+}
+
+/// `result` of a configuration reload.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// `applied` or `rejected`.
+    pub result: &'static str,
 }
 
 fn latency_histogram() -> Histogram {
@@ -97,8 +109,11 @@ impl Metrics {
             rate_limits_shared: Gauge::default(),
             gateways_running: Gauge::default(),
             confirm_duration: latency_histogram(),
+            config_reloads: Family::default(),
+            config_last_reload_successful: Gauge::default(),
             registry: Registry::default(),
         };
+        metrics.config_last_reload_successful.set(1);
         registry.register("requests", "Proxied requests by route, status and outcome", metrics.requests.clone());
         registry.register("auth_failures", "Failed authentications by reason", metrics.auth_failures.clone());
         registry.register(
@@ -138,6 +153,16 @@ impl Metrics {
             "confirm_duration_seconds",
             "Time a change made through this gateway waited until every running gateway applied it",
             metrics.confirm_duration.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Configuration reloads on SIGHUP, by result (applied, rejected)",
+            metrics.config_reloads.clone(),
+        );
+        registry.register(
+            "config_last_reload_successful",
+            "0 when the last SIGHUP reload was rejected (the running configuration is not the file's), else 1",
+            metrics.config_last_reload_successful.clone(),
         );
         Metrics { registry, ..metrics }
     }

@@ -28,11 +28,13 @@ mod users;
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::routing::{get, patch, post};
 use ipnet::IpNet;
 
+use crate::config::Config;
 use crate::control::service::LifecycleService;
 use crate::data::gate::Gate;
 use crate::view::{
@@ -58,11 +60,48 @@ pub struct ApiState {
     pub service: Arc<LifecycleService>,
     /// The proxy's gate: authentication, the failed-authentication throttle, last use.
     pub gate: Arc<Gate>,
-    /// `proxy.trusted_proxies`: peers whose `X-Forwarded-For` is believed, for the client address
-    /// the API audits and throttles.
-    pub trusted_proxies: Vec<IpNet>,
-    /// The `WWW-Authenticate` value of a 401, built once from the proxy's realm.
-    pub challenge: HeaderValue,
+    /// How callers are told apart and challenged; `SIGHUP` can change it.
+    callers: ArcSwap<CallerRules>,
+}
+
+/// What the API reads of `[proxy]` to know its callers.
+struct CallerRules {
+    /// `proxy.trusted_proxies`: peers whose `X-Forwarded-For` is believed, for the client
+    /// address the API audits and throttles.
+    trusted_proxies: Vec<IpNet>,
+    /// The `WWW-Authenticate` value of a 401, from the proxy's realm.
+    challenge: HeaderValue,
+}
+
+impl CallerRules {
+    fn of(config: &Config) -> Self {
+        CallerRules {
+            trusted_proxies: config.proxy.trusted_proxies.clone(),
+            challenge: crate::data::proxy::reject::challenge(&config.proxy.realm),
+        }
+    }
+}
+
+impl ApiState {
+    /// The API over `service` and `gate`, with `config`'s trusted proxies and realm.
+    pub fn new(service: Arc<LifecycleService>, gate: Arc<Gate>, config: &Config) -> Self {
+        ApiState { service, gate, callers: ArcSwap::from_pointee(CallerRules::of(config)) }
+    }
+
+    /// Applies a reloaded configuration's trusted proxies and realm to calls from now on.
+    pub fn reconfigure(&self, config: &Config) {
+        self.callers.store(Arc::new(CallerRules::of(config)));
+    }
+
+    /// The client's address of a call from `peer` (see `proxy.trusted_proxies`).
+    pub fn client_ip(&self, peer: std::net::IpAddr, headers: &http::HeaderMap) -> std::net::IpAddr {
+        crate::data::proxy::client_ip::client_ip(peer, headers, &self.callers.load().trusted_proxies)
+    }
+
+    /// The `WWW-Authenticate` value of a 401.
+    pub fn challenge(&self) -> HeaderValue {
+        self.callers.load().challenge.clone()
+    }
 }
 
 /// The API's OpenAPI 3.1 description, generated from the handlers above.

@@ -6,49 +6,36 @@ use super::CliError;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::control::store::Store;
+use crate::gateway::reload::{LoadConfig, Reloads};
 use crate::gateway::{Gateway, Listeners};
 
-pub(super) async fn serve(config: Config) -> Result<(), CliError> {
+/// `tokengate serve`; `load` reads the configuration again on SIGHUP, as at start.
+pub(super) async fn serve(config: Config, load: LoadConfig) -> Result<(), CliError> {
     let listeners = Listeners::bind(&config).await.map_err(|e| CliError::Runtime(e.to_string()))?;
     let gateway = Gateway::start(&config).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    tokio::spawn(reload_on_hangup(config.clone()));
-    gateway.serve(&config, listeners, Clock::System, shutdown).await;
+    let (hangups, requests) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(forward_hangups(hangups));
+    gateway.serve(&config, listeners, Clock::System, shutdown, Some(Reloads { requests, load })).await;
     Ok(())
 }
 
-/// Reloads the listeners' TLS certificates on SIGHUP (after a renewal). Without a handler,
-/// SIGHUP would end the process.
-async fn reload_on_hangup(config: Config) {
+/// Turns each SIGHUP into a reload request. Without a handler, SIGHUP would end the process.
+async fn forward_hangups(requests: tokio::sync::mpsc::UnboundedSender<()>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         let Ok(mut hangup) = signal(SignalKind::hangup()) else { return };
         while hangup.recv().await.is_some() {
-            reload_certificates(&config);
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = config;
-}
-
-/// Each listener's certificate is read again; on any error the previous one stays in use.
-fn reload_certificates(config: &Config) {
-    let listeners = [("proxy", &config.proxy.tls), ("admin", &config.admin.tls)];
-    if listeners.iter().all(|(_, tls)| tls.is_none()) {
-        tracing::info!("SIGHUP: no listener uses TLS; nothing to reload");
-    }
-    for (listener, tls) in listeners {
-        let Some(certificate) = tls else { continue };
-        let cert_file = certificate.cert_file.display().to_string();
-        match certificate.reload() {
-            Ok(()) => tracing::info!(listener, cert_file, "TLS certificate reloaded"),
-            Err(error) => {
-                tracing::error!(listener, %error, "TLS certificate not reloaded; the previous one stays in use")
+            tracing::info!("SIGHUP: reloading the TLS certificates and the configuration");
+            if requests.send(()).is_err() {
+                return;
             }
         }
     }
+    #[cfg(not(unix))]
+    let _ = requests;
 }
 
 /// Cancels `shutdown` on SIGINT or SIGTERM.

@@ -206,7 +206,7 @@ pub(super) async fn run(command: TokenCommand, service: &LifecycleService) -> Re
         TokenCommand::Show { id, json } => {
             let token = service.token(id).await?;
             let view = TokenView::new(&token, service.now());
-            if json { print_json(&view) } else { print_details(&view, service.default_rate()) }
+            if json { print_json(&view) } else { print_details(&view, service.default_rate().as_ref()) }
         }
         TokenCommand::Revoke { id, json } => {
             let revoked = service.revoke_token(id, &actor).await?;

@@ -39,6 +39,35 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The settings whose effective value differs between `self` and `other`, as `section.key`
+    /// (`routes` for any change to the routes), in the file model's order. Secrets compare
+    /// masked, so a changed password alone is not listed; a reload names what it applied with
+    /// this, never a secret.
+    pub fn changed_keys(&self, other: &Config) -> Vec<String> {
+        let (Ok(before), Ok(after)) = (toml::Table::try_from(effective(self)), toml::Table::try_from(effective(other)))
+        else {
+            return Vec::new();
+        };
+        let mut changed = Vec::new();
+        let sections = before.keys().chain(after.keys().filter(|k| !before.contains_key(*k)));
+        for section in sections {
+            match (before.get(section), after.get(section)) {
+                (Some(toml::Value::Table(old)), Some(toml::Value::Table(new))) => {
+                    let keys = old.keys().chain(new.keys().filter(|k| !old.contains_key(*k)));
+                    changed.extend(keys.filter(|k| old.get(*k) != new.get(*k)).map(|k| format!("{section}.{k}")));
+                }
+                (Some(toml::Value::Table(one)), None) | (None, Some(toml::Value::Table(one))) => {
+                    changed.extend(one.keys().map(|k| format!("{section}.{k}")));
+                }
+                (old, new) if old != new => changed.push(section.clone()),
+                _ => {}
+            }
+        }
+        changed
+    }
+}
+
 /// Keys that do nothing in `config`, which the validated model therefore does not keep: the
 /// SMTP settings without `smtp_host`, `redis_timeout` without the Redis backend. Left out of the
 /// output rather than printed with a default that the file may contradict.
@@ -270,8 +299,30 @@ mod tests {
 
     use toml::Value;
 
+    use super::super::load::load_text;
     use super::super::raw::tests::model_keys;
     use super::*;
+
+    #[test]
+    fn changed_keys_name_each_setting_that_differs_and_no_secret() {
+        let base = "[[routes]]\nprefix = \"/\"\nupstream = \"http://127.0.0.1:9000\"\n";
+        let before = load_text(base).unwrap();
+        assert_eq!(before.changed_keys(&load_text(base).unwrap()), Vec::<String>::new());
+        let after = load_text(&format!(
+            "[rate_limit]\ndefault = \"5/s\"\n[notify]\nwebhook_url = \"https://hooks.example.com/x\"\n\
+             webhook_secret = \"s3cret\"\n{base}[[routes]]\nprefix = \"/v2\"\nupstream = \"http://127.0.0.1:9001\"\n"
+        ))
+        .unwrap();
+        let changed = before.changed_keys(&after);
+        assert_eq!(changed, ["rate_limit.default", "notify.webhook_url", "notify.webhook_secret", "routes"]);
+        assert!(!changed.concat().contains("s3cret"));
+        // Both directions name the same keys.
+        let mut back = after.changed_keys(&before);
+        back.sort();
+        let mut forth = changed.clone();
+        forth.sort();
+        assert_eq!(back, forth);
+    }
 
     /// A configuration that sets every key to something other than its default, secrets from
     /// files and inline, both listeners with TLS; `{dir}` is where its files are.

@@ -28,6 +28,8 @@ mod usage;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+
 use crate::clock::{Clock, UnixTime};
 use crate::config::TokenPolicy;
 use crate::control::fleet::{ConfirmPolicy, Confirmation};
@@ -49,51 +51,85 @@ const DEFAULT_KEEP_DAYS: u32 = 400;
 /// The lifecycle service: what the CLI, the admin API and the periodic work call.
 pub struct LifecycleService {
     store: Store,
-    policy: TokenPolicy,
+    /// The rules `SIGHUP` can change, swapped whole: each call reads one version.
+    settings: ArcSwap<ServiceSettings>,
     clock: Clock,
     /// Present in a process that serves traffic: mutations reach its index before returning.
     sync: Option<Arc<IndexSync>>,
-    /// `rate_limit.default`: the most a plain account may give its own tokens.
-    default_rate: Option<Rate>,
     /// Set: changes the data path obeys wait until every running gateway applied them.
     confirm: Option<ConfirmPolicy>,
     /// Where confirmation times are reported (in a gateway: `/metrics`).
     metrics: Option<Arc<Metrics>>,
+}
+
+/// The part of the configuration the service enforces, which a gateway reloads on `SIGHUP`.
+#[derive(Clone, Debug)]
+pub struct ServiceSettings {
+    /// `[tokens]`: lifetimes, scopes, the inactivity policy and how often it is applied.
+    pub policy: Arc<TokenPolicy>,
+    /// `rate_limit.default`: the most a plain account may give its own tokens.
+    pub default_rate: Option<Rate>,
     /// `usage.keep_days`: how far back usage counts are kept (and can be asked for).
-    usage_keep_days: u32,
+    pub usage_keep_days: u32,
+    /// `notify.expiry_reminders`: how long before expiry owners are reminded.
+    pub expiry_reminders: Vec<Duration>,
 }
 
 impl LifecycleService {
     /// A service over `store` within `policy`. With `sync` (a process that serves traffic), its
     /// changes reach this process's index before they return.
     pub fn new(store: Store, policy: TokenPolicy, clock: Clock, sync: Option<Arc<IndexSync>>) -> Self {
-        LifecycleService {
-            store,
-            policy,
-            clock,
-            sync,
+        let settings = ServiceSettings {
+            policy: Arc::new(policy),
             default_rate: None,
-            confirm: None,
-            metrics: None,
             usage_keep_days: DEFAULT_KEEP_DAYS,
+            expiry_reminders: Vec::new(),
+        };
+        LifecycleService { store, settings: ArcSwap::from_pointee(settings), clock, sync, confirm: None, metrics: None }
+    }
+
+    /// All the settings of `config` the service enforces (a gateway's, or a reloaded one).
+    pub fn settings_of(config: &crate::config::Config) -> ServiceSettings {
+        ServiceSettings {
+            policy: Arc::new(config.tokens.clone()),
+            default_rate: config.rate_limit.default,
+            usage_keep_days: config.usage.keep_days,
+            expiry_reminders: config.notify.expiry_reminders.clone(),
         }
     }
 
-    /// Keeps usage counts for `keep_days` days (`usage.keep_days`) instead of the default 400.
-    pub fn with_usage_retention(mut self, keep_days: u32) -> Self {
-        self.usage_keep_days = keep_days;
+    /// Replaces every setting at once: calls from now on obey `settings`, calls under way
+    /// finish with the version they started with.
+    pub fn reconfigure(&self, settings: ServiceSettings) {
+        self.settings.store(Arc::new(settings));
+    }
+
+    /// The settings in force now.
+    pub fn settings(&self) -> Arc<ServiceSettings> {
+        self.settings.load_full()
+    }
+
+    /// Changes one setting while building the service.
+    fn with_setting(self, change: impl FnOnce(&mut ServiceSettings)) -> Self {
+        let mut settings = ServiceSettings::clone(&self.settings.load());
+        change(&mut settings);
+        self.settings.store(Arc::new(settings));
         self
+    }
+
+    /// Keeps usage counts for `keep_days` days (`usage.keep_days`) instead of the default 400.
+    pub fn with_usage_retention(self, keep_days: u32) -> Self {
+        self.with_setting(|settings| settings.usage_keep_days = keep_days)
     }
 
     /// `rate_limit.default`: the limit of tokens without one of their own, if any.
-    pub fn default_rate(&self) -> Option<&Rate> {
-        self.default_rate.as_ref()
+    pub fn default_rate(&self) -> Option<Rate> {
+        self.settings.load().default_rate
     }
 
     /// Bounds the limits plain accounts give their own tokens by `rate_limit.default`.
-    pub fn with_default_rate(mut self, default_rate: Option<Rate>) -> Self {
-        self.default_rate = default_rate;
-        self
+    pub fn with_default_rate(self, default_rate: Option<Rate>) -> Self {
+        self.with_setting(|settings| settings.default_rate = default_rate)
     }
 
     /// Makes changes that the data path obeys wait for every running gateway (`None`: return
@@ -132,8 +168,8 @@ impl LifecycleService {
     }
 
     /// The token policy: the bounds the create dialogs and the API validate against.
-    pub fn policy(&self) -> &TokenPolicy {
-        &self.policy
+    pub fn policy(&self) -> Arc<TokenPolicy> {
+        Arc::clone(&self.settings.load().policy)
     }
 
     /// The store underneath, for what has no rule to enforce (counting accounts, say).

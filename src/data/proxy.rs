@@ -15,16 +15,17 @@ pub mod progress;
 pub mod reject;
 pub mod request_id;
 pub mod route;
+pub mod settings;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response};
+use http::{Request, Response};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use ipnet::IpNet;
 
 use crate::config::Config;
 use crate::data::gate::{Attempt, Gate, Refusal, loggable};
@@ -35,10 +36,11 @@ use crate::model::UsageOutcome;
 use access_log::{AccessLog, AccessRecord};
 use authenticate::Identity;
 use client_ip::Peer;
-use forward::{ForwardContext, ForwardError, RequestHeaderPolicy, X_AUTH_TOKEN_EXPIRES};
-use pinned::{Pinned, Upstreams};
+use forward::{ForwardContext, ForwardError, X_AUTH_TOKEN_EXPIRES};
+use pinned::Pinned;
 use request_id::X_REQUEST_ID;
-use route::{PathError, RequestHost, Router, canonical_path};
+use route::{PathError, RequestHost, canonical_path};
+use settings::ProxySettings;
 
 /// How a proxied request ended, as `tokengate_requests_total{outcome}` counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,65 +79,60 @@ impl Outcome {
 /// A response body: the upstream's, streamed, or one of the gateway's own.
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
 
-/// Everything the data path reads, built once at start.
+/// Everything the data path reads: what `SIGHUP` can change in [`ProxySettings`], swapped whole,
+/// and the parts that live as long as the process.
 pub struct Proxy {
-    router: Router,
+    /// Each request reads the version current when it arrives (see [`Proxy::reconfigure`]).
+    settings: ArcSwap<ProxySettings>,
     gate: Arc<Gate>,
-    upstreams: Arc<Upstreams>,
     limits: Arc<RateLimits>,
     metrics: Arc<Metrics>,
     /// The route label of requests that matched none.
     no_route_label: Arc<str>,
-    challenge: HeaderValue,
-    trusted_proxies: Vec<IpNet>,
-    upstream_timeout: Duration,
-    /// Which client headers never reach an upstream.
-    header_policy: RequestHeaderPolicy,
-    /// The proxy listener terminates TLS.
+    /// The proxy listener terminates TLS (fixed: the listener is not rebuilt on reload).
     over_tls: bool,
-    /// `forward_auth.path`: where forward-auth checks are answered; `None`: off.
-    forward_auth_path: Option<String>,
-    /// One access record per request (`log.access`).
-    access_log: Option<Arc<AccessLog>>,
-    /// Requests are counted per token, day, route and outcome (`usage.counters`).
-    count_usage: bool,
+    /// Access records' writer, one per process; `ProxySettings::access_log` says whether
+    /// requests write to it.
+    access_log: Arc<AccessLog>,
 }
 
 impl Proxy {
     /// The data path of a configuration: its routes, upstream connections and header rules,
     /// admitting requests through the shared `gate`.
     pub fn new(config: &Config, gate: Arc<Gate>, limits: Arc<RateLimits>, metrics: Arc<Metrics>) -> Self {
+        let over_tls = config.proxy.tls.is_some();
         Proxy {
-            router: Router::new(&config.routes, config.proxy.tls.is_some()),
+            settings: ArcSwap::from_pointee(ProxySettings::new(config, over_tls)),
             gate,
-            upstreams: Arc::new(Upstreams::new(config.proxy.connect_timeout, (*config.proxy.upstream_tls).clone())),
-            over_tls: config.proxy.tls.is_some(),
-            forward_auth_path: config.forward_auth.path.clone(),
-            access_log: config.log.access.then(|| AccessLog::to_stderr(config.log.json)),
-            count_usage: config.usage.counters,
             limits,
             metrics,
             no_route_label: Arc::from("none"),
-            challenge: reject::challenge(&config.proxy.realm),
-            trusted_proxies: config.proxy.trusted_proxies.clone(),
-            upstream_timeout: config.proxy.upstream_timeout,
-            header_policy: RequestHeaderPolicy::new(&config.proxy.strip_request_headers),
+            over_tls,
+            access_log: AccessLog::to_stderr(config.log.json),
         }
     }
 
+    /// Applies a reloaded configuration's routes, upstream and header rules, trusted proxies,
+    /// realm, forward-auth, access log and usage counting to requests from now on; requests
+    /// already under way finish with the settings they started with.
+    pub fn reconfigure(&self, config: &Config) {
+        self.access_log.set_json(config.log.json);
+        self.settings.store(Arc::new(ProxySettings::new(config, self.over_tls)));
+    }
+
     /// The access log, to be closed (its last lines written) once the proxy has drained.
-    pub fn access_log(&self) -> Option<Arc<AccessLog>> {
-        self.access_log.clone()
+    pub fn access_log(&self) -> Arc<AccessLog> {
+        Arc::clone(&self.access_log)
     }
 
     /// What the data path knows of a new client connection's far end.
     pub fn peer(&self, addr: SocketAddr) -> Peer {
-        Peer::new(addr.ip(), &self.trusted_proxies)
+        Peer::new(addr.ip())
     }
 
     /// The upstream connection slot of a new client connection.
     pub fn pin(&self) -> Pinned {
-        Pinned::new(Arc::clone(&self.upstreams))
+        Pinned::new(Arc::clone(&self.settings.load().upstreams))
     }
 
     /// Handles one request from `peer`, forwarding on its connection's `pinned` upstream
@@ -143,15 +140,15 @@ impl Proxy {
     /// token presented (its usage counters) once its route is known.
     pub async fn handle(&self, mut request: Request<Incoming>, peer: &Peer, pinned: &Pinned) -> Response<ProxyBody> {
         let started = std::time::Instant::now();
+        let live = self.settings.load_full();
         let request_id = request_id::assign(request.headers_mut());
         // For the access log: the method, and the path as sent (a reference-counted handle on
         // the request's bytes, not a copy).
-        let logged = self
+        let logged = live
             .access_log
-            .as_ref()
-            .map(|log| (log, request.method().clone(), request.uri().path_and_query().cloned()));
+            .then(|| (&self.access_log, request.method().clone(), request.uri().path_and_query().cloned()));
         let mut trace = Trace::default();
-        let (mut response, outcome) = match self.serve(request, peer, pinned, &mut trace).await {
+        let (mut response, outcome) = match self.serve(&live, request, peer, pinned, &mut trace).await {
             Ok(served) => served,
             Err(stop) => (*stop.response, stop.outcome),
         };
@@ -174,7 +171,7 @@ impl Proxy {
         response.headers_mut().insert(&X_REQUEST_ID, request_id);
         let route = match trace.route {
             Some(route) => {
-                if self.count_usage
+                if live.count_usage
                     && let Some((token_id, counted)) = trace.token.and_then(|token| token.counted(outcome, status))
                 {
                     self.gate.count(token_id, &route, counted);
@@ -192,6 +189,7 @@ impl Proxy {
     /// as they become known.
     async fn serve(
         &self,
+        live: &ProxySettings,
         request: Request<Incoming>,
         peer: &Peer,
         pinned: &Pinned,
@@ -203,25 +201,30 @@ impl Proxy {
         // path had to be rewritten.
         let raw_path = request.uri().path_and_query().cloned();
         let raw_path = raw_path.as_ref().map_or("/", |p| p.path());
-        if self.forward_auth_path.as_deref() == Some(raw_path) {
-            return self.check(&request, peer, trace).await;
+        if live.forward_auth_path.as_deref() == Some(raw_path) {
+            return self.check(live, &request, peer, trace).await;
         }
-        let host = self.router.host_of(request.uri(), request.headers()).map_err(|error| refused(error, raw_path))?;
-        let (path, route) = self.locate(host.as_ref(), raw_path)?;
+        let host = live.router.host_of(request.uri(), request.headers()).map_err(|error| refused(error, raw_path))?;
+        let (path, route) = locate(live, host.as_ref(), raw_path)?;
         let path = &*path;
         let route = route.ok_or_else(|| Stop::rejected(reject::no_route()))?;
         trace.route = Some(Arc::clone(&route.label));
-        let client_ip = peer.client_ip(request.headers(), &self.trusted_proxies);
+        let client_ip = peer.client_ip(request.headers(), &live.trusted_proxies);
         trace.client_ip = Some(client_ip);
         let admitted = if route.is_public_for(request.method()) {
             Admitted::default()
         } else {
             let attempt = Attempt { headers: request.headers(), method: request.method(), path, client_ip };
-            self.authorise(&attempt, Some(&route), &mut trace.token).await?
+            self.authorise(live, &attempt, Some(&route), &mut trace.token).await?
         };
-        let caller = ForwardContext { peer, over_tls: self.over_tls, identity: admitted.identity.as_ref() };
+        let caller = ForwardContext {
+            peer,
+            peer_trusted: peer.is_trusted(&live.trusted_proxies),
+            over_tls: self.over_tls,
+            identity: admitted.identity.as_ref(),
+        };
         trace.user = admitted.identity.as_ref().map(|identity| Arc::clone(&identity.account));
-        let response = self.forward(request, path, &route, &caller, pinned, &mut trace.upstream).await?;
+        let response = self.forward(live, request, (path, &route), &caller, pinned, trace).await?;
         let outcome = if admitted.identity.is_some() { Outcome::Authorised } else { Outcome::Public };
         Ok((respond(response, admitted.identity.as_ref(), admitted.limit_headers.as_ref()), outcome))
     }
@@ -232,11 +235,12 @@ impl Proxy {
     /// URI that matches no route is checked for authentication only.
     async fn check(
         &self,
+        live: &ProxySettings,
         request: &Request<Incoming>,
         peer: &Peer,
         trace: &mut Trace,
     ) -> Result<(Response<ProxyBody>, Outcome), Stop> {
-        if !peer.trusted {
+        if !peer.is_trusted(&live.trusted_proxies) {
             tracing::info!(peer = %peer.ip, "forward-auth check refused: the caller is not a trusted proxy");
             return Err(Stop::rejected(reject::not_a_trusted_proxy()));
         }
@@ -246,40 +250,25 @@ impl Proxy {
         })?;
         // Host routes match the host the asking proxy names (`X-Forwarded-Host`).
         let host =
-            self.router.forwarded_host_of(request.headers()).map_err(|error| refused(error, original.uri.path()))?;
-        let (path, route) = self.locate(host.as_ref(), original.uri.path())?;
+            live.router.forwarded_host_of(request.headers()).map_err(|error| refused(error, original.uri.path()))?;
+        let (path, route) = locate(live, host.as_ref(), original.uri.path())?;
         trace.route = route.as_ref().map(|route| Arc::clone(&route.label));
-        let client_ip = peer.client_ip(request.headers(), &self.trusted_proxies);
+        let client_ip = peer.client_ip(request.headers(), &live.trusted_proxies);
         trace.client_ip = Some(client_ip);
         if route.as_ref().is_some_and(|route| route.is_public_for(&original.method)) {
             return Ok((reject::allowed(None, None), Outcome::Public));
         }
         let attempt = Attempt { headers: request.headers(), method: &original.method, path: &path, client_ip };
-        let admitted = self.authorise(&attempt, route.as_deref(), &mut trace.token).await?;
+        let admitted = self.authorise(live, &attempt, route.as_deref(), &mut trace.token).await?;
         trace.user = admitted.identity.as_ref().map(|identity| Arc::clone(&identity.account));
         Ok((reject::allowed(admitted.identity.as_ref(), admitted.limit_headers.as_ref()), Outcome::Authorised))
-    }
-
-    /// Routed, recorded and forwarded in one canonical form, so the router and the upstream
-    /// never disagree about which resource is meant; `host` is the request's, where routes
-    /// have hosts. `None`: no route matches.
-    fn locate<'p>(
-        &self,
-        host: Option<&RequestHost<'_>>,
-        raw_path: &'p str,
-    ) -> Result<(std::borrow::Cow<'p, str>, Option<Arc<route::Route>>), Stop> {
-        let path = canonical_path(raw_path).map_err(|error| refused(error, raw_path))?;
-        let route = match self.router.route(host, &path) {
-            Ok(route) => route.map(Arc::clone),
-            Err(error) => return Err(refused(error, raw_path)),
-        };
-        Ok((path.path, route))
     }
 
     /// The gate (credentials, the failed-auth throttle), the route's scope, the token's rate
     /// limit, and the use recorded.
     async fn authorise(
         &self,
+        live: &ProxySettings,
         attempt: &Attempt<'_>,
         route: Option<&route::Route>,
         presented: &mut Option<Presented>,
@@ -288,7 +277,7 @@ impl Proxy {
         let identity = self.gate.admit(attempt, "proxy").map_err(|denied| {
             *presented = denied.dead_token.map(Presented::Dead);
             match denied.refusal {
-                Refusal::Unauthenticated => Stop::new(reject::unauthorized(&self.challenge), Outcome::Unauthenticated),
+                Refusal::Unauthenticated => Stop::new(reject::unauthorized(&live.challenge), Outcome::Unauthenticated),
                 Refusal::Throttled { retry_after } => {
                     Stop::new(reject::too_many_requests(retry_after, None), Outcome::RateLimited)
                 }
@@ -315,23 +304,23 @@ impl Proxy {
     }
 
     /// Rewrites the request for the upstream and sends it on the pinned connection: the
-    /// upstream's response, or 502 / 504.
+    /// upstream's response, or 502 / 504. The time the upstream took goes to `trace`.
     async fn forward(
         &self,
+        live: &ProxySettings,
         request: Request<Incoming>,
-        path: &str,
-        route: &route::Route,
+        (path, route): (&str, &route::Route),
         caller: &ForwardContext<'_>,
         pinned: &Pinned,
-        waited: &mut Option<Duration>,
+        trace: &mut Trace,
     ) -> Result<Response<Incoming>, Stop> {
         let client_version = request.version();
-        let upstream_request = forward::upstream_request(request, path, route, caller, &self.header_policy)
+        let upstream_request = forward::upstream_request(request, path, route, caller, &live.header_policy)
             .ok_or_else(|| Stop::rejected(reject::bad_path()))?;
         let upstream_started = std::time::Instant::now();
-        let sent = forward::send(pinned, route, upstream_request, client_version, self.upstream_timeout).await;
+        let sent = forward::send(pinned, route, upstream_request, client_version, live.upstream_timeout).await;
         let upstream_took = upstream_started.elapsed();
-        *waited = Some(upstream_took);
+        trace.upstream = Some(upstream_took);
         self.metrics.upstream_duration.observe(upstream_took.as_secs_f64());
         sent.map_err(|error| match error {
             ForwardError::Unreachable(error) => {
@@ -339,12 +328,28 @@ impl Proxy {
                 Stop::new(reject::bad_gateway(), Outcome::UpstreamError)
             }
             ForwardError::TimedOut => {
-                tracing::warn!(upstream = %route.upstream, timeout_ms = self.upstream_timeout.as_millis() as u64,
+                tracing::warn!(upstream = %route.upstream, timeout_ms = live.upstream_timeout.as_millis() as u64,
                     "upstream timed out");
                 Stop::new(reject::gateway_timeout(), Outcome::UpstreamError)
             }
         })
     }
+}
+
+/// Routed, recorded and forwarded in one canonical form, so the router and the upstream never
+/// disagree about which resource is meant; `host` is the request's, where routes have hosts.
+/// `None`: no route matches.
+fn locate<'p>(
+    live: &ProxySettings,
+    host: Option<&RequestHost<'_>>,
+    raw_path: &'p str,
+) -> Result<(std::borrow::Cow<'p, str>, Option<Arc<route::Route>>), Stop> {
+    let path = canonical_path(raw_path).map_err(|error| refused(error, raw_path))?;
+    let route = match live.router.route(host, &path) {
+        Ok(route) => route.map(Arc::clone),
+        Err(error) => return Err(refused(error, raw_path)),
+    };
+    Ok((path.path, route))
 }
 
 /// A method the upstream might read differently from us (`delete` executed as DELETE by

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use governor::clock::{Clock as _, DefaultClock, QuantaInstant, Reference as _};
 use governor::middleware::StateInformationMiddleware;
@@ -85,15 +86,35 @@ pub enum TokenVerdict {
 
 /// Every limiter of one gateway process.
 pub struct RateLimits {
-    default: Option<Rate>,
+    /// The rates `SIGHUP` can change, swapped whole.
+    rates: ArcSwap<Rates>,
     /// Fleet-wide token limits, when `rate_limit.backend = "redis"`.
     shared: Option<SharedLimiter>,
     tokens: DashMap<i64, Arc<TokenBucket>>,
-    failed_auth: Option<DefaultKeyedRateLimiter<IpAddr>>,
     /// Addresses past their failed-authentication limit.
     blocked: DashMap<IpAddr, Block>,
     clock: DefaultClock,
     started: Instant,
+}
+
+/// `rate_limit.default` and `rate_limit.failed_auth`, as the running configuration has them.
+struct Rates {
+    /// The limit of tokens without their own.
+    default: Option<Rate>,
+    /// Failed authentications per client address, with the addresses' buckets.
+    failed_auth: Option<Arc<FailedAuthLimiter>>,
+}
+
+/// The failed-authentication limit and the buckets of the addresses it counts.
+struct FailedAuthLimiter {
+    rate: Rate,
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl FailedAuthLimiter {
+    fn new(rate: Rate) -> Arc<Self> {
+        Arc::new(FailedAuthLimiter { rate, limiter: RateLimiter::dashmap(quota(rate)) })
+    }
 }
 
 /// An address past its failed-authentication limit.
@@ -139,14 +160,35 @@ impl RateLimits {
     /// `connect_shared`.
     pub fn new(config: &RateLimitConfig) -> Self {
         RateLimits {
-            default: config.default,
+            rates: ArcSwap::from_pointee(Rates {
+                default: config.default,
+                failed_auth: config.failed_auth.map(FailedAuthLimiter::new),
+            }),
             shared: config.redis.as_ref().map(SharedLimiter::new),
             tokens: DashMap::new(),
-            failed_auth: config.failed_auth.map(|rate| RateLimiter::dashmap(quota(rate))),
             blocked: DashMap::new(),
             clock: DefaultClock::default(),
             started: Instant::now(),
         }
+    }
+
+    /// Applies a reloaded `[rate_limit]`'s `default` and `failed_auth` from the next request on.
+    /// A token bucket whose rate changes starts full (as after `token set-limit`); the
+    /// failed-authentication buckets are kept while that rate stays the same, and start afresh
+    /// when it changes. Addresses blocked now stay blocked until their block ends. (The backend,
+    /// local or Redis, is fixed for the process.)
+    pub fn reconfigure(&self, config: &RateLimitConfig) {
+        let current = self.rates.load();
+        let failed_auth = match (&current.failed_auth, config.failed_auth) {
+            (Some(kept), Some(rate)) if kept.rate == rate => Some(Arc::clone(kept)),
+            (_, rate) => rate.map(FailedAuthLimiter::new),
+        };
+        self.rates.store(Arc::new(Rates { default: config.default, failed_auth }));
+    }
+
+    /// The limit of tokens without one of their own (`rate_limit.default`), as now in force.
+    pub fn default_rate(&self) -> Option<Rate> {
+        self.rates.load().default
     }
 
     fn bucket(&self, token_id: i64, rate: Rate) -> Arc<TokenBucket> {
@@ -178,7 +220,7 @@ impl RateLimits {
     /// Takes one request from the token's bucket: fleet-wide through Redis when configured and
     /// answering, else this process's own.
     pub async fn admit_token(&self, token_id: i64, own: Option<Rate>) -> TokenVerdict {
-        let Some(rate) = own.or(self.default) else { return TokenVerdict::Unlimited };
+        let Some(rate) = own.or_else(|| self.default_rate()) else { return TokenVerdict::Unlimited };
         if let Some(shared) = &self.shared
             && let Some(outcome) = shared.step(token_id, rate).await
         {
@@ -194,12 +236,19 @@ impl RateLimits {
                 }
             };
         }
-        self.check_token(token_id, own)
+        self.check_rate(token_id, rate)
     }
 
     /// Takes one request from the token's bucket in this process: its own rate, else the default.
     pub fn check_token(&self, token_id: i64, own: Option<Rate>) -> TokenVerdict {
-        let Some(rate) = own.or(self.default) else { return TokenVerdict::Unlimited };
+        match own.or_else(|| self.default_rate()) {
+            Some(rate) => self.check_rate(token_id, rate),
+            None => TokenVerdict::Unlimited,
+        }
+    }
+
+    /// Takes one request from the token's bucket of `rate` in this process.
+    fn check_rate(&self, token_id: i64, rate: Rate) -> TokenVerdict {
         let bucket = self.bucket(token_id, rate);
         bucket.last_seen.store(self.started.elapsed().as_secs(), Ordering::Relaxed);
         let interval = rate.period / rate.count.max(1);
@@ -224,7 +273,8 @@ impl RateLimits {
     /// (already, or with this attempt): the caller answers 429 instead of 401. Attempts during a
     /// block are not counted again, so the block ends when the bucket has room.
     pub fn failed_auth(&self, ip: IpAddr) -> Option<Throttled> {
-        let limiter = self.failed_auth.as_ref()?;
+        let rates = self.rates.load();
+        let limiter = &rates.failed_auth.as_ref()?.limiter;
         let now = self.clock.now();
         if let Some(mut block) = self.blocked.get_mut(&ip)
             && block.until > now
@@ -256,9 +306,9 @@ impl RateLimits {
             now_s.saturating_sub(bucket.last_seen.load(Ordering::Relaxed)) < idle.as_secs().max(refill)
         });
         self.tokens.shrink_to_fit();
-        if let Some(limiter) = &self.failed_auth {
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
+        if let Some(failed_auth) = &self.rates.load().failed_auth {
+            failed_auth.limiter.retain_recent();
+            failed_auth.limiter.shrink_to_fit();
         }
         let now = self.clock.now();
         self.blocked.retain(|_, block| block.until > now);
@@ -267,7 +317,8 @@ impl RateLimits {
 
     /// How many tokens and addresses have state (for metrics and the memory bench).
     pub fn tracked(&self) -> (usize, usize) {
-        (self.tokens.len(), self.failed_auth.as_ref().map_or(0, |l| l.len()) + self.blocked.len())
+        let addresses = self.rates.load().failed_auth.as_ref().map_or(0, |f| f.limiter.len());
+        (self.tokens.len(), addresses + self.blocked.len())
     }
 
     /// Runs [`RateLimits::forget_idle`] every minute until `shutdown`.

@@ -32,6 +32,7 @@ mod proxy;
 mod ratelimit;
 mod redis;
 mod refused;
+mod reload;
 mod routes;
 mod smtp;
 mod store;

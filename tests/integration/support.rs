@@ -144,7 +144,7 @@ impl TestGateway {
         let task = {
             let config = config.clone();
             let shutdown = shutdown.clone();
-            tokio::spawn(async move { gateway.serve(&config, listeners, clock, shutdown).await })
+            tokio::spawn(async move { gateway.serve(&config, listeners, clock, shutdown, None).await })
         };
         TestGateway { proxy, admin, service, sync, limits, config, upstream, dir, shutdown, task }
     }

@@ -15,7 +15,6 @@ use crate::control::service::{Actor, Authority, Principal};
 use crate::control::store::AccountRecord;
 use crate::data::gate::{Attempt, Denied, Refusal};
 use crate::data::proxy::authenticate::Identity;
-use crate::data::proxy::client_ip::client_ip;
 
 /// Passes a request's credentials through the gate. `needed`: the scope the call requires
 /// (checked before anything is recorded or changed). Admitted requests count as the token's use.
@@ -25,7 +24,7 @@ pub async fn admit(parts: &Parts, state: &ApiState, needed: Option<&str>) -> Api
         .get::<ConnectInfo<SocketAddr>>()
         .map(|info| info.0.ip())
         .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-    let ip = client_ip(peer, &parts.headers, &state.trusted_proxies);
+    let ip = state.client_ip(peer, &parts.headers);
     let attempt = Attempt { headers: &parts.headers, method: &parts.method, path: parts.uri.path(), client_ip: ip };
     let identity = match state.gate.admit(&attempt, "admin") {
         Ok(identity) => identity,
@@ -40,7 +39,7 @@ pub async fn admit(parts: &Parts, state: &ApiState, needed: Option<&str>) -> Api
             // challenge, so that the browser does not pop up its own sign-in box.
             let scripted = parts.headers.contains_key("x-requested-with");
             return Err(ApiError {
-                header: (!scripted).then(|| Box::new((header::WWW_AUTHENTICATE, state.challenge.clone()))),
+                header: (!scripted).then(|| Box::new((header::WWW_AUTHENTICATE, state.challenge()))),
                 ..ApiError::new(
                     StatusCode::UNAUTHORIZED,
                     "unauthorized",

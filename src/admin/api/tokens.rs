@@ -32,7 +32,7 @@ use crate::view::{PolicyView, RevokedAllView, TokenView};
     ),
 )]
 pub(super) async fn policy(State(state): State<Arc<ApiState>>, _caller: Caller) -> Json<PolicyView> {
-    Json(PolicyView::new(state.service.policy()))
+    Json(PolicyView::new(&state.service.policy()))
 }
 
 /// The query string as (key, value) pairs; a key may repeat (`user=a&user=b`).

@@ -21,7 +21,8 @@ impl LifecycleService {
         if actor.principal().is_some_and(|p| !p.account.superuser) {
             return Err(ServiceError::Forbidden("only a superuser may cap the expiry of every token".into()));
         }
-        if !self.policy.max_lifetime_set {
+        let policy = self.policy();
+        if !policy.max_lifetime_set {
             return Err(ServiceError::Invalid(
                 "tokens.max_lifetime is not configured: cap-expiry applies a maximum lifetime the operator chose; \
                  set tokens.max_lifetime (for example \"90d\") first"
@@ -29,8 +30,8 @@ impl LifecycleService {
             ));
         }
         let now = self.now();
-        let max_lifetime = self.policy.max_lifetime.as_secs() as i64;
-        let grace = self.policy.warn_before.as_secs() as i64;
+        let max_lifetime = policy.max_lifetime.as_secs() as i64;
+        let grace = policy.warn_before.as_secs() as i64;
         let new_expiry = |token: &TokenRecord| capped_expiry(token, max_lifetime, grace, now);
         if dry_run {
             let planned = self
@@ -45,7 +46,7 @@ impl LifecycleService {
                 .collect();
             return Ok(Confirmed { value: planned, confirmation: None });
         }
-        let policy_text = format_duration(self.policy.max_lifetime);
+        let policy_text = format_duration(policy.max_lifetime);
         let event_for = |token: &TokenRecord, new_expires_at: UnixTime| {
             actor.event(
                 EventKind::TokenExpiryCapped,

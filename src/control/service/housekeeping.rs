@@ -23,7 +23,7 @@ impl LifecycleService {
     /// Applies the inactivity policy: revokes live tokens unused for `tokens.revoke_unused_after`
     /// (never used: created that long ago), reason `inactivity`. With `dry_run`, only lists them.
     pub async fn sweep_inactive(&self, dry_run: bool, actor: &Actor) -> Result<Vec<TokenRecord>, ServiceError> {
-        let Some(unused_for) = self.policy.revoke_unused_after else {
+        let Some(unused_for) = self.policy().revoke_unused_after else {
             return Err(ServiceError::Invalid(
                 "no inactivity policy is configured: set tokens.revoke_unused_after (for example \"180d\")".into(),
             ));
@@ -62,14 +62,15 @@ impl LifecycleService {
     /// Whether `tokens.revoke_unused_after` is set: the periodic work sweeps only then, and a sweep
     /// without it is refused.
     pub fn has_inactivity_policy(&self) -> bool {
-        self.policy.revoke_unused_after.is_some()
+        self.policy().revoke_unused_after.is_some()
     }
 
     /// Tells owners of tokens the inactivity policy will revoke within `tokens.warn_before`.
     pub async fn warn_inactive(&self) -> Result<usize, ServiceError> {
-        let Some(unused_for) = self.policy.revoke_unused_after else { return Ok(0) };
+        let policy = self.policy();
+        let Some(unused_for) = policy.revoke_unused_after else { return Ok(0) };
         let now = self.now();
-        let warn_after = unused_for.saturating_sub(self.policy.warn_before).as_secs() as i64;
+        let warn_after = unused_for.saturating_sub(policy.warn_before).as_secs() as i64;
         let revoke_after = unused_for.as_secs() as i64;
         let notice_for = |token: &TokenRecord| {
             let last = token.last_used_at.unwrap_or(token.created_at);
@@ -127,19 +128,17 @@ pub fn system_actor() -> Actor {
     Actor::system("system:inactivity")
 }
 
-/// Runs the periodic work until `shutdown`: once at start, then every `interval`.
-pub async fn run(
-    service: std::sync::Arc<LifecycleService>,
-    reminders: Vec<Duration>,
-    interval: Duration,
-    shutdown: impl Future<Output = ()>,
-) {
+/// Runs the periodic work until `shutdown`: once at start, then every `tokens.sweep_interval`,
+/// each round with the settings in force then (`SIGHUP` may change the reminders, the policy
+/// or the interval).
+pub async fn run(service: std::sync::Arc<LifecycleService>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     loop {
-        run_once(&service, &reminders).await;
+        let settings = service.settings();
+        run_once(&service, &settings.expiry_reminders).await;
         tokio::select! {
             _ = &mut shutdown => return,
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(settings.policy.sweep_interval) => {}
         }
     }
 }

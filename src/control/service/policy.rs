@@ -13,7 +13,8 @@ const MAX_NAME_CHARS: usize = 100;
 
 impl LifecycleService {
     pub(super) fn expiry(&self, request: ExpiryRequest, now: UnixTime) -> Result<Option<UnixTime>, ServiceError> {
-        let max = self.policy.max_lifetime;
+        let policy = self.policy();
+        let max = policy.max_lifetime;
         let within = |lifetime: Duration| {
             if lifetime.is_zero() {
                 Err(ServiceError::OutsidePolicy("the lifetime must be greater than zero".into()))
@@ -28,7 +29,7 @@ impl LifecycleService {
             }
         };
         match request {
-            ExpiryRequest::Default => Ok(Some(now + self.policy.default_lifetime.as_secs() as i64)),
+            ExpiryRequest::Default => Ok(Some(now + policy.default_lifetime.as_secs() as i64)),
             ExpiryRequest::In(lifetime) => {
                 within(lifetime)?;
                 Ok(Some(now + lifetime.as_secs().max(1) as i64))
@@ -40,7 +41,7 @@ impl LifecycleService {
                 within(Duration::from_secs((at - now) as u64))?;
                 Ok(Some(at))
             }
-            ExpiryRequest::Never if self.policy.allow_never_expires => Ok(None),
+            ExpiryRequest::Never if policy.allow_never_expires => Ok(None),
             ExpiryRequest::Never => Err(ServiceError::OutsidePolicy(format!(
                 "tokens that never expire are not allowed (tokens.allow_never_expires = false); the maximum lifetime is {}",
                 format_duration(max)
@@ -49,17 +50,18 @@ impl LifecycleService {
     }
 
     pub(super) fn scopes(&self, requested: &[String]) -> Result<Vec<String>, ServiceError> {
-        let requested = if requested.is_empty() { &self.policy.default_scopes } else { requested };
+        let policy = self.policy();
+        let requested = if requested.is_empty() { &policy.default_scopes } else { requested };
         let mut scopes: Vec<String> = Vec::new();
         for scope in requested {
             let scope = scope.trim();
             let known = scope == crate::model::scope::ALL
                 || crate::model::scope::is_reserved(scope)
-                || self.policy.scopes.iter().any(|s| s == scope);
+                || policy.scopes.iter().any(|s| s == scope);
             if !known {
                 return Err(ServiceError::Invalid(format!(
                     "unknown scope {scope:?}: known scopes are {}, {} (or * for all)",
-                    self.policy.scopes.join(", "),
+                    policy.scopes.join(", "),
                     crate::model::scope::RESERVED.join(", ")
                 )));
             }

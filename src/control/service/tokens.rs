@@ -125,7 +125,7 @@ impl LifecycleService {
         let expires_at = self.expiry(request.expiry, now)?;
         let scopes = self.scopes(&request.scopes)?;
         actor.require_carries(&scopes)?;
-        actor.require_limit_within(request.rate_limit.as_ref(), self.default_rate.as_ref())?;
+        actor.require_limit_within(request.rate_limit.as_ref(), self.default_rate().as_ref())?;
         let (new, secret) = mint(
             &owner,
             name,
@@ -178,8 +178,8 @@ impl LifecycleService {
         let lifetime =
             predecessor.expires_at.map(|at| Duration::from_secs((at - predecessor.created_at).max(1) as u64));
         let expiry = match lifetime {
-            Some(lifetime) => ExpiryRequest::In(lifetime.min(self.policy.max_lifetime)),
-            None if self.policy.allow_never_expires => ExpiryRequest::Never,
+            Some(lifetime) => ExpiryRequest::In(lifetime.min(self.policy().max_lifetime)),
+            None if self.policy().allow_never_expires => ExpiryRequest::Never,
             None => ExpiryRequest::Default,
         };
         let expires_at = self.expiry(expiry, now)?;
@@ -287,7 +287,7 @@ impl LifecycleService {
     ) -> Result<Confirmed<TokenRecord>, ServiceError> {
         let id = id.into();
         let current = self.visible_token(id, actor).await?;
-        actor.require_limit_within(rate.as_ref(), self.default_rate.as_ref())?;
+        actor.require_limit_within(rate.as_ref(), self.default_rate().as_ref())?;
         let rate_limit = rate.map(|r| r.to_string());
         let event = actor.event(
             EventKind::TokenLimitChanged,

@@ -18,10 +18,10 @@ impl LifecycleService {
         actor: &Actor,
     ) -> Result<(TokenId, u32, Vec<UsageRow>), ServiceError> {
         let days = days.unwrap_or(DEFAULT_USAGE_DAYS);
-        if days == 0 || days > self.usage_keep_days {
+        if days == 0 || days > self.settings().usage_keep_days {
             return Err(ServiceError::Invalid(format!(
                 "days must be from 1 to {} (usage.keep_days: older counts are not kept)",
-                self.usage_keep_days
+                self.settings().usage_keep_days
             )));
         }
         let token = self.visible_token(id, actor).await?;
@@ -32,7 +32,7 @@ impl LifecycleService {
 
     /// Deletes the usage counts of days older than `usage.keep_days`; returns how many rows went.
     pub async fn prune_usage(&self) -> Result<u64, ServiceError> {
-        let first_kept_day = utc_day(self.now()) - (i64::from(self.usage_keep_days) - 1);
+        let first_kept_day = utc_day(self.now()) - (i64::from(self.settings().usage_keep_days) - 1);
         Ok(self.store.prune_usage(first_kept_day).await?)
     }
 }

@@ -85,7 +85,8 @@ pub const TARGET: &str = "tokengate::access";
 
 /// The access log of one gateway: the pending lines and the thread that writes them.
 pub struct AccessLog {
-    json: bool,
+    /// JSON lines rather than text (`log.format`); `SIGHUP` can switch it.
+    json: AtomicBool,
     shared: Arc<Shared>,
 }
 
@@ -112,7 +113,12 @@ impl AccessLog {
             tracing::error!(%error, "cannot start the access log's writer; access records are dropped");
             shared.stopped.store(true, Ordering::Relaxed);
         }
-        Arc::new(AccessLog { json, shared })
+        Arc::new(AccessLog { json: AtomicBool::new(json), shared })
+    }
+
+    /// Writes records from now on as JSON lines (`true`) or text.
+    pub fn set_json(&self, json: bool) {
+        self.json.store(json, Ordering::Relaxed);
     }
 
     /// Appends one record.
@@ -124,7 +130,7 @@ impl AccessLog {
         let stamp = timestamp_now();
         // ASCII by construction.
         let timestamp = std::str::from_utf8(&stamp).unwrap_or("1970-01-01T00:00:00.000Z");
-        if self.json {
+        if self.json.load(Ordering::Relaxed) {
             let json = JsonLine {
                 timestamp,
                 level: "INFO",

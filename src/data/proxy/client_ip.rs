@@ -10,30 +10,36 @@ use ipnet::IpNet;
 pub static X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
 
 /// The far end of a client connection, worked out once per connection rather than per request.
+/// Whether it is a trusted proxy is asked per request: `SIGHUP` can change the list while the
+/// connection stays open.
 #[derive(Debug, Clone)]
 pub struct Peer {
     /// The socket peer's address, IPv4-mapped IPv6 addresses read as IPv4.
     pub ip: IpAddr,
-    /// The peer is a trusted proxy: its `X-Forwarded-*` headers are read and extended.
-    pub trusted: bool,
     /// The peer's address as an `X-Forwarded-For` value: what an untrusted peer's requests carry
     /// upstream, built once for all of them.
     pub forwarded_for: HeaderValue,
 }
 
 impl Peer {
-    /// The peer `ip` of a new connection, judged against the trusted proxies.
-    pub fn new(ip: IpAddr, trusted: &[IpNet]) -> Self {
+    /// The peer `ip` of a new connection.
+    pub fn new(ip: IpAddr) -> Self {
         let ip = ip.to_canonical();
         // An address's text is always a valid header value.
         let forwarded_for =
             HeaderValue::from_str(&ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Peer { ip, trusted: is_trusted(ip, trusted), forwarded_for }
+        Peer { ip, forwarded_for }
+    }
+
+    /// Whether the peer is one of the `trusted` proxies: its `X-Forwarded-*` headers are read
+    /// and extended.
+    pub fn is_trusted(&self, trusted: &[IpNet]) -> bool {
+        is_trusted(self.ip, trusted)
     }
 
     /// The client's address for a request on this connection (see [`client_ip`]).
     pub fn client_ip(&self, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
-        if self.trusted { client_ip(self.ip, headers, trusted) } else { self.ip }
+        client_ip(self.ip, headers, trusted)
     }
 }
 

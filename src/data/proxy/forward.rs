@@ -157,6 +157,8 @@ pub struct ForwardContext<'a> {
     /// The connection's far end: an untrusted peer's address is sent as `X-Forwarded-For`; a
     /// trusted proxy's `X-Forwarded-*` headers are extended, not replaced.
     pub peer: &'a Peer,
+    /// The peer is one of `proxy.trusted_proxies` (as the settings of this request say).
+    pub peer_trusted: bool,
     /// The client reached the gateway over TLS (`X-Forwarded-Proto: https`).
     pub over_tls: bool,
     /// The authenticated caller, whose identity headers are sent; `None` on a public route.
@@ -218,8 +220,8 @@ pub fn insert_identity(headers: &mut HeaderMap, identity: &Identity) {
 fn set_forwarded(headers: &mut HeaderMap, caller: &ForwardContext<'_>, original_host: Option<HeaderValue>) {
     // A trusted proxy's chain is extended with the hop that sent it to us; anyone else's chain
     // is replaced by the one address we saw.
-    let peer = caller.peer;
-    if peer.trusted {
+    let (peer, trusted) = (caller.peer, caller.peer_trusted);
+    if trusted {
         let chain: Vec<&str> = headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect();
         let forwarded_for =
             if chain.is_empty() { peer.ip.to_string() } else { format!("{}, {}", chain.join(", "), peer.ip) };
@@ -229,10 +231,10 @@ fn set_forwarded(headers: &mut HeaderMap, caller: &ForwardContext<'_>, original_
     } else {
         headers.insert(&X_FORWARDED_FOR, peer.forwarded_for.clone());
     }
-    if !(peer.trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+    if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
         headers.insert(&X_FORWARDED_PROTO, if caller.over_tls { HTTPS.clone() } else { HTTP.clone() });
     }
-    if !(peer.trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+    if !(trusted && headers.contains_key(&X_FORWARDED_HOST)) {
         match original_host {
             Some(host) => headers.insert(&X_FORWARDED_HOST, host),
             None => headers.remove(&X_FORWARDED_HOST),

@@ -1,0 +1,59 @@
+//! What `SIGHUP` can change on the data path, built from the configuration as one value.
+//!
+//! The proxy holds it behind an atomic pointer and each request takes the version current when
+//! it arrives, so a reload never shows a request half of the old routes and half of the new,
+//! and open connections carry on with the new settings on their next request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderValue;
+use ipnet::IpNet;
+
+use super::forward::RequestHeaderPolicy;
+use super::pinned::Upstreams;
+use super::reject;
+use super::route::Router;
+use crate::config::Config;
+
+/// The data path's reloadable settings.
+pub struct ProxySettings {
+    /// `routes`: what is forwarded where, and with which rules.
+    pub router: Router,
+    /// Upstream connections: `proxy.connect_timeout` and `proxy.upstream_ca_file` apply to
+    /// connections a client connection opens from now on.
+    pub upstreams: Arc<Upstreams>,
+    /// `WWW-Authenticate` of a 401, from `proxy.realm`.
+    pub challenge: HeaderValue,
+    /// `proxy.trusted_proxies`, decided per request (not per connection), so a peer taken out
+    /// of the list stops being believed on the connection it already has.
+    pub trusted_proxies: Vec<IpNet>,
+    /// `proxy.upstream_timeout`.
+    pub upstream_timeout: Duration,
+    /// Which client headers never reach an upstream (`proxy.strip_request_headers`).
+    pub header_policy: RequestHeaderPolicy,
+    /// `forward_auth.path`: where forward-auth checks are answered; `None`: off.
+    pub forward_auth_path: Option<String>,
+    /// One access record per request (`log.access`).
+    pub access_log: bool,
+    /// Requests are counted per token, day, route and outcome (`usage.counters`).
+    pub count_usage: bool,
+}
+
+impl ProxySettings {
+    /// The settings of `config` for a proxy listener that does (`over_tls`) or does not
+    /// terminate TLS; that is fixed for the process, so it is the running listener's.
+    pub fn new(config: &Config, over_tls: bool) -> Self {
+        ProxySettings {
+            router: Router::new(&config.routes, over_tls),
+            upstreams: Arc::new(Upstreams::new(config.proxy.connect_timeout, (*config.proxy.upstream_tls).clone())),
+            challenge: reject::challenge(&config.proxy.realm),
+            trusted_proxies: config.proxy.trusted_proxies.clone(),
+            upstream_timeout: config.proxy.upstream_timeout,
+            header_policy: RequestHeaderPolicy::new(&config.proxy.strip_request_headers),
+            forward_auth_path: config.forward_auth.path.clone(),
+            access_log: config.log.access,
+            count_usage: config.usage.counters,
+        }
+    }
+}
