@@ -1,8 +1,8 @@
 //! The web page at `/` of the admin listener: how it is served (embedded, strict CSP, nothing
 //! from elsewhere), and what people do with it in a real headless Chromium — sign in, create a
 //! token and read it from the dialog, use it through the proxy, revoke it through the
-//! confirmation dialog and see the proxy refuse it, rotate, filter in the Token Manager,
-//! change accounts, and read each token's usage (a 30-day sparkline per row, a dialog by day,
+//! confirmation dialog and see the proxy refuse it, rotate, filter in the Token Manager (dates
+//! typed as YYYY-MM-DD UTC days, in an English and a German browser alike), change accounts, and read each token's usage (a 30-day sparkline per row, a dialog by day,
 //! route and outcome). Screenshots of each tab are saved under `target/test-artifacts/`.
 
 use reqwest::StatusCode;
@@ -202,17 +202,81 @@ async fn sorted_names(browser: &Browser, table: &str) -> Vec<String> {
     names
 }
 
-/// Sets a date input to the UTC date `days_from_today` from today (`None`: empty), as a person
-/// would pick it: the page's date inputs are UTC days (the browser runs in another zone).
-async fn set_date(browser: &Browser, input: &str, days_from_today: Option<i64>) {
-    let script = match days_from_today {
-        Some(days) => format!(
-            "const d = new Date(Date.now() + {days} * 86400000); document.getElementById('{input}').value = \
-             d.toISOString().slice(0, 10);"
-        ),
-        None => format!("document.getElementById('{input}').value = '';"),
-    };
-    browser.script(&script).await;
+/// The UTC date `days` from today, as the page's date fields take it: `2026-12-07`.
+fn utc_date_from_today(days: i64) -> String {
+    tokengate::clock::day_to_date(tokengate::clock::utc_day(Clock::System.now()) + days)
+}
+
+/// Types `text` into the date field `css` as a person would, key by key (empty: clears it).
+async fn type_date(browser: &Browser, css: &str, text: &str) {
+    if text.is_empty() {
+        browser.visible(css).await.clear().await.unwrap();
+    } else {
+        browser.fill(css, text).await;
+    }
+}
+
+/// Checks that `css` is a date field of the page's one format: a text field (never the
+/// browser's `<input type="date">`, which shows dates in the browser's locale format) with
+/// `YYYY-MM-DD` as its placeholder, a number pad on phones, a pattern, no autofill, and a label
+/// that names the format and UTC.
+async fn expect_date_field(browser: &Browser, css: &str) {
+    let script = "const input = document.querySelector(arguments[0]);
+        const label = input.getAttribute('aria-label') || [...input.labels].map(l => l.textContent).join(' ');
+        return [input.type, input.placeholder, input.inputMode, input.autocomplete, input.pattern, label];";
+    let field = browser.client.execute(script, vec![serde_json::json!(css)]).await.unwrap();
+    let (kind, placeholder, input_mode, autocomplete, pattern, label): (
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+    ) = serde_json::from_value(field).unwrap();
+    assert_eq!(
+        (kind.as_str(), placeholder.as_str(), input_mode.as_str(), autocomplete.as_str()),
+        ("text", "YYYY-MM-DD", "numeric", "off"),
+        "{css}"
+    );
+    assert!(!pattern.is_empty(), "{css} has no pattern");
+    assert!(label.contains("YYYY-MM-DD") && label.contains("(UTC)"), "{css} is labelled {label:?}");
+}
+
+/// Waits until the date field `css` is marked invalid (for assistive technology too) and has
+/// the focus, as the page leaves a field it refused once the form was submitted.
+async fn expect_refused_field(browser: &Browser, css: &str) {
+    let script = "const input = document.querySelector(arguments[0]);
+        return [input.getAttribute('aria-invalid'), input.validity.valid, document.activeElement === input];";
+    eventually(|| async {
+        let state = browser.client.execute(script, vec![serde_json::json!(css)]).await.unwrap();
+        if state == serde_json::json!(["true", false, true]) {
+            Ok(())
+        } else {
+            Err(format!("{css} is not marked invalid with the focus: [aria-invalid, valid, focused] = {state}"))
+        }
+    })
+    .await
+}
+
+/// Records the page's calls to the admin API from now on ([`listing_calls`] reads them), so that a
+/// test can tell that a step sent nothing.
+async fn record_api_calls(browser: &Browser) {
+    browser
+        .script(
+            "window.apiCalls = [];
+             if (!window.fetchRecorded) {
+               const fetch = window.fetch;
+               window.fetch = function (resource, init) { window.apiCalls.push(String(resource)); return fetch.call(window, resource, init); };
+               window.fetchRecorded = true;
+             }",
+        )
+        .await;
+}
+
+/// The token listings the page asked for since [`record_api_calls`].
+async fn listing_calls(browser: &Browser) -> Vec<String> {
+    let calls = browser.script("return window.apiCalls.filter(url => url.startsWith('/api/v1/tokens?'))").await;
+    serde_json::from_value(calls).unwrap()
 }
 
 #[tokio::test]
@@ -319,17 +383,43 @@ async fn an_account_creates_uses_rotates_and_revokes_its_tokens_in_the_browser()
     })
     .await;
 
-    // An expiry date is a UTC day, labelled so: the token lives to its last second, 23:59:59Z.
+    // An expiry date is typed as YYYY-MM-DD, a UTC day, labelled so: the token lives to its
+    // last second, 23:59:59Z.
     browser.click("#create-token").await;
     browser.fill("#create-name", "dated").await;
     browser.visible("#create-expiry").await.select_by_value("date").await.unwrap();
-    browser.text_containing("label[for='create-date']", "(UTC)").await;
+    expect_date_field(&browser, "#create-date").await;
+    browser.text_containing("label[for='create-date']", "YYYY-MM-DD (UTC)").await;
+    // The days allowed: tomorrow to the last day within tokens.max_lifetime, stated beside the
+    // field, and enforced there before anything is sent.
+    let max_days = gw.config.tokens.max_lifetime.as_secs() as i64 / 86_400;
+    let (first, last) = (utc_date_from_today(1), utc_date_from_today(max_days - 1));
+    browser.text_containing("#create-date-range", &format!("A day from {first} to {last}")).await;
+    let range = format!("choose a day from {first} to {last} (UTC)");
+    for (typed, why) in [
+        (utc_date_from_today(max_days), format!("is too late: {range}. Tokens live at most")),
+        (utc_date_from_today(0), format!("is too early: {range}.")),
+        ("2027-02-29".to_owned(), "2027-02-29 is not a date: February 2027 has 28 days.".to_owned()),
+        ("".to_owned(), format!("Type the expiry day as YYYY-MM-DD (UTC): a day from {first} to {last}.")),
+    ] {
+        type_date(&browser, "#create-date", &typed).await;
+        browser.click("#create-submit").await;
+        let error = browser.text_containing("#create-date-error", &why).await;
+        assert!(error.starts_with(&typed), "{error}");
+        expect_refused_field(&browser, "#create-date").await;
+        browser.visible("#create-dialog").await;
+    }
+    let query = tokengate::control::service::TokenQuery { users: vec![ANN.into()], ..Default::default() };
+    let tokens = gw.service.list_tokens(query.clone(), &Actor::cli()).await.unwrap();
+    assert!(!tokens.iter().any(|t| t.name == "dated"), "a refused expiry created a token");
+    browser.screenshot("create-token-date-refused").await;
     let day = tokengate::clock::utc_day(Clock::System.now()) + 3;
     let date = tokengate::clock::day_to_date(day);
-    browser.script(&format!("document.getElementById('create-date').value = '{date}';")).await;
+    // Typed into the field that says it is empty, the right day takes the error away.
+    browser.visible("#create-date").await.send_keys(&date).await.unwrap();
+    browser.gone("#create-date-error").await;
     browser.click("#create-submit").await;
     take_secret(&browser, None).await;
-    let query = tokengate::control::service::TokenQuery { users: vec![ANN.into()], ..Default::default() };
     let tokens = gw.service.list_tokens(query, &Actor::cli()).await.unwrap();
     let dated = tokens.iter().find(|t| t.name == "dated").unwrap();
     assert_eq!(dated.expires_at, Some((day + 1) * 86_400 - 1), "expires at the end of {date} UTC");
@@ -441,22 +531,22 @@ async fn a_superuser_filters_creates_for_others_revokes_and_manages_accounts_in_
     browser.text_containing("#manager-count", "4 tokens").await;
     expect_names(&browser, "#manager-table", &["ci deploy", "deploy-prod", "laptop", "old-script"]).await;
 
-    // Dates: nothing was created from tomorrow on; everything up to today.
-    set_date(&browser, "filter-created-from", Some(1)).await;
+    // Dates, typed as YYYY-MM-DD: nothing was created from tomorrow on; everything up to today.
+    type_date(&browser, "#filter-created-from", &utc_date_from_today(1)).await;
     browser.click("#filter-apply").await;
     browser.text_containing("#manager-count", "0 tokens").await;
     browser.visible("#manager-empty").await;
-    set_date(&browser, "filter-created-from", None).await;
-    set_date(&browser, "filter-created-to", Some(0)).await;
+    type_date(&browser, "#filter-created-from", "").await;
+    type_date(&browser, "#filter-created-to", &utc_date_from_today(0)).await;
     browser.click("#filter-apply").await;
     browser.text_containing("#manager-count", "4 tokens").await;
-    // The date inputs say they are UTC days, and the filters mean UTC days: a "from" date is
+    // The date fields say they are UTC days, and the filters mean UTC days: a "from" date is
     // its UTC midnight, a "to" date includes its whole UTC day.
     for legend in browser.texts("#filter-form legend").await {
         assert!(legend.ends_with("(UTC)"), "{legend}");
     }
-    browser.script("document.getElementById('filter-created-from').value = '2026-03-01';").await;
-    browser.script("document.getElementById('filter-created-to').value = '2026-03-01';").await;
+    type_date(&browser, "#filter-created-from", "2026-03-01").await;
+    type_date(&browser, "#filter-created-to", "2026-03-01").await;
     browser.click("#filter-apply").await;
     browser.text_containing("#manager-count", "0 tokens").await;
     let asked = browser
@@ -571,6 +661,140 @@ async fn a_superuser_filters_creates_for_others_revokes_and_manages_accounts_in_
     browser.text_containing("#whoami-roles", "token manager").await;
     browser.visible("#tab-manager").await;
     browser.gone("#tab-accounts").await;
+    browser.close().await;
+}
+
+/// The Token Manager's date filters, in the order of the page.
+const DATE_FILTERS: [&str; 6] = [
+    "#filter-created-from",
+    "#filter-created-to",
+    "#filter-used-from",
+    "#filter-used-to",
+    "#filter-expires-from",
+    "#filter-expires-to",
+];
+
+#[tokio::test]
+async fn date_filters_are_typed_as_utc_days_whatever_the_browsers_locale_in_the_browser() {
+    // Bob's tokens are created on three known UTC days, at 22:30 UTC: in the browser's zone
+    // (UTC+5:30) that is already the next day, so a filter that took local days would be off.
+    let day = tokengate::clock::utc_day(Clock::System.now()) - 20;
+    let clock = Clock::manual(day * 86_400 + 22 * 3600 + 30 * 60);
+    let gw = TestGateway::spawn_with("", &[], clock.clone()).await;
+    create_account(&gw, ROOT, true).await;
+    create_account(&gw, BOB, false).await;
+    let (_, root) = gw.token(ROOT, "admin", &["*"]).await;
+    for (offset, name) in ["first-day", "second-day", "third-day"].into_iter().enumerate() {
+        if offset > 0 {
+            clock.advance(86_400);
+        }
+        gw.token(BOB, name, &[]).await;
+    }
+    let (first, second, third) = (
+        tokengate::clock::day_to_date(day),
+        tokengate::clock::day_to_date(day + 1),
+        tokengate::clock::day_to_date(day + 2),
+    );
+
+    // A German browser: its own date format is 7.12.2026, its date picker's 07.12.2026.
+    let Some(browser) = Browser::start_in_locale(Some("de-DE")).await else { return };
+    sign_in(&browser, &gw, ROOT, &root).await;
+    let locale = browser
+        .script("return [navigator.language, new Intl.DateTimeFormat().resolvedOptions().locale, new Date(Date.UTC(2026, 11, 7, 12)).toLocaleDateString()]")
+        .await;
+    let (language, intl, shown): (String, String, String) = serde_json::from_value(locale).unwrap();
+    assert!(language.starts_with("de") && intl.starts_with("de"), "not a German browser: {language}, {intl}");
+    assert_eq!(shown, "7.12.2026");
+
+    // ... yet every date field on the page is typed in the page's own format, named beside it.
+    browser.click("#tab-manager").await;
+    browser.text_containing("#manager-count", "4 tokens").await;
+    for field in DATE_FILTERS {
+        expect_date_field(&browser, field).await;
+    }
+    assert_eq!(browser.script("return document.querySelectorAll('input[type=date]').length").await, 0);
+    browser.fill("#filter-users", BOB).await;
+    browser.click("#filter-apply").await;
+    expect_names(&browser, "#manager-table", &["first-day", "second-day", "third-day"]).await;
+
+    // A typed day is a UTC day: created on the second day only, from it on, up to it.
+    type_date(&browser, "#filter-created-from", &second).await;
+    type_date(&browser, "#filter-created-to", &second).await;
+    browser.click("#filter-apply").await;
+    expect_names(&browser, "#manager-table", &["second-day"]).await;
+    browser.text_containing("#manager-count", "1 token").await;
+    type_date(&browser, "#filter-created-to", "").await;
+    browser.click("#filter-apply").await;
+    expect_names(&browser, "#manager-table", &["second-day", "third-day"]).await;
+    // Typed as its 8 digits (a phone's number pad may have no hyphen), a day is shown as
+    // YYYY-MM-DD.
+    type_date(&browser, "#filter-created-from", "").await;
+    type_date(&browser, "#filter-created-to", &second.replace('-', "")).await;
+    browser.click("#filter-apply").await;
+    expect_names(&browser, "#manager-table", &["first-day", "second-day"]).await;
+    assert_eq!(browser.value("#filter-created-to").await, second);
+    // Expiry days too: the default lifetime from each creation day.
+    let lifetime_days = gw.config.tokens.default_lifetime.as_secs() as i64 / 86_400;
+    type_date(&browser, "#filter-created-to", "").await;
+    type_date(&browser, "#filter-expires-from", &tokengate::clock::day_to_date(day + 2 + lifetime_days)).await;
+    browser.click("#filter-apply").await;
+    expect_names(&browser, "#manager-table", &["third-day"]).await;
+    type_date(&browser, "#filter-expires-from", "").await;
+    browser.click("#filter-apply").await;
+    expect_names(&browser, "#manager-table", &["first-day", "second-day", "third-day"]).await;
+
+    // A day that is not in the calendar, or the browser's own format, or a "to" day before its
+    // "from" day: the field says why beside it, gets the focus, and nothing is asked of the
+    // gateway — the listing stays as it was.
+    let wrong = [
+        ("#filter-created-from", "2026-02-30", "2026-02-30 is not a date: February 2026 has 28 days."),
+        ("#filter-used-to", "7.12.2026", "“7.12.2026” is not a date: type it as YYYY-MM-DD, for example 2026-12-07."),
+        ("#filter-expires-from", "2026-13-01", "2026-13-01 is not a date: the month (MM) must be from 01 to 12."),
+    ];
+    for (field, typed, why) in wrong {
+        record_api_calls(&browser).await;
+        type_date(&browser, field, typed).await;
+        browser.click("#filter-apply").await;
+        let error = format!("{}-error", field);
+        assert_eq!(browser.text_containing(&error, why).await, why);
+        expect_refused_field(&browser, field).await;
+        assert_eq!(listing_calls(&browser).await, Vec::<String>::new(), "{typed} in {field} was sent");
+        expect_names(&browser, "#manager-table", &["first-day", "second-day", "third-day"]).await;
+        browser.text_containing("#manager-count", "3 tokens").await;
+        if field == "#filter-created-from" {
+            browser.screenshot("date-filter-refused").await;
+        }
+        type_date(&browser, field, "").await;
+        browser.gone(&error).await;
+    }
+    record_api_calls(&browser).await;
+    type_date(&browser, "#filter-created-from", &third).await;
+    type_date(&browser, "#filter-created-to", &first).await;
+    browser.click("#filter-apply").await;
+    browser
+        .text_containing(
+            "#filter-created-to-error",
+            &format!("{first} is before the “from” day {third}: no token could match."),
+        )
+        .await;
+    assert_eq!(listing_calls(&browser).await, Vec::<String>::new(), "a reversed range was sent");
+    // Put right, the error goes, and the listing follows.
+    type_date(&browser, "#filter-created-to", &third).await;
+    browser.gone("#filter-created-to-error").await;
+    browser.click("#filter-apply").await;
+    expect_names(&browser, "#manager-table", &["third-day"]).await;
+    let asked = listing_calls(&browser).await;
+    let from = format!("created_after={third}T00%3A00%3A00Z");
+    let to = format!("created_before={}T00%3A00%3A00Z", tokengate::clock::day_to_date(day + 3));
+    assert!(asked.iter().any(|url| url.contains(&from) && url.contains(&to)), "{asked:?}");
+
+    // Reset empties the fields and their errors.
+    type_date(&browser, "#filter-used-from", "2026-02-30").await;
+    browser.click("#filter-apply").await;
+    browser.visible("#filter-used-from-error").await;
+    browser.click("#filter-reset").await;
+    browser.gone("#filter-used-from-error").await;
+    browser.text_containing("#manager-count", "4 tokens").await;
     browser.close().await;
 }
 
@@ -919,6 +1143,14 @@ async fn the_page_holds_at_420_px_wide_in_the_browser() {
     browser.text_containing("#manager-count", "2 tokens").await;
     expect_narrow_layout(&browser, "Token Manager").await;
     browser.screenshot("narrow-token-manager").await;
+    // A date filter's error takes its own line within the range, not the page's width.
+    type_date(&browser, "#filter-expires-to", "2026-02-30").await;
+    browser.click("#filter-apply").await;
+    browser.text_containing("#filter-expires-to-error", "February 2026 has 28 days").await;
+    expect_narrow_layout(&browser, "Token Manager with a date error").await;
+    browser.screenshot("narrow-token-manager-date-error").await;
+    browser.click("#filter-reset").await;
+    browser.gone("#filter-expires-to-error").await;
     // A table wider than the window scrolls inside its own box, not the page.
     let table = browser
         .script(

@@ -76,8 +76,19 @@ fn skip_or_fail(why: &str) -> Option<Browser> {
 }
 
 impl Browser {
-    /// Starts chromedriver on a free port and a fresh headless Chromium session behind it.
+    /// Starts chromedriver on a free port and a fresh headless Chromium session behind it, in
+    /// the browser's default (English) locale.
     pub async fn start() -> Option<Browser> {
+        Self::start_in_locale(None).await
+    }
+
+    /// As [`Browser::start`], with the browser's locale set to `locale` (a BCP 47 tag such as
+    /// `de-DE`): the languages its pages ask for and see (`intl.accept_languages`:
+    /// `navigator.language`, `Accept-Language`), and the locale its pages format with (`Intl`,
+    /// `toLocaleDateString`), through DevTools' `Emulation.setLocaleOverride`. Neither `--lang`
+    /// nor `LANG` / `LANGUAGE` would do: headless Chromium ignores `--lang`, and Debian's
+    /// chromium package carries the English UI only (the others are in chromium-l10n).
+    pub async fn start_in_locale(locale: Option<&str>) -> Option<Browser> {
         let Some(chromium) = find_binary("TOKENGATE_CHROMIUM", &["chromium", "chromium-browser", "google-chrome"])
         else {
             return skip_or_fail("no chromium was found");
@@ -102,20 +113,22 @@ impl Browser {
         let mut browser = BrowserStarting { driver: Some(Driver { child: driver, port }) };
         let url = format!("http://127.0.0.1:{port}");
         wait_for_driver(port);
-        let capabilities = json!({
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": chromium,
-                // The flags this machine kind needs: no sandbox as root, and no background
-                // traffic towards a network that is closed.
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    "--disable-dev-shm-usage", "--window-size=1400,1000",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ],
-            },
+        let mut options = json!({
+            "binary": chromium,
+            // The flags this machine kind needs: no sandbox as root, and no background
+            // traffic towards a network that is closed.
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--window-size=1400,1000",
+                format!("--user-data-dir={}", profile.path().display()),
+            ],
         });
+        if let Some(locale) = locale {
+            let language = locale.split('-').next().unwrap_or(locale);
+            options["prefs"] = json!({ "intl.accept_languages": format!("{locale},{language}") });
+        }
+        let capabilities = json!({ "browserName": "chrome", "goog:chromeOptions": options });
         let capabilities = capabilities.as_object().unwrap().clone();
         let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(capabilities)
@@ -124,6 +137,10 @@ impl Browser {
             .unwrap_or_else(|error| {
                 panic!("{} did not open a session in {}: {error}", chromedriver.display(), chromium.display())
             });
+        if let Some(locale) = locale {
+            let set_locale = DevTools { command: "Emulation.setLocaleOverride", params: json!({ "locale": locale }) };
+            client.issue_cmd(set_locale).await.unwrap_or_else(|error| panic!("the browser kept its locale: {error}"));
+        }
         Some(Browser { client, driver: browser.driver.take().unwrap(), _profile: profile })
     }
 
@@ -232,6 +249,28 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         self.driver.stop();
+    }
+}
+
+/// A Chrome DevTools Protocol command, sent through chromedriver's `goog/cdp/execute`; it
+/// applies to the session's page from then on.
+#[derive(Debug)]
+struct DevTools {
+    command: &'static str,
+    params: serde_json::Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for DevTools {
+    fn endpoint(
+        &self,
+        base_url: &reqwest::Url,
+        session_id: Option<&str>,
+    ) -> Result<reqwest::Url, <reqwest::Url as std::str::FromStr>::Err> {
+        base_url.join(&format!("session/{}/goog/cdp/execute", session_id.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _url: &reqwest::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(json!({ "cmd": self.command, "params": self.params }).to_string()))
     }
 }
 

@@ -158,8 +158,8 @@
 
   /**
    * Every time the page shows is UTC, minutes precision, the zone stated: 2026-12-07 14:03 UTC.
-   * One format and one zone everywhere, the same as the date inputs (which are UTC days), the
-   * usage days and the command line.
+   * One format and one zone everywhere, the same as the date fields (typed as YYYY-MM-DD, UTC
+   * days), the usage days and the command line.
    */
   function formatTime(iso) {
     const d = new Date(iso);
@@ -200,25 +200,109 @@
     return hours === 1 ? '1 hour' : `${hours} hours`;
   }
 
+  // ---- typed dates: YYYY-MM-DD, a UTC day ----
+  //
+  // Every date field is a text field in the format the page shows (2026-12-07), never an
+  // <input type="date">, which a browser renders in its own locale's format (12/07/2026,
+  // 07.12.2026): what is typed, what is shown and what the command line takes are one format.
+  // A date means a UTC day, whatever the browser's zone.
+
+  /** A typed date: YYYY-MM-DD, or its 8 digits alone (a phone's number pad may have no hyphen). */
+  const DATE_SHAPE = /^(\d{4})-?(\d{2})-?(\d{2})$/;
+  const MONTH_NAMES = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December'];
+  /** Years a date field takes: tokens are newer than 1970, and RFC 3339 ends with 9999. */
+  const FIRST_YEAR = 1970;
+  const LAST_YEAR = 9999;
+
   /**
-   * A date input's value (yyyy-mm-dd, a UTC day, whatever the browser's zone) as the RFC 3339
-   * instant its day starts (`offsetDays` later): 2026-12-07 is 2026-12-07T00:00:00Z.
+   * Reads what was typed into a date field: `{ date: 'YYYY-MM-DD' }` for a day of the calendar,
+   * `{ date: '' }` when nothing was typed, else `{ error }`, a sentence that says what is wrong.
    */
-  function dayStart(dateText, offsetDays = 0) {
-    const [year, month, day] = dateText.split('-').map(Number);
-    const start = new Date(Date.UTC(year, month - 1, day + offsetDays));
-    return start.toISOString().replace(/\.\d{3}Z$/, 'Z');
+  function parseDay(text) {
+    const typed = text.trim();
+    if (!typed) return { date: '' };
+    const match = DATE_SHAPE.exec(typed);
+    if (!match) return { error: `“${typed}” is not a date: type it as YYYY-MM-DD, for example 2026-12-07.` };
+    const date = `${match[1]}-${match[2]}-${match[3]}`;
+    const [year, month, day] = match.slice(1).map(Number);
+    if (year < FIRST_YEAR || year > LAST_YEAR) return { error: `${date} is not a date this page takes: the year must be from ${FIRST_YEAR} to ${LAST_YEAR}.` };
+    if (month < 1 || month > 12) return { error: `${date} is not a date: the month (MM) must be from 01 to 12.` };
+    const days = new Date(Date.UTC(year, month, 0)).getUTCDate();
+    if (day < 1 || day > days) return { error: `${date} is not a date: ${MONTH_NAMES[month - 1]} ${year} has ${days} days.` };
+    return { date };
+  }
+
+  /** Shows a date field's error next to it (or clears it), and marks the field invalid for assistive technology. */
+  function markDateField(input, message) {
+    input.setCustomValidity(message || '');
+    if (message) input.setAttribute('aria-invalid', 'true');
+    else input.removeAttribute('aria-invalid');
+    showError(`${input.id}-error`, message || null);
+  }
+
+  /**
+   * Checks a date field: its UTC day ('YYYY-MM-DD', or '' when empty), or null when it holds
+   * no valid day, and the field then says why. `rule(date)` is the field's own bound: a
+   * message, or '' when the day is within it. A day typed as 8 digits is shown as YYYY-MM-DD.
+   */
+  function checkDateField(input, rule) {
+    const { date, error } = parseDay(input.value);
+    let message = error || '';
+    if (!message && date) {
+      if (input.value !== date) input.value = date;
+      if (rule) message = rule(date);
+    }
+    markDateField(input, message);
+    return message ? null : date;
+  }
+
+  /** Clears the marks of the date fields in `form` (after a reset). */
+  function clearDateFields(form) {
+    for (const input of form.querySelectorAll('input.date')) markDateField(input, '');
+  }
+
+  /**
+   * A date field is checked when its form is submitted, not when the person leaves it: a
+   * message appearing as the field loses focus to the submit button would move that button
+   * from under the pointer, and the click would be lost. Once found wrong, the field is
+   * checked again as they type, so that the message goes as soon as the day is right (and no
+   * other message appears half-way through typing).
+   */
+  function wireDateField(input, rule) {
+    const recheck = () => {
+      if (input.getAttribute('aria-invalid') !== 'true') return;
+      const { date, error } = parseDay(input.value);
+      if (!error && !(date && rule && rule(date))) markDateField(input, '');
+    };
+    // `change` too: a field emptied or filled in other ways than typing (autofill, a script).
+    input.addEventListener('input', recheck);
+    input.addEventListener('change', recheck);
+  }
+
+  /** `date` (YYYY-MM-DD) `offset` days later, as YYYY-MM-DD; null past the year 9999. */
+  function addUtcDays(date, offset) {
+    const [year, month, day] = date.split('-').map(Number);
+    const moved = new Date(Date.UTC(year, month - 1, day + offset));
+    return moved.getUTCFullYear() > LAST_YEAR ? null : moved.toISOString().slice(0, 10);
+  }
+
+  /**
+   * The RFC 3339 instant a UTC day starts, `offsetDays` later: 2026-12-07 is
+   * 2026-12-07T00:00:00Z. Null past the year 9999 (RFC 3339's last).
+   */
+  function dayStart(date, offsetDays = 0) {
+    const day = addUtcDays(date, offsetDays);
+    return day === null ? null : `${day}T00:00:00Z`;
   }
 
   /** The last second of a UTC day, as RFC 3339: 2026-12-07 is 2026-12-07T23:59:59Z. */
-  function dayEnd(dateText) {
-    const next = new Date(dayStart(dateText, 1));
-    return new Date(next.getTime() - 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  function dayEnd(date) {
+    return `${date}T23:59:59Z`;
   }
 
-  /** The UTC day of `date`, as a date input's value. */
-  function dateInputValue(date) {
-    return date.toISOString().slice(0, 10);
+  /** The UTC day of the instant `ms` (milliseconds since the epoch), as YYYY-MM-DD. */
+  function utcDate(ms) {
+    return new Date(Math.min(ms, Date.UTC(LAST_YEAR, 11, 31))).toISOString().slice(0, 10);
   }
 
   // ---- token tables ----
@@ -339,12 +423,6 @@
   }
 
   const requestsWords = (count) => `${count} ${count === 1 ? 'request' : 'requests'}`;
-
-  /** The UTC date `offset` days from `date` (both yyyy-mm-dd). */
-  function addUtcDays(date, offset) {
-    const [year, month, day] = date.split('-').map(Number);
-    return new Date(Date.UTC(year, month - 1, day + offset)).toISOString().slice(0, 10);
-  }
 
   /**
    * Requests per UTC day over the `days` days ending today, oldest first: the usage document
@@ -616,24 +694,51 @@
 
   // ---- Token Manager tab ----
 
+  /** The Token Manager's date ranges: the "from" and "to" fields, and the API's bounds for them. */
+  const FILTER_RANGES = [
+    { from: 'filter-created-from', to: 'filter-created-to', after: 'created_after', before: 'created_before' },
+    { from: 'filter-used-from', to: 'filter-used-to', after: 'used_after', before: 'used_before' },
+    { from: 'filter-expires-from', to: 'filter-expires-to', after: 'expires_after', before: 'expires_before' },
+  ];
+
+  /** A "to" day before its "from" day matches nothing: said at the "to" field. */
+  function rangeRule(range) {
+    return (to) => {
+      const from = parseDay($(range.from).value).date;
+      return from && to < from ? `${to} is before the “from” day ${from}: no token could match.` : '';
+    };
+  }
+
+  /**
+   * Checks every date filter, each showing its own error: true when all hold a day or nothing.
+   * With `focus`, the first wrong field gets the focus.
+   */
+  function checkFilterDates({ focus = false } = {}) {
+    let first = null;
+    for (const range of FILTER_RANGES) {
+      if (checkDateField($(range.from)) === null) first = first || $(range.from);
+      if (checkDateField($(range.to), rangeRule(range)) === null) first = first || $(range.to);
+    }
+    if (first && focus) first.focus();
+    return first === null;
+  }
+
+  /** The listing's query from the filters; null while a date filter holds no valid day. */
   function managerQuery() {
+    if (!checkFilterDates()) return null;
     const params = new URLSearchParams();
     for (const email of $('filter-users').value.split(/[\s,;]+/).filter(Boolean)) params.append('user', email);
     const search = $('filter-search').value.trim();
     if (search) params.set('search', search);
     params.set('status', $('filter-status').value);
-    const ranges = [
-      ['filter-created-from', 'created_after', 0],
-      ['filter-created-to', 'created_before', 1],
-      ['filter-used-from', 'used_after', 0],
-      ['filter-used-to', 'used_before', 1],
-      ['filter-expires-from', 'expires_after', 0],
-      ['filter-expires-to', 'expires_before', 1],
-    ];
-    // A "to" date includes its whole day: the bound is the start of the next day.
-    for (const [id, key, offset] of ranges) {
-      const value = $(id).value;
-      if (value) params.set(key, dayStart(value, offset));
+    // A "from" day starts at its 00:00:00Z; a "to" day includes its whole day: the bound is
+    // the start of the next day (none after 9999-12-31: nothing is later). Empty: no bound.
+    for (const range of FILTER_RANGES) {
+      const from = $(range.from).value;
+      const to = $(range.to).value;
+      if (from) params.set(range.after, dayStart(from));
+      const before = to ? dayStart(to, 1) : null;
+      if (before) params.set(range.before, before);
     }
     const unused = $('filter-unused').value;
     if (unused) params.set('unused_for', unused);
@@ -644,12 +749,18 @@
 
   let managerRequests = 0;
 
+  /**
+   * Lists the tokens the filters select. While a date filter is wrong nothing is asked and
+   * the table stays as it was: the wrong field says why.
+   */
   async function loadManagerTokens() {
+    const query = managerQuery();
+    if (query === null) return;
     showError('manager-error', null);
     // Filters applied in quick succession: only the latest answer is shown.
     const request = ++managerRequests;
     try {
-      const tokens = await api('GET', `/api/v1/tokens?${managerQuery()}`);
+      const tokens = await api('GET', `/api/v1/tokens?${query}`);
       if (request !== managerRequests) return;
       fillTable('manager-table', 'manager-empty', tokens, { withOwner: true, actions: ['revoke'] });
       $('manager-count').textContent = tokens.length === 1 ? '1 token' : `${tokens.length} tokens`;
@@ -658,6 +769,13 @@
       $('manager-table').querySelector('tbody').replaceChildren();
       $('manager-count').textContent = '';
       showError('manager-error', error);
+    }
+  }
+
+  function wireFilterDates() {
+    for (const range of FILTER_RANGES) {
+      wireDateField($(range.from));
+      wireDateField($(range.to), rangeRule(range));
     }
   }
 
@@ -860,15 +978,40 @@
     options.push(el('option', { value: 'date' }, 'Choose a date…'));
     if (policy.allow_never_expires) options.push(el('option', { value: 'never' }, 'Never'));
     select.replaceChildren(...options);
-    // UTC days: tomorrow at the earliest; the token lives to the end of the chosen day, which
-    // must be within the maximum.
-    const day = 86400 * 1000;
-    $('create-date').min = dateInputValue(new Date(Date.now() + day));
-    $('create-date').max = dateInputValue(new Date(Date.now() + policy.max_lifetime_seconds * 1000 - day));
     $('create-expiry-hint').textContent = `Tokens live at most ${lifetimeWords(policy.max_lifetime_seconds)}${
       policy.allow_never_expires ? ', or forever' : ''
     }.`;
+    showExpiryRange();
     $('create-date-field').hidden = true;
+  }
+
+  /**
+   * The UTC days a new token may be chosen to expire at the end of: tomorrow at the earliest,
+   * and a day whose end is within the maximum lifetime at the latest. Read from the clock each
+   * time, so a dialog left open over midnight (UTC) still checks the right days.
+   */
+  function expiryRange() {
+    const day = 86400 * 1000;
+    return {
+      first: utcDate(Date.now() + day),
+      last: utcDate(Date.now() + state.policy.max_lifetime_seconds * 1000 - day),
+    };
+  }
+
+  function showExpiryRange() {
+    const { first, last } = expiryRange();
+    $('create-date-range').textContent =
+      first <= last ? `A day from ${first} to ${last}; the token works until 23:59:59 UTC that day.` : '';
+  }
+
+  /** The expiry day's bound: a message with the days allowed, or '' when `date` is one of them. */
+  function expiryRule(date) {
+    const { first, last } = expiryRange();
+    const lifetime = lifetimeWords(state.policy.max_lifetime_seconds);
+    if (first > last) return `No day fits: tokens live at most ${lifetime}. Choose a lifetime from the list instead.`;
+    if (date < first) return `${date} is too early: choose a day from ${first} to ${last} (UTC). The token must live past today.`;
+    if (date > last) return `${date} is too late: choose a day from ${first} to ${last} (UTC). Tokens live at most ${lifetime}.`;
+    return '';
   }
 
   function fillScopeChoices() {
@@ -892,6 +1035,7 @@
   function openCreate(forOther) {
     state.createFor = forOther ? 'other' : 'self';
     $('create-form').reset();
+    clearDateFields($('create-form'));
     showError('create-error', null);
     $('create-owner-field').hidden = !forOther;
     $('create-title').textContent = forOther ? 'Create an API token for an account' : 'Create an API token';
@@ -899,6 +1043,14 @@
     fillScopeChoices();
     $('create-dialog').showModal();
     (forOther ? $('create-owner') : $('create-name')).focus();
+  }
+
+  /** A field that holds no valid value and shows its own error beside it. */
+  class FieldError extends Error {
+    constructor(input) {
+      super(input.validationMessage);
+      this.input = input;
+    }
   }
 
   function createRequest() {
@@ -912,8 +1064,13 @@
     const expiry = $('create-expiry').value;
     if (expiry === 'never') body.never_expires = true;
     else if (expiry === 'date') {
-      const date = $('create-date').value;
-      if (!date) throw new Error('Choose the expiry date.');
+      const input = $('create-date');
+      const date = checkDateField(input, expiryRule);
+      if (date === '') {
+        const { first, last } = expiryRange();
+        markDateField(input, first <= last ? `Type the expiry day as YYYY-MM-DD (UTC): a day from ${first} to ${last}.` : expiryRule(first));
+      }
+      if (!date) throw new FieldError(input);
       body.expires_at = dayEnd(date);
     } else body.expires_in = expiry;
     const scopes = [...$('create-scopes').querySelectorAll('input[name=scope]:checked')].map((box) => box.value);
@@ -931,7 +1088,9 @@
     try {
       body = createRequest();
     } catch (error) {
-      showError('create-error', error);
+      // A wrong field says why next to it; nothing is sent.
+      if (error instanceof FieldError) error.input.focus();
+      else showError('create-error', error);
       return;
     }
     await busy($('create-submit'), async () => {
@@ -1250,6 +1409,7 @@
     for (const table of ['tokens-table', 'manager-table', 'accounts-table', 'cap-table']) $(table).querySelector('tbody').replaceChildren();
     state.pendingCap = null;
     for (const form of ['filter-form', 'account-form']) $(form).reset();
+    clearDateFields($('filter-form'));
     $('manager-count').textContent = '';
     showBanner(null);
     showSignIn(message);
@@ -1294,8 +1454,12 @@
     $('manager-create').addEventListener('click', () => openCreate(true));
     $('create-form').addEventListener('submit', submitCreate);
     $('create-expiry').addEventListener('change', () => {
-      $('create-date-field').hidden = $('create-expiry').value !== 'date';
+      const byDate = $('create-expiry').value === 'date';
+      $('create-date-field').hidden = !byDate;
+      if (byDate) showExpiryRange();
+      else markDateField($('create-date'), '');
     });
+    wireDateField($('create-date'), expiryRule);
     closeOnClick('create-cancel', 'create-dialog');
 
     $('secret-copy').addEventListener('click', copySecret);
@@ -1318,12 +1482,14 @@
 
     $('filter-form').addEventListener('submit', (event) => {
       event.preventDefault();
-      loadManagerTokens();
+      if (checkFilterDates({ focus: true })) loadManagerTokens();
     });
     $('filter-reset').addEventListener('click', () => {
       $('filter-form').reset();
+      clearDateFields($('filter-form'));
       loadManagerTokens();
     });
+    wireFilterDates();
     $('account-form').addEventListener('submit', addAccount);
     wireUsage();
   }
