@@ -124,7 +124,23 @@ pub fn router(health: Arc<Health>, api: Arc<api::ApiState>, metrics_require_auth
         .merge(web::router())
         .merge(api::router(api))
         .layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY))
+        .layer(axum::middleware::map_response(too_large_as_json))
         .layer(axum::middleware::map_response(no_sniff))
+}
+
+/// A body over the limit is refused by axum's extractor before any handler runs, with a plain
+/// text 413; scripts get the API's JSON error instead, like every other refusal.
+async fn too_large_as_json(response: Response) -> Response {
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    if response.status() != StatusCode::PAYLOAD_TOO_LARGE || is_json {
+        return response;
+    }
+    let message = format!("the request body is larger than {} KiB", api::MAX_BODY / 1024);
+    (StatusCode::PAYLOAD_TOO_LARGE, Json(json!({"error": {"code": "payload_too_large", "message": message}})))
+        .into_response()
 }
 
 /// Every admin response is taken for the type it declares (JSON stays JSON in a browser).

@@ -142,7 +142,13 @@ pub struct ProxyConfig {
     /// Request headers dropped before a request goes upstream, besides the built-in identity
     /// and client-address headers (lower-case).
     pub strip_request_headers: Vec<http::HeaderName>,
+    /// The methods proxied (`proxy.methods`); others get 405. Never `CONNECT` or `TRACE`.
+    pub methods: Vec<http::Method>,
 }
+
+/// `proxy.methods` by default: what REST APIs use. `CONNECT` (a tunnel) and `TRACE` (which
+/// echoes the request, credentials included) are never proxied.
+pub const DEFAULT_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
 /// `[admin]`: the listener for the web page, the JSON API, health and metrics, kept apart from
 /// the proxy so it can be bound to a private address.

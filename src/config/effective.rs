@@ -141,6 +141,7 @@ fn effective_proxy(proxy: &ProxyConfig) -> RawProxy {
         upstream_tls: _,
         tls,
         strip_request_headers,
+        methods,
     } = proxy;
     RawProxy {
         listen: listen.to_string(),
@@ -155,6 +156,7 @@ fn effective_proxy(proxy: &ProxyConfig) -> RawProxy {
         tls_cert_file: tls.as_ref().map(|tls| tls.cert_file.display().to_string()),
         tls_key_file: tls.as_ref().map(|tls| tls.key_file.display().to_string()),
         strip_request_headers: strip_request_headers.iter().map(|name| name.as_str().to_owned()).collect(),
+        methods: methods.iter().map(|method| method.as_str().to_owned()).collect(),
     }
 }
 
@@ -339,6 +341,7 @@ upstream_ca_file = "{dir}/cert.pem"
 tls_cert_file = "{dir}/cert.pem"
 tls_key_file = "{dir}/key.pem"
 strip_request_headers = ["X-Debug", "cookie"]
+methods = ["GET", "POST", "PROPFIND"]
 
 [admin]
 listen = "127.0.0.1:18081"

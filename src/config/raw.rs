@@ -57,6 +57,7 @@ pub(super) struct RawProxy {
     pub tls_cert_file: Option<String>,
     pub tls_key_file: Option<String>,
     pub strip_request_headers: Vec<String>,
+    pub methods: Vec<String>,
 }
 
 impl Default for RawProxy {
@@ -73,6 +74,7 @@ impl Default for RawProxy {
             tls_cert_file: None,
             tls_key_file: None,
             strip_request_headers: Vec::new(),
+            methods: super::DEFAULT_METHODS.iter().map(|m| (*m).to_owned()).collect(),
         }
     }
 }

@@ -84,6 +84,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                     .map_err(|_| invalid("proxy.strip_request_headers", format!("{name:?} is not a header name")))
             })
             .collect::<Result<_, _>>()?,
+        methods: proxy_methods(&raw.proxy.methods).map_err(|e| invalid("proxy.methods", e))?,
     };
     if proxy.realm.is_empty() || proxy.realm.chars().any(|c| c == '"' || c.is_control()) {
         return Err(invalid("proxy.realm", "must be non-empty, without quotes or control characters".into()));
@@ -365,6 +366,28 @@ fn positive(duration: Duration, key: &str) -> Result<Duration, ConfigError> {
     } else {
         Ok(duration)
     }
+}
+
+/// `proxy.methods`: upper case, known to HTTP's grammar, no duplicates, never CONNECT or TRACE.
+fn proxy_methods(names: &[String]) -> Result<Vec<Method>, String> {
+    if names.is_empty() {
+        return Err("lists no method: nothing could be proxied".into());
+    }
+    let mut methods: Vec<Method> = Vec::new();
+    for name in names {
+        let method = Method::from_bytes(name.as_bytes()).map_err(|_| format!("{name:?} is not a method"))?;
+        if !crate::data::proxy::route::is_standard_spelling(&method) {
+            return Err(format!("{name:?}: methods are written in upper case"));
+        }
+        if method == Method::CONNECT || method == Method::TRACE {
+            return Err(format!("{name} is never proxied (CONNECT opens a tunnel, TRACE echoes credentials)"));
+        }
+        if methods.contains(&method) {
+            return Err(format!("{name} is listed twice"));
+        }
+        methods.push(method);
+    }
+    Ok(methods)
 }
 
 fn parse_cidr(text: &str) -> Result<IpNet, String> {

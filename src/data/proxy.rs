@@ -57,8 +57,12 @@ pub enum Outcome {
     RateLimited,
     /// 502 or 504: the upstream could not be reached or did not answer in time.
     UpstreamError,
-    /// 400 or 404 before any authentication: a method, path or route the gateway refuses.
+    /// 400, 404 or 405 before any authentication: a method, host, path or route the gateway
+    /// refuses.
     Rejected,
+    /// 400 after forwarding began: the client's request body was malformed or cut off. The
+    /// client's fault, counted apart from upstream errors so that it raises no upstream alarm.
+    ClientError,
 }
 
 impl Outcome {
@@ -72,6 +76,7 @@ impl Outcome {
             Outcome::RateLimited => "rate_limited",
             Outcome::UpstreamError => "upstream_error",
             Outcome::Rejected => "rejected",
+            Outcome::ClientError => "client_error",
         }
     }
 }
@@ -195,7 +200,10 @@ impl Proxy {
         pinned: &Pinned,
         trace: &mut Trace,
     ) -> Result<(Response<ProxyBody>, Outcome), Stop> {
-        check_method(&request)?;
+        check_method(live, request.method())?;
+        live.router
+            .check_host(request.version(), request.uri(), request.headers())
+            .map_err(|error| refused(error, request.uri().path()))?;
         // A handle on the request's own path bytes (a reference-counted clone, no copy), so the
         // canonical form can borrow it after the request moves on; it allocates only when the
         // path had to be rewritten.
@@ -248,6 +256,7 @@ impl Proxy {
             tracing::info!(reason, "forward-auth check refused: malformed");
             Stop::rejected(reject::bad_check(reason))
         })?;
+        check_method(live, &original.method)?;
         // Host routes match the host the asking proxy names (`X-Forwarded-Host`).
         let host =
             live.router.forwarded_host_of(request.headers()).map_err(|error| refused(error, original.uri.path()))?;
@@ -327,6 +336,10 @@ impl Proxy {
                 tracing::warn!(upstream = %route.upstream, %error, "upstream unreachable");
                 Stop::new(reject::bad_gateway(), Outcome::UpstreamError)
             }
+            ForwardError::ClientBody => {
+                tracing::info!(upstream = %route.upstream, "request refused: the client's body was malformed or cut off");
+                Stop::new(reject::bad_body(), Outcome::ClientError)
+            }
             ForwardError::TimedOut => {
                 tracing::warn!(upstream = %route.upstream, timeout_ms = live.upstream_timeout.as_millis() as u64,
                     "upstream timed out");
@@ -352,14 +365,19 @@ fn locate<'p>(
     Ok((path.path, route))
 }
 
-/// A method the upstream might read differently from us (`delete` executed as DELETE by
-/// frameworks that upper-case it) never reaches it: scopes are decided per method.
-fn check_method(request: &Request<Incoming>) -> Result<(), Stop> {
-    if route::is_standard_spelling(request.method()) {
+/// Only the methods of `proxy.methods` are forwarded (405 otherwise; CONNECT and TRACE never
+/// are). A method the upstream might read differently from us (`delete` executed as DELETE by
+/// frameworks that upper-case it) never reaches it either: scopes are decided per method.
+fn check_method(live: &ProxySettings, method: &http::Method) -> Result<(), Stop> {
+    if live.methods.contains(method) {
         return Ok(());
     }
-    tracing::info!(method = %request.method(), "request refused: method not in upper case");
-    Err(Stop::rejected(reject::bad_method()))
+    if !route::is_standard_spelling(method) {
+        tracing::info!(%method, "request refused: method not in upper case");
+        return Err(Stop::rejected(reject::bad_method()));
+    }
+    tracing::info!(%method, "request refused: method not proxied");
+    Err(Stop::rejected(reject::method_not_allowed(&live.allow)))
 }
 
 /// A 400 for a path (or host) that routing refuses, naming the reason; logged with it.
@@ -426,7 +444,7 @@ impl Presented {
                 Outcome::Forbidden => (id, UsageOutcome::Forbidden),
                 Outcome::RateLimited => (id, UsageOutcome::Limited),
                 // The upstream's answer, or the gateway's 502/504 (or 400) in its place.
-                Outcome::Authorised | Outcome::UpstreamError | Outcome::Rejected => {
+                Outcome::Authorised | Outcome::UpstreamError | Outcome::Rejected | Outcome::ClientError => {
                     (id, UsageOutcome::of_status(status))
                 }
                 Outcome::Public | Outcome::Unauthenticated => return None,

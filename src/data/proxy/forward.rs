@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use http::header::{
-    AUTHORIZATION, CONNECTION, HOST, HeaderMap, HeaderName, HeaderValue, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE,
-    TRAILER, TRANSFER_ENCODING, UPGRADE,
+    AUTHORIZATION, CONNECTION, COOKIE, HOST, HeaderMap, HeaderName, HeaderValue, PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
@@ -128,6 +128,26 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     strip_headers(headers, |_| false);
 }
 
+/// HTTP/2 clients may split `Cookie` into one field per cookie (RFC 9113 §8.2.3); an HTTP/1.1
+/// upstream expects one `Cookie` header (RFC 6265 §5.4), so several are joined with `; `.
+fn join_cookies(headers: &mut HeaderMap) {
+    let mut crumbs = headers.get_all(COOKIE).iter();
+    if crumbs.next().is_none() || crumbs.next().is_none() {
+        return;
+    }
+    let mut joined: Vec<u8> = Vec::new();
+    for crumb in headers.get_all(COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(crumb.as_bytes());
+    }
+    // Joined valid values with "; " are a valid value.
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(COOKIE, value);
+    }
+}
+
 /// Removes, in one pass over the names, the hop-by-hop headers, those the `Connection` header
 /// names, and those `also` picks. A removal costs a lookup, so a request that carries none of
 /// them (the common case) is only read.
@@ -197,6 +217,7 @@ pub fn upstream_request(
     strip_headers(headers, |name| {
         header_policy.strips(name.as_str()) || (strip_authorization && name == AUTHORIZATION)
     });
+    join_cookies(headers);
     // Room for the forwarding and identity headers at once, rather than growing the map (and
     // rehashing it) as they arrive.
     headers.reserve(8);
@@ -249,6 +270,8 @@ pub enum ForwardError {
     Unreachable(UpstreamError),
     /// No response head within `proxy.upstream_timeout`: 504.
     TimedOut,
+    /// The client's body broke on the way (malformed chunks, cut off): 400, the client's fault.
+    ClientBody,
 }
 
 /// Sends the request, streaming its body, and waits for the response head. It times out when
@@ -271,6 +294,7 @@ pub async fn send(
                 strip_hop_by_hop(response.headers_mut());
                 Ok(response)
             }
+            Err(_) if progress.client_failed() => Err(ForwardError::ClientBody),
             Err(error) => Err(ForwardError::Unreachable(error)),
         },
         _ = progress.idle_for(timeout) => Err(ForwardError::TimedOut),

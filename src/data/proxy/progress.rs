@@ -4,7 +4,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -12,14 +12,22 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::time::Instant;
 
-/// When the upload last moved, in milliseconds since `start`.
+/// When the upload last moved, in milliseconds since `start`, and whether it failed.
 #[derive(Debug)]
 pub struct Progress {
     start: Instant,
     last_ms: AtomicU64,
+    /// The client's body broke (malformed chunks, a connection closed mid-upload): why the
+    /// upstream request failed, if it did, is the client's doing.
+    client_failed: AtomicBool,
 }
 
 impl Progress {
+    /// Whether reading the client's body failed.
+    pub fn client_failed(&self) -> bool {
+        self.client_failed.load(Ordering::Relaxed)
+    }
+
     fn touch(&self) {
         let elapsed = self.start.elapsed().as_millis() as u64;
         self.last_ms.fetch_max(elapsed, Ordering::Relaxed);
@@ -53,7 +61,11 @@ pub struct ProgressBody {
 impl ProgressBody {
     /// Wraps a request body; the [`Progress`] it returns is what the upstream timeout watches.
     pub fn new(inner: Incoming) -> (ProgressBody, Arc<Progress>) {
-        let progress = Arc::new(Progress { start: Instant::now(), last_ms: AtomicU64::new(0) });
+        let progress = Arc::new(Progress {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            client_failed: AtomicBool::new(false),
+        });
         (ProgressBody { inner, progress: Arc::clone(&progress) }, progress)
     }
 }
@@ -66,6 +78,9 @@ impl Body for ProgressBody {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if polled.is_ready() {
             self.progress.touch();
+        }
+        if let Poll::Ready(Some(Err(_))) = &polled {
+            self.progress.client_failed.store(true, Ordering::Relaxed);
         }
         polled
     }

@@ -92,6 +92,26 @@ pub fn bad_method() -> Response<ProxyBody> {
     )
 }
 
+/// 405: a method the proxy does not forward (`proxy.methods`; never CONNECT or TRACE), with
+/// the ones it does in `Allow`.
+pub fn method_not_allowed(allow: &HeaderValue) -> Response<ProxyBody> {
+    let mut response = json_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        r#"{"error":{"code":"method_not_allowed","message":"this method is not proxied; Allow lists those that are"}}"#,
+    );
+    response.headers_mut().insert(http::header::ALLOW, allow.clone());
+    response
+}
+
+/// 400: the client's request body was malformed (a broken chunked encoding) or cut off: the
+/// client's fault, not the upstream's.
+pub fn bad_body() -> Response<ProxyBody> {
+    json_error(
+        StatusCode::BAD_REQUEST,
+        r#"{"error":{"code":"bad_request","message":"the request body was malformed or ended early"}}"#,
+    )
+}
+
 /// 404: no route's prefix matches the path.
 pub fn no_route() -> Response<ProxyBody> {
     json_error(StatusCode::NOT_FOUND, r#"{"error":{"code":"not_found","message":"no route matches this path"}}"#)

@@ -7,7 +7,7 @@ mod canonical;
 use std::sync::Arc;
 
 use http::header::{HOST, HeaderMap};
-use http::{Method, Uri};
+use http::{Method, Uri, Version};
 
 use crate::config::{RequiredScopes, RouteConfig, Upstream};
 
@@ -133,6 +133,31 @@ impl Router {
         routes.sort_by_key(|r| (r.host.is_none(), std::cmp::Reverse(r.prefix.len())));
         let by_host = routes.iter().any(|r| r.host.is_some());
         Router { routes, by_host, default_port }
+    }
+
+    /// Every request names its host once: HTTP/1.1 needs `Host`, nobody may send two, and a
+    /// `Host` beside an authority (HTTP/2's `:authority`, an absolute URI) must name the same
+    /// host. Otherwise the gateway, its `X-Forwarded-Host` and the upstream could each read a
+    /// different host. Checked on every request, whether or not routes have hosts.
+    pub fn check_host(&self, version: Version, uri: &Uri, headers: &HeaderMap) -> Result<(), PathError> {
+        let mut values = headers.get_all(HOST).iter();
+        let header = values.next();
+        if values.next().is_some() {
+            return Err(PathError::ConflictingHost);
+        }
+        match (header, uri.authority()) {
+            (None, _) if version == Version::HTTP_11 => Err(PathError::MissingHost),
+            (Some(header), Some(authority)) => {
+                let header = header.to_str().map_err(|_| PathError::BadHost)?;
+                let same = header.eq_ignore_ascii_case(authority.as_str())
+                    || matches!(
+                        (RequestHost::parse(header, self.default_port), RequestHost::parse(authority.as_str(), self.default_port)),
+                        (Some(a), Some(b)) if a.is_same(&b)
+                    );
+                if same { Ok(()) } else { Err(PathError::ConflictingHost) }
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The host a request is for, when some route has a host (else `None` without reading
@@ -316,9 +341,11 @@ pub enum PathError {
     CaseFolded,
     /// The `Host` header or the authority is not a host name, where routes have hosts.
     BadHost,
-    /// Two `Host` headers, or `Host` and the authority naming different hosts, where routes
-    /// have hosts.
+    /// Two `Host` headers, or `Host` and the authority (`:authority`, an absolute URI) naming
+    /// different hosts.
     ConflictingHost,
+    /// An HTTP/1.1 request without `Host`, which the protocol requires.
+    MissingHost,
 }
 
 impl PathError {
@@ -340,6 +367,7 @@ impl PathError {
             PathError::CaseFolded => "case_folded",
             PathError::BadHost => "bad_host",
             PathError::ConflictingHost => "conflicting_host",
+            PathError::MissingHost => "missing_host",
         }
     }
 
@@ -367,6 +395,7 @@ impl PathError {
             PathError::ConflictingHost => {
                 "the request names its host twice (Host repeated, or different from :authority or the absolute URI)"
             }
+            PathError::MissingHost => "an HTTP/1.1 request must have a Host header",
         }
     }
 }

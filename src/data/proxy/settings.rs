@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderValue;
+use http::{HeaderValue, Method};
 use ipnet::IpNet;
 
 use super::forward::RequestHeaderPolicy;
@@ -32,6 +32,10 @@ pub struct ProxySettings {
     pub upstream_timeout: Duration,
     /// Which client headers never reach an upstream (`proxy.strip_request_headers`).
     pub header_policy: RequestHeaderPolicy,
+    /// `proxy.methods`: what is proxied; anything else gets 405.
+    pub methods: Vec<Method>,
+    /// The 405's `Allow`: those methods, listed once.
+    pub allow: HeaderValue,
     /// `forward_auth.path`: where forward-auth checks are answered; `None`: off.
     pub forward_auth_path: Option<String>,
     /// One access record per request (`log.access`).
@@ -51,9 +55,18 @@ impl ProxySettings {
             trusted_proxies: config.proxy.trusted_proxies.clone(),
             upstream_timeout: config.proxy.upstream_timeout,
             header_policy: RequestHeaderPolicy::new(&config.proxy.strip_request_headers),
+            methods: config.proxy.methods.clone(),
+            allow: allow_header(&config.proxy.methods),
             forward_auth_path: config.forward_auth.path.clone(),
             access_log: config.log.access,
             count_usage: config.usage.counters,
         }
     }
+}
+
+/// `Allow: GET, HEAD, ...`: the methods the proxy forwards.
+fn allow_header(methods: &[Method]) -> HeaderValue {
+    let names: Vec<&str> = methods.iter().map(Method::as_str).collect();
+    // Methods are tokens, which are always valid header text.
+    HeaderValue::from_str(&names.join(", ")).unwrap_or_else(|_| HeaderValue::from_static("GET"))
 }
