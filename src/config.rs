@@ -3,13 +3,17 @@
 //! downstream sees raw strings.
 //!
 //! One job per file: `raw` is the file as written, `locate` finds it, `load` reads it and
-//! applies `overrides` and the data directory, `validate` turns it into this model, `secrets`
-//! keeps secrets out of output, `effective` prints the model back as TOML for `check-config`.
+//! applies `overrides` and the data directory, `keys` checks the file's keys against `raw`,
+//! `validate` turns it into this model, `problems` gathers what is wrong on the way so that all
+//! of it is reported at once, `secrets` keeps secrets out of output, `effective` prints the
+//! model back as TOML for `check-config`.
 
 mod effective;
+mod keys;
 mod load;
 mod locate;
 mod overrides;
+mod problems;
 mod raw;
 mod secrets;
 mod validate;
@@ -52,8 +56,9 @@ pub enum ConfigError {
         /// Why it cannot be read.
         source: std::io::Error,
     },
-    /// The file is not valid TOML or does not fit the model (an unknown section or key, a wrong
-    /// type); the message gives the line.
+    /// The file is not valid TOML (parsing stops there), or its one problem is a key that does
+    /// not fit the model (an unknown section or key, a wrong type) and nothing else is wrong;
+    /// the message gives the line. Several problems are listed in [`ConfigError::Invalid`].
     #[error("config file {path}: {message}")]
     Parse {
         /// The file.
@@ -61,10 +66,35 @@ pub enum ConfigError {
         /// What is wrong, starting with `line N: ` where the parser knows it.
         message: String,
     },
-    /// A value that cannot be used, from the file, the environment or a `*_file`; the message names
-    /// the key or the variable.
-    #[error("invalid configuration: {0}")]
-    Invalid(String),
+    /// Values that cannot be used, from the file, the environment or a `*_file`: every problem
+    /// found, each `key: message` naming the key or the variable. One problem reads as one line
+    /// (`invalid configuration: proxy.listen: ...`); several as a count, then one indented
+    /// `- key: message` line each, so an operator fixes them all in one edit.
+    #[error("invalid configuration: {}", list_problems(.0))]
+    Invalid(Vec<String>),
+}
+
+impl ConfigError {
+    /// One problem, `key: message`.
+    pub fn invalid(problem: impl Into<String>) -> Self {
+        ConfigError::Invalid(vec![problem.into()])
+    }
+}
+
+/// The problems as [`ConfigError::Invalid`] shows them: a single one as it is, so that text
+/// stays what scripts have always matched; several as `N problems:` and a line each.
+fn list_problems(problems: &[String]) -> String {
+    match problems {
+        [one] => one.clone(),
+        several => {
+            let mut text = format!("{} problems:", several.len());
+            for problem in several {
+                text.push_str("\n  - ");
+                text.push_str(problem);
+            }
+            text
+        }
+    }
 }
 
 /// The validated configuration: one section per `[section]` of the file.
@@ -452,9 +482,5 @@ impl RequiredScopes {
     /// Whether `method` has an entry of its own (the `*` entry does not count).
     fn names(&self, method: &Method) -> bool {
         self.by_method.iter().any(|(m, _)| m.as_str().eq_ignore_ascii_case(method.as_str()))
-    }
-
-    fn scopes(&self) -> impl Iterator<Item = &str> {
-        self.by_method.iter().map(|(_, s)| s.as_str()).chain(self.otherwise.as_deref())
     }
 }

@@ -5,8 +5,11 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use super::keys::{line_of, set_aside_refused_keys};
+use super::overrides::apply_overrides;
+use super::problems::Problems;
 use super::raw::RawConfig;
-use super::{Config, ConfigError, apply_env_overrides, validate};
+use super::{Config, ConfigError, validate};
 
 /// The variable (also `--data-dir`) naming the directory of the SQLite database when the
 /// configuration names no `database.url`: a package or a container says where state goes
@@ -19,25 +22,33 @@ pub const DATABASE_FILE: &str = "tokengate.db";
 impl Config {
     /// Loads the configuration: the file at `path` (or built-in defaults when `None`), then the
     /// `TOKENGATE_<SECTION>__<KEY>` variables in `env`, then `TOKENGATE_DATA_DIR` where no
-    /// database URL is set, then `*_file` secrets; validates it.
+    /// database URL is set, then `*_file` secrets; validates it. Past a file that cannot be read
+    /// or parsed, every problem is collected and the error lists them all.
     pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let mut problems = Problems::new(path);
         let mut table = match path {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-                parse_file(path, &text)?
+                let mut table = parse_file(path, &text)?;
+                set_aside_refused_keys(&mut table, &text, &mut problems);
+                table
             }
             None => toml::Table::new(),
         };
         let env: Vec<(String, String)> = env.into_iter().collect();
-        apply_env_overrides(&mut table, env.iter().cloned())?;
+        apply_overrides(&mut table, env.iter().cloned(), &mut problems);
         // The last value wins, so `--data-dir` (appended by the CLI) outranks the variable.
         if let Some((_, dir)) = env.iter().rev().find(|(name, _)| name == DATA_DIR_VAR) {
-            place_database_in(&mut table, dir)?;
+            problems.check(place_database_in(&mut table, dir));
         }
-        let raw = RawConfig::deserialize(toml::Value::Table(table))
-            .map_err(|e| ConfigError::Invalid(e.message().to_owned()))?;
-        let mut config = validate::validate(raw)?;
+        // Every key that does not fit the model was taken out above, so this fits.
+        let raw =
+            RawConfig::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::invalid(e.message().to_owned()));
+        let Some(raw) = problems.check(raw) else {
+            return problems.finish(None);
+        };
+        let mut config = validate::validate(raw, problems)?;
         config.source = path.map(Path::to_owned);
         Ok(config)
     }
@@ -52,7 +63,7 @@ fn place_database_in(table: &mut toml::Table, dir: &str) -> Result<(), ConfigErr
     }
     let database = table.entry("database").or_insert_with(|| toml::Value::Table(toml::Table::new()));
     let Some(database) = database.as_table_mut() else {
-        return Err(ConfigError::Invalid("[database] is not a section".into()));
+        return Err(ConfigError::invalid("[database] is not a section"));
     };
     if !database.contains_key("url") && !database.contains_key("url_file") {
         let file = Path::new(dir).join(DATABASE_FILE).display().to_string();
@@ -64,17 +75,13 @@ fn place_database_in(table: &mut toml::Table, dir: &str) -> Result<(), ConfigErr
 }
 
 /// Parses the file's text, turning toml's multi-line report into one line with a line number.
+/// A syntax error stops here: past it the parser cannot tell what was meant. Whether the keys
+/// fit the model is checked next, key by key ([`set_aside_refused_keys`]).
 fn parse_file(path: &Path, text: &str) -> Result<toml::Table, ConfigError> {
-    let parse_error = |message: &str, span: Option<std::ops::Range<usize>>| {
-        let location = span
-            .map(|s| format!("line {}: ", text[..s.start.min(text.len())].matches('\n').count() + 1))
-            .unwrap_or_default();
-        ConfigError::Parse { path: path.to_owned(), message: format!("{location}{}", message.trim()) }
-    };
-    let table: toml::Table = toml::from_str(text).map_err(|e| parse_error(e.message(), e.span()))?;
-    // Check the file alone against the model first, so a mistake in it is reported with its line.
-    toml::from_str::<RawConfig>(text).map_err(|e| parse_error(e.message(), e.span()))?;
-    Ok(table)
+    toml::from_str(text).map_err(|e| {
+        let location = e.span().map(|span| format!("line {}: ", line_of(text, Some(span)))).unwrap_or_default();
+        ConfigError::Parse { path: path.to_owned(), message: format!("{location}{}", e.message().trim()) }
+    })
 }
 
 /// Loads `text` as if it were a config file (no environment), for the tests of every part.

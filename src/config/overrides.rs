@@ -1,21 +1,34 @@
 //! Environment overrides: `TOKENGATE_<SECTION>__<KEY>=value` replaces `[section] key`.
 
-use serde::Deserialize;
 use toml::{Table, Value};
 
 use super::ConfigError;
-use super::raw::RawConfig;
+use super::keys::fits_key;
+use super::problems::Problems;
 
 const ENV_PREFIX: &str = "TOKENGATE_";
 
 /// Applies every `TOKENGATE_<SECTION>__<KEY>` variable to the parsed file. Variables without
 /// the double underscore (such as `TOKENGATE_CONFIG`) are not overrides and are left alone.
 /// A variable naming an unknown section or key, or holding a value of the wrong type, is an
-/// error that names the variable.
+/// error that names the variable; every such variable is named.
 pub fn apply_env_overrides(
     table: &mut Table,
     vars: impl IntoIterator<Item = (String, String)>,
 ) -> Result<(), ConfigError> {
+    let mut problems = Problems::new(None);
+    apply_overrides(table, vars, &mut problems);
+    problems.finish(Some(()))
+}
+
+/// [`apply_env_overrides`], recording each variable that cannot be applied in `problems` and
+/// going on with the next. Such a variable's key is set aside, the file's value with it: the
+/// operator meant to replace that value, so it is not judged (nor other keys against it).
+pub(super) fn apply_overrides(
+    table: &mut Table,
+    vars: impl IntoIterator<Item = (String, String)>,
+    problems: &mut Problems,
+) {
     for (name, text) in vars {
         let Some(path) = name.strip_prefix(ENV_PREFIX) else {
             continue;
@@ -26,8 +39,16 @@ pub fn apply_env_overrides(
             continue;
         };
         let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
-        let value = typed_value(&section, &key, &text)
-            .map_err(|message| ConfigError::Invalid(format!("environment variable {name}: {message}")))?;
+        let value = match typed_value(&section, &key, &text) {
+            Ok(value) => value,
+            Err(message) => {
+                if let Some(Value::Table(entries)) = table.get_mut(&section) {
+                    entries.remove(&key);
+                }
+                problems.set_aside(format!("{section}.{key}"), format!("environment variable {name}: {message}"));
+                continue;
+            }
+        };
         let section_table = table.entry(section.clone()).or_insert_with(|| Value::Table(Table::new()));
         match section_table {
             Value::Table(entries) => {
@@ -40,11 +61,13 @@ pub fn apply_env_overrides(
                 entries.insert(key, value);
             }
             _ => {
-                return Err(ConfigError::Invalid(format!("environment variable {name}: [{section}] is not a section")));
+                problems.set_aside(
+                    format!("{section}.{key}"),
+                    format!("environment variable {name}: [{section}] is not a section"),
+                );
             }
         }
     }
-    Ok(())
 }
 
 /// Finds the TOML value for an override: the text as a string when that is what the key
@@ -53,25 +76,17 @@ pub fn apply_env_overrides(
 /// with the variable's name rather than later without it.
 fn typed_value(section: &str, key: &str, text: &str) -> Result<Value, String> {
     let as_string = Value::String(text.to_owned());
-    let first_error = match check_alone(section, key, as_string.clone()) {
+    let first_error = match fits_key(section, key, as_string.clone()) {
         Ok(()) => return Ok(as_string),
         Err(message) => message,
     };
     if let Ok(mut parsed) = toml::from_str::<Table>(&format!("v = {text}"))
         && let Some(value) = parsed.remove("v")
-        && check_alone(section, key, value.clone()).is_ok()
+        && fits_key(section, key, value.clone()).is_ok()
     {
         return Ok(value);
     }
     Err(first_error)
-}
-
-fn check_alone(section: &str, key: &str, value: Value) -> Result<(), String> {
-    let mut inner = Table::new();
-    inner.insert(key.to_owned(), value);
-    let mut outer = Table::new();
-    outer.insert(section.to_owned(), Value::Table(inner));
-    RawConfig::deserialize(Value::Table(outer)).map(|_| ()).map_err(|e| e.message().to_owned())
 }
 
 #[cfg(test)]
@@ -109,5 +124,24 @@ mod tests {
         let err =
             apply_env_overrides(&mut table, vars(&[("TOKENGATE_TOKENS__ALLOW_NEVER_EXPIRES", "maybe")])).unwrap_err();
         assert!(err.to_string().contains("ALLOW_NEVER_EXPIRES"), "{err}");
+    }
+
+    #[test]
+    fn every_variable_that_cannot_be_applied_is_named() {
+        let mut table = Table::new();
+        let err = apply_env_overrides(
+            &mut table,
+            vars(&[
+                ("TOKENGATE_PROXY__LISTN", "x"),
+                ("TOKENGATE_PROXY__LISTEN", "127.0.0.1:9090"),
+                ("TOKENGATE_USAGE__KEEP_DAYS", "many"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("invalid configuration: 2 problems:\n"), "{err}");
+        assert!(err.contains("\n  - environment variable TOKENGATE_PROXY__LISTN: unknown field `listn`"), "{err}");
+        assert!(err.contains("\n  - environment variable TOKENGATE_USAGE__KEEP_DAYS: "), "{err}");
+        assert_eq!(table["proxy"]["listen"].as_str(), Some("127.0.0.1:9090"), "the good one is applied");
     }
 }

@@ -133,7 +133,7 @@ pub fn masked_webhook_url(url: &str) -> String {
 pub(super) fn read_secret_file(key: &str, path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path)
         .map(|text| text.trim_end_matches(['\r', '\n']).to_owned())
-        .map_err(|e| ConfigError::Invalid(format!("{key}: cannot read {}: {e}", path.display())))
+        .map_err(|e| ConfigError::invalid(format!("{key}: cannot read {}: {e}", path.display())))
 }
 
 #[cfg(test)]

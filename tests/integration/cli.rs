@@ -607,6 +607,39 @@ fn check_config_prints_the_effective_settings_and_env_overrides() {
     assert!(run.error(2).contains("sync.interval"), "{run:?}");
 }
 
+#[test]
+fn check_config_reports_every_problem_at_once() {
+    let setup = Setup::new();
+    let config = setup.dir.path().join("three.toml");
+    let db = setup.db().display().to_string();
+    let text = format!(
+        "[proxy]\nlisten = \"127.0.0.1:0\"\nlisen = \"127.0.0.1:1\"\n\n[database]\nurl = \"sqlite://{db}\"\n\n\
+         [sync]\ninterval = \"soon\"\n\n[log]\nformat = \"yaml\"\n"
+    );
+    std::fs::write(&config, text).unwrap();
+    let run = run_with(Some(&config), &["check-config"], &[]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stdout.is_empty(), "{run:?}");
+    let report = problem_report(&run);
+    assert_eq!(report.len(), 4, "{run:?}");
+    assert_eq!(report[0], "tokengate: invalid configuration: 3 problems:", "{run:?}");
+    assert!(report[1].starts_with("  - proxy.lisen (line 3): unknown field `lisen`, expected one of "), "{run:?}");
+    assert!(report[2].starts_with("  - sync.interval: invalid duration \"soon\""), "{run:?}");
+    assert_eq!(report[3], "  - log.format: \"yaml\": expected \"text\" or \"json\"", "{run:?}");
+    // Every command that refuses to start says the same, serve included.
+    for args in [&["serve"][..], &["user", "list"]] {
+        let other = run_with(Some(&config), args, &[]);
+        assert_eq!(other.code, 2, "{args:?}: {other:?}");
+        assert_eq!(problem_report(&other), report, "{args:?}: {other:?}");
+    }
+    assert!(!setup.db().exists(), "nothing ran on an invalid configuration");
+}
+
+/// The error report on stderr: the `tokengate:` line and the problem lines under it.
+fn problem_report(run: &Run) -> Vec<&str> {
+    run.stderr.lines().skip_while(|line| !line.starts_with("tokengate:")).collect()
+}
+
 fn assert_no_password(run: &Run) {
     assert!(!run.stdout.contains("hunter2") && !run.stderr.contains("hunter2"), "the password was printed: {run:?}");
 }
