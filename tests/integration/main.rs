@@ -22,6 +22,7 @@ mod expiry_cap;
 mod first_run;
 mod forward_auth;
 mod forwarding;
+mod hostile;
 mod layout;
 mod lifecycle;
 mod notify;

@@ -1,0 +1,336 @@
+//! Hostile clients over raw sockets, against the real binary, in front of an upstream that
+//! records every byte it receives: methods that have no business reaching an API, requests that
+//! name their host wrongly, broken bodies (the client's fault, not the upstream's), HTTP/2 cookie
+//! crumbs, and the admin API's answer to an oversized body.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::{GatewayProcess, client, run_cli};
+
+const ANN: &str = "ann@example.com";
+
+/// An upstream that answers 200 to every request and keeps each request as received: head
+/// and body bytes (a `Content-Length` body, or a chunked one up to its last chunk).
+struct Recorder {
+    addr: SocketAddr,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl Recorder {
+    async fn start() -> Recorder {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&requests);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(record(stream, Arc::clone(&seen)));
+            }
+        });
+        Recorder { addr, requests }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+async fn record(mut stream: tokio::net::TcpStream, seen: Arc<Mutex<Vec<String>>>) {
+    let mut buffer = Vec::new();
+    let read_more = async |stream: &mut tokio::net::TcpStream, buffer: &mut Vec<u8>| {
+        let mut chunk = [0u8; 8192];
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                buffer.extend_from_slice(&chunk[..n]);
+                true
+            }
+        }
+    };
+    loop {
+        let head_end = loop {
+            if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            if !read_more(&mut stream, &mut buffer).await {
+                return;
+            }
+        };
+        let head = String::from_utf8_lossy(&buffer[..head_end]).to_ascii_lowercase();
+        let end = if head.contains("transfer-encoding: chunked") {
+            loop {
+                if let Some(at) = buffer[head_end..].windows(5).position(|w| w == b"0\r\n\r\n") {
+                    break head_end + at + 5;
+                }
+                if !read_more(&mut stream, &mut buffer).await {
+                    seen.lock().unwrap().push(String::from_utf8_lossy(&buffer).into_owned());
+                    return;
+                }
+            }
+        } else {
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            while buffer.len() < head_end + length {
+                if !read_more(&mut stream, &mut buffer).await {
+                    seen.lock().unwrap().push(String::from_utf8_lossy(&buffer).into_owned());
+                    return;
+                }
+            }
+            head_end + length
+        };
+        seen.lock().unwrap().push(String::from_utf8_lossy(&buffer[..end]).into_owned());
+        buffer.drain(..end);
+        let answer = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok";
+        if stream.write_all(answer).await.is_err() {
+            return;
+        }
+    }
+}
+
+struct Site {
+    _dir: TempDir,
+    config: PathBuf,
+    upstream: Recorder,
+    secret: String,
+}
+
+/// A gateway config in front of a recorder: `/` public (the worst case for a method that
+/// should never pass), `/api` authenticated; `extra_proxy` goes into `[proxy]`.
+async fn new_site(extra_proxy: &str) -> Site {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Recorder::start().await;
+    let config = dir.path().join("tokengate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[proxy]
+listen = "127.0.0.1:0"
+{extra_proxy}
+
+[admin]
+listen = "127.0.0.1:0"
+
+[database]
+url = "sqlite://{db}"
+
+[[routes]]
+prefix = "/"
+upstream = "http://{upstream}"
+public = true
+
+[[routes]]
+prefix = "/api"
+upstream = "http://{upstream}"
+"#,
+            db = dir.path().join("tokengate.db").display(),
+            upstream = upstream.addr,
+        ),
+    )
+    .unwrap();
+    let (code, _, stderr) = run_cli(&config, &["user", "add", ANN, "--superuser"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) =
+        run_cli(&config, &["token", "create", "--user", ANN, "--name", "t", "--scope", "admin", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let secret = serde_json::from_str::<Value>(&stdout).unwrap()["token"].as_str().unwrap().to_owned();
+    Site { _dir: dir, config, upstream, secret }
+}
+
+/// Writes `request` on a new connection and reads the whole answer (the gateway closes after
+/// it: the request says `Connection: close`, or is refused).
+async fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    send(addr, request, false).await
+}
+
+/// Writes `request`, with `then_close` the client's side closed after it (an upload cut off),
+/// and reads the whole answer.
+async fn send(addr: SocketAddr, request: &[u8], then_close: bool) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    if then_close {
+        let _ = stream.shutdown().await;
+    }
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+fn status(answer: &str) -> u16 {
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status: {answer:?}"))
+}
+
+/// The JSON body of a raw answer (after the head; not chunked).
+fn body(answer: &str) -> Value {
+    let text = answer.split("\r\n\r\n").nth(1).unwrap_or("");
+    serde_json::from_str(text).unwrap_or_else(|_| panic!("not JSON: {answer:?}"))
+}
+
+#[tokio::test]
+async fn connect_trace_and_unlisted_methods_get_405_and_never_reach_the_upstream() {
+    let site = new_site("").await;
+    let gw = GatewayProcess::start(&site.config);
+    let connect = raw(
+        gw.proxy,
+        b"CONNECT internal.example:22 HTTP/1.1\r\nHost: internal.example:22\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status(&connect), 405, "{connect}");
+    assert_eq!(body(&connect)["error"]["code"], "method_not_allowed");
+    let trace = raw(gw.proxy, b"TRACE / HTTP/1.1\r\nHost: x\r\nCookie: secret=1\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(status(&trace), 405, "{trace}");
+    assert!(trace.to_ascii_lowercase().contains("allow: get, head, post, put, patch, delete, options"), "{trace}");
+    let propfind = raw(gw.proxy, b"PROPFIND /dav HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(status(&propfind), 405, "{propfind}");
+    let get = raw(gw.proxy, b"GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(status(&get), 200, "{get}");
+    let seen = site.upstream.requests();
+    assert_eq!(seen.len(), 1, "only the GET reached the upstream: {seen:?}");
+    assert!(seen[0].starts_with("GET /ok "), "{seen:?}");
+    drop(gw);
+
+    // Listed, a method is proxied; CONNECT and TRACE cannot be listed.
+    let listed = new_site("methods = [\"GET\", \"PROPFIND\"]").await;
+    let gw = GatewayProcess::start(&listed.config);
+    let propfind = raw(gw.proxy, b"PROPFIND /dav HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(status(&propfind), 200, "{propfind}");
+    let post = raw(gw.proxy, b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(status(&post), 405, "{post}");
+    let refused = listed.config.with_file_name("refused.toml");
+    let text = std::fs::read_to_string(&listed.config).unwrap().replace("\"PROPFIND\"]", "\"TRACE\"]");
+    std::fs::write(&refused, text).unwrap();
+    let (code, _, stderr) = run_cli(&refused, &["check-config"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("proxy.methods") && stderr.contains("TRACE is never proxied"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_request_names_its_host_once() {
+    let site = new_site("").await;
+    let gw = GatewayProcess::start(&site.config);
+    let no_host = raw(gw.proxy, b"GET /x HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(status(&no_host), 400, "{no_host}");
+    assert_eq!(body(&no_host)["error"]["reason"], "missing_host");
+    let two =
+        raw(gw.proxy, b"GET /x HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(status(&two), 400, "{two}");
+    assert_eq!(body(&two)["error"]["reason"], "conflicting_host");
+    let absolute =
+        raw(gw.proxy, b"GET http://a.example/x HTTP/1.1\r\nHost: b.example\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(status(&absolute), 400, "{absolute}");
+    // HTTP/1.0 may leave Host out; an absolute URI that agrees with Host is fine.
+    let old = raw(gw.proxy, b"GET /x HTTP/1.0\r\n\r\n").await;
+    assert_eq!(status(&old), 200, "{old}");
+    let agreeing =
+        raw(gw.proxy, b"GET http://a.example/y HTTP/1.1\r\nHost: A.example\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(status(&agreeing), 200, "{agreeing}");
+
+    // HTTP/2 (prior knowledge): `:authority` and a `Host` that disagrees.
+    let stream = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
+    let (mut h2, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(connection);
+    let request =
+        hyper::Request::get("http://a.example/z").header("host", "b.example").body(Empty::<Bytes>::new()).unwrap();
+    let response = h2.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 400);
+    let request = hyper::Request::get("http://a.example/z").body(Empty::<Bytes>::new()).unwrap();
+    assert_eq!(h2.send_request(request).await.unwrap().status(), 200);
+
+    // The upstream heard only the good ones, and X-Forwarded-Host is the host they named.
+    let seen = site.upstream.requests();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen.iter().any(|r| r.to_ascii_lowercase().contains("x-forwarded-host: a.example")), "{seen:?}");
+}
+
+#[tokio::test]
+async fn http2_cookie_crumbs_reach_an_http1_upstream_as_one_header() {
+    let site = new_site("").await;
+    let gw = GatewayProcess::start(&site.config);
+    let stream = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
+    let (mut h2, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(connection);
+    let request = hyper::Request::get("http://x/cookies")
+        .header("cookie", "a=1")
+        .header("cookie", "b=2")
+        .header("cookie", "c=3")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = h2.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let _ = response.into_body().collect().await;
+    let seen = site.upstream.requests();
+    let lines: Vec<String> =
+        seen[0].lines().filter(|l| l.to_ascii_lowercase().starts_with("cookie:")).map(str::to_owned).collect();
+    assert_eq!(lines.len(), 1, "{seen:?}");
+    assert_eq!(lines[0].split_once(':').unwrap().1.trim(), "a=1; b=2; c=3");
+}
+
+#[tokio::test]
+async fn a_broken_request_body_is_the_clients_400_not_an_upstream_error() {
+    let site = new_site("").await;
+    let gw = GatewayProcess::start(&site.config);
+    let cases: [(&str, &[u8], bool); 3] = [
+        (
+            "a malformed chunk size",
+            b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\n",
+            false,
+        ),
+        (
+            "LF-only chunk lines",
+            b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\n0\n\n",
+            false,
+        ),
+        ("an upload cut off", b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly ten b", true),
+    ];
+    for (what, request, cut_off) in cases {
+        let answer = send(gw.proxy, request, cut_off).await;
+        // A client that closed its side may get nothing back (the gateway cannot tell it
+        // apart from one gone); one still listening gets the 400.
+        if !(cut_off && answer.is_empty()) {
+            assert_eq!(status(&answer), 400, "{what}: {answer}");
+        }
+    }
+    let metrics = client().get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(!metrics.contains("outcome=\"upstream_error\""), "{metrics}");
+    assert!(metrics.contains("outcome=\"client_error\""), "counted as the client's: {metrics}");
+    let (_, lines) = tokio::task::spawn_blocking(move || gw.terminate()).await.unwrap();
+    assert!(!lines.iter().any(|line| line.contains("upstream unreachable")), "{lines:#?}");
+}
+
+#[tokio::test]
+async fn the_admin_apis_413_is_its_json_error() {
+    let site = new_site("").await;
+    let gw = GatewayProcess::start(&site.config);
+    let big = serde_json::json!({"user": ANN, "name": "x".repeat(70 * 1024)});
+    let response = client()
+        .post(gw.admin_url("/api/v1/tokens"))
+        .basic_auth(ANN, Some(&site.secret))
+        .header("content-type", "application/json")
+        .body(big.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "payload_too_large");
+}
