@@ -24,12 +24,15 @@ use tower::Service;
 use crate::config::NotifyChannel;
 use crate::control::store::Store;
 use crate::control::sync::IndexSync;
+use crate::data::connections::ConnectionTable;
 use crate::data::ratelimit::RateLimits;
 use crate::data::server::ServeOptions;
 use crate::metrics::Metrics;
 
 /// Open admin connections at most: people, scripts and scrapers, not proxied traffic.
 const ADMIN_MAX_CONNECTIONS: usize = 1024;
+/// A response write to the admin listener waiting this long for the client closes it.
+const ADMIN_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the health endpoints report.
 pub struct Health {
@@ -46,6 +49,8 @@ pub struct Health {
     /// The channels this gateway delivers notifications to (none: it leaves them queued);
     /// `SIGHUP` can change them.
     notify_channels: ArcSwap<Vec<NotifyChannel>>,
+    /// The proxy's connection table: full, the gateway is not ready.
+    connections: Option<Arc<ConnectionTable>>,
 }
 
 impl Health {
@@ -68,7 +73,15 @@ impl Health {
             stale_after: sync_config.stale_after,
             serving: AtomicBool::new(true),
             notify_channels: ArcSwap::from_pointee(notify_channels),
+            connections: None,
         }
+    }
+
+    /// Reports the proxy's connection table: `/readyz` fails while it is full (new clients
+    /// wait), and `/metrics` shows how full it is.
+    pub fn with_connections(mut self, connections: Arc<ConnectionTable>) -> Self {
+        self.connections = Some(connections);
+        self
     }
 
     /// The channels a restarted notification sender delivers through, after a reload.
@@ -88,8 +101,11 @@ impl Health {
         let lag = self.sync.lag();
         let serving = self.serving.load(Ordering::Acquire);
         let fresh = lag <= self.max_lag;
+        let (open, max) = self.connections.as_ref().map_or((0, 0), |table| (table.open(), table.max()));
+        let room = max == 0 || open < max;
+        let ready = serving && fresh && room;
         let report = json!({
-            "ready": serving && fresh,
+            "ready": ready,
             "draining": !serving,
             "index_tokens": self.sync.index().token_count(),
             "sync_lag_seconds": lag.as_secs_f64(),
@@ -102,8 +118,11 @@ impl Health {
             },
             // Not part of readiness: a gateway without a channel serves requests all the same.
             "notify_channels": self.notify_channels.load().iter().map(|c| c.name()).collect::<Vec<_>>(),
+            // Full: new clients wait for a connection to close.
+            "connections_open": open,
+            "connections_max": max,
         });
-        (serving && fresh, report)
+        (ready, report)
     }
 }
 
@@ -180,6 +199,12 @@ async fn metrics(State(state): State<Arc<MetricsState>>, request: Request) -> Re
     if let Ok(gateways) = crate::control::fleet::running_records(&health.store, health.stale_after).await {
         m.gateways_running.set(gateways.len() as i64);
     }
+    if let Some(table) = &health.connections {
+        m.connections_open.set(table.open() as i64);
+        m.connections_max.set(table.max() as i64);
+        let refused = table.refused_per_ip();
+        m.connections_refused_per_ip.inc_by(refused.saturating_sub(m.connections_refused_per_ip.get()));
+    }
     ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.render())
         .into_response()
 }
@@ -209,6 +234,10 @@ pub async fn run_admin_listener(
             async move { app.call(request).await }
         })
     };
-    let options = ServeOptions { max_connections: ADMIN_MAX_CONNECTIONS, tls: config.tls.clone() };
+    let options = ServeOptions {
+        connections: ConnectionTable::new(ADMIN_MAX_CONNECTIONS, None, Box::new(|_| false)),
+        tls: config.tls.clone(),
+        send_timeout: ADMIN_SEND_TIMEOUT,
+    };
     crate::data::server::run_listener(listener, service_for, options, shutdown).await;
 }

@@ -174,6 +174,14 @@ pub struct ProxyConfig {
     pub strip_request_headers: Vec<http::HeaderName>,
     /// The methods proxied (`proxy.methods`); others get 405. Never `CONNECT` or `TRACE`.
     pub methods: Vec<http::Method>,
+    /// Open client connections from one address at most (trusted proxies exempt), so one
+    /// address cannot take every slot; `None` (0 in the file): no such bound.
+    pub max_connections_per_ip: Option<usize>,
+    /// The longest gap between two pieces of a request body; past it: 408.
+    pub client_body_timeout: Duration,
+    /// The longest a write of the response may wait for the client to read; past it the
+    /// connection is closed.
+    pub send_timeout: Duration,
 }
 
 /// `proxy.methods` by default: what REST APIs use. `CONNECT` (a tunnel) and `TRACE` (which

@@ -8,6 +8,7 @@
 //! ([`proxy::forward`], [`proxy::pinned`]) → the gateway's own answers ([`proxy::reject`]) → the
 //! request counted per token, day, route and outcome ([`counters`]).
 
+pub mod connections;
 pub mod counters;
 pub mod gate;
 pub mod index;
@@ -16,3 +17,4 @@ pub mod ratelimit;
 pub mod server;
 pub mod tls;
 pub mod usage;
+pub mod write_timeout;

@@ -19,6 +19,7 @@ use crate::control::fleet::Registration;
 use crate::control::service::LifecycleService;
 use crate::control::store::{Store, StoreError};
 use crate::control::sync::IndexSync;
+use crate::data::connections::ConnectionTable;
 use crate::data::gate::Gate;
 use crate::data::proxy::Proxy;
 use crate::data::ratelimit::RateLimits;
@@ -149,14 +150,24 @@ impl Gateway {
         if let Some((proxy_addr, admin_addr)) = addresses {
             tracing::info!(proxy = %proxy_addr, admin = %admin_addr, routes = config.routes.len(), "tokengate listening");
         }
-        let health = Arc::new(Health::new(
-            Arc::clone(&self.sync),
-            Arc::clone(&self.limits),
-            Arc::clone(&metrics),
-            self.store.clone(),
-            &config.sync,
-            notify_channels,
-        ));
+        // Trusted proxies bring many clients each: their connections are not counted per address.
+        let trusting = Arc::clone(&proxy);
+        let connections = ConnectionTable::new(
+            config.proxy.max_connections,
+            config.proxy.max_connections_per_ip,
+            Box::new(move |ip| trusting.is_trusted_peer(ip)),
+        );
+        let health = Arc::new(
+            Health::new(
+                Arc::clone(&self.sync),
+                Arc::clone(&self.limits),
+                Arc::clone(&metrics),
+                self.store.clone(),
+                &config.sync,
+                notify_channels,
+            )
+            .with_connections(Arc::clone(&connections)),
+        );
         // The admin listener outlives the drain, so `/readyz` can say "draining" meanwhile.
         let admin_shutdown = CancellationToken::new();
         let api = Arc::new(ApiState::new(Arc::clone(&lifecycle), gate, config));
@@ -189,7 +200,8 @@ impl Gateway {
             draining.cancelled().await;
             health.set_draining();
         });
-        let options = ServeOptions { max_connections: config.proxy.max_connections, tls: config.proxy.tls.clone() };
+        let options =
+            ServeOptions { connections, tls: config.proxy.tls.clone(), send_timeout: config.proxy.send_timeout };
         let access_log = proxy.access_log();
         run_proxy_listener(listeners.proxy, proxy, options, shutdown).await;
         access_log.close();

@@ -67,6 +67,13 @@ pub struct Metrics {
     pub gateways_running: Gauge,
     /// How long changes made through this gateway's API waited for every running gateway.
     pub confirm_duration: Histogram,
+    /// `tokengate_connections_open`, set at each scrape: the proxy's open client connections.
+    pub connections_open: Gauge,
+    /// `tokengate_connections_max`: `proxy.max_connections`; at it, `/readyz` says not ready.
+    pub connections_max: Gauge,
+    /// `tokengate_connections_refused_per_ip_total`, set at each scrape: connections closed at
+    /// once because their address held `proxy.max_connections_per_ip`.
+    pub connections_refused_per_ip: Counter,
     /// `tokengate_config_reloads_total{result}`: `SIGHUP` reloads, `applied` or `rejected`.
     pub config_reloads: Family<ResultLabels, Counter>,
     /// `tokengate_config_last_reload_successful`: 0 after a reload that was rejected (the file
@@ -109,6 +116,9 @@ impl Metrics {
             rate_limits_shared: Gauge::default(),
             gateways_running: Gauge::default(),
             confirm_duration: latency_histogram(),
+            connections_open: Gauge::default(),
+            connections_max: Gauge::default(),
+            connections_refused_per_ip: Counter::default(),
             config_reloads: Family::default(),
             config_last_reload_successful: Gauge::default(),
             registry: Registry::default(),
@@ -153,6 +163,17 @@ impl Metrics {
             "confirm_duration_seconds",
             "Time a change made through this gateway waited until every running gateway applied it",
             metrics.confirm_duration.clone(),
+        );
+        registry.register("connections_open", "Open client connections of the proxy", metrics.connections_open.clone());
+        registry.register(
+            "connections_max",
+            "proxy.max_connections: at it, new connections wait and /readyz says not ready",
+            metrics.connections_max.clone(),
+        );
+        registry.register(
+            "connections_refused_per_ip",
+            "Connections closed at once because their address held proxy.max_connections_per_ip",
+            metrics.connections_refused_per_ip.clone(),
         );
         registry.register(
             "config_reloads",

@@ -142,6 +142,9 @@ fn effective_proxy(proxy: &ProxyConfig) -> RawProxy {
         tls,
         strip_request_headers,
         methods,
+        max_connections_per_ip,
+        client_body_timeout,
+        send_timeout,
     } = proxy;
     RawProxy {
         listen: listen.to_string(),
@@ -157,6 +160,9 @@ fn effective_proxy(proxy: &ProxyConfig) -> RawProxy {
         tls_key_file: tls.as_ref().map(|tls| tls.key_file.display().to_string()),
         strip_request_headers: strip_request_headers.iter().map(|name| name.as_str().to_owned()).collect(),
         methods: methods.iter().map(|method| method.as_str().to_owned()).collect(),
+        max_connections_per_ip: max_connections_per_ip.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+        client_body_timeout: format_duration(*client_body_timeout),
+        send_timeout: format_duration(*send_timeout),
     }
 }
 
@@ -342,6 +348,9 @@ tls_cert_file = "{dir}/cert.pem"
 tls_key_file = "{dir}/key.pem"
 strip_request_headers = ["X-Debug", "cookie"]
 methods = ["GET", "POST", "PROPFIND"]
+max_connections_per_ip = 32
+client_body_timeout = "20s"
+send_timeout = "45s"
 
 [admin]
 listen = "127.0.0.1:18081"

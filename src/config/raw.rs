@@ -58,6 +58,9 @@ pub(super) struct RawProxy {
     pub tls_key_file: Option<String>,
     pub strip_request_headers: Vec<String>,
     pub methods: Vec<String>,
+    pub max_connections_per_ip: u32,
+    pub client_body_timeout: String,
+    pub send_timeout: String,
 }
 
 impl Default for RawProxy {
@@ -75,6 +78,9 @@ impl Default for RawProxy {
             tls_key_file: None,
             strip_request_headers: Vec::new(),
             methods: super::DEFAULT_METHODS.iter().map(|m| (*m).to_owned()).collect(),
+            max_connections_per_ip: 256,
+            client_body_timeout: "10s".into(),
+            send_timeout: "30s".into(),
         }
     }
 }

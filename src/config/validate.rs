@@ -142,6 +142,8 @@ fn proxy(p: &mut Problems, raw: &RawProxy) -> Option<ProxyConfig> {
             .map_err(|_| invalid("proxy.strip_request_headers", format!("{name:?} is not a header name")))
     }));
     let methods = p.check(proxy_methods(&raw.methods).map_err(|e| invalid("proxy.methods", e)));
+    let client_body_timeout = p.check(positive_duration("proxy.client_body_timeout", &raw.client_body_timeout));
+    let send_timeout = p.check(positive_duration("proxy.send_timeout", &raw.send_timeout));
     Some(ProxyConfig {
         listen: listen?,
         realm: realm?,
@@ -155,6 +157,9 @@ fn proxy(p: &mut Problems, raw: &RawProxy) -> Option<ProxyConfig> {
         tls: tls?,
         strip_request_headers: strip_request_headers?,
         methods: methods?,
+        max_connections_per_ip: (raw.max_connections_per_ip > 0).then_some(raw.max_connections_per_ip as usize),
+        client_body_timeout: client_body_timeout?,
+        send_timeout: send_timeout?,
     })
 }
 

@@ -130,6 +130,11 @@ impl Proxy {
         Arc::clone(&self.access_log)
     }
 
+    /// Whether `ip` is one of `proxy.trusted_proxies` as now configured.
+    pub fn is_trusted_peer(&self, ip: std::net::IpAddr) -> bool {
+        client_ip::is_trusted(ip.to_canonical(), &self.settings.load().trusted_proxies)
+    }
+
     /// What the data path knows of a new client connection's far end.
     pub fn peer(&self, addr: SocketAddr) -> Peer {
         Peer::new(addr.ip())
@@ -327,7 +332,8 @@ impl Proxy {
         let upstream_request = forward::upstream_request(request, path, route, caller, &live.header_policy)
             .ok_or_else(|| Stop::rejected(reject::bad_path()))?;
         let upstream_started = std::time::Instant::now();
-        let sent = forward::send(pinned, route, upstream_request, client_version, live.upstream_timeout).await;
+        let timeouts = forward::Timeouts { upstream: live.upstream_timeout, client_body: live.client_body_timeout };
+        let sent = forward::send(pinned, route, upstream_request, client_version, timeouts).await;
         let upstream_took = upstream_started.elapsed();
         trace.upstream = Some(upstream_took);
         self.metrics.upstream_duration.observe(upstream_took.as_secs_f64());
@@ -336,7 +342,11 @@ impl Proxy {
                 tracing::warn!(upstream = %route.upstream, %error, "upstream unreachable");
                 Stop::new(reject::bad_gateway(), Outcome::UpstreamError)
             }
-            ForwardError::ClientBody => {
+            ForwardError::ClientBody { stalled: true } => {
+                tracing::info!(upstream = %route.upstream, "request refused: the client's body stalled");
+                Stop::new(reject::body_timeout(), Outcome::ClientError)
+            }
+            ForwardError::ClientBody { stalled: false } => {
                 tracing::info!(upstream = %route.upstream, "request refused: the client's body was malformed or cut off");
                 Stop::new(reject::bad_body(), Outcome::ClientError)
             }

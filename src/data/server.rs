@@ -13,13 +13,14 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use crate::data::connections::ConnectionTable;
 use crate::data::proxy::Proxy;
 use crate::data::tls::ListenerCertificate;
+use crate::data::write_timeout::WriteTimeout;
 
 /// Largest request head (request line and headers) accepted; a larger one gets 431.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -30,6 +31,9 @@ const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
 const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long open connections get to finish at shutdown before they are cut.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Concurrent HTTP/2 streams per client connection: what an API client needs, and a bound on
+/// how many upstream requests one connection can have in flight.
+const H2_MAX_STREAMS: u32 = 100;
 
 fn connection_builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -43,7 +47,7 @@ fn connection_builder() -> auto::Builder<TokioExecutor> {
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(MAX_HEAD_BYTES as u32)
-        .max_concurrent_streams(256)
+        .max_concurrent_streams(H2_MAX_STREAMS)
         .keep_alive_interval(H2_PING_INTERVAL)
         .keep_alive_timeout(H2_PING_TIMEOUT);
     builder
@@ -59,11 +63,14 @@ async fn first_byte_arrives(stream: &TcpStream) -> bool {
 /// What a listener serves with, besides its service.
 #[derive(Clone)]
 pub struct ServeOptions {
-    /// Open connections at most; past it the listener stops accepting until one closes.
-    pub max_connections: usize,
+    /// Its open connections, bounded overall (the listener waits for a free slot) and per
+    /// client address (a connection over that share is closed at once).
+    pub connections: Arc<ConnectionTable>,
     /// Set: each connection is a TLS handshake first (ALPN offers h2 and http/1.1), with the
     /// certificate current when it was accepted.
     pub tls: Option<Arc<ListenerCertificate>>,
+    /// A response write that waits this long for the client to read closes the connection.
+    pub send_timeout: Duration,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -88,15 +95,15 @@ pub async fn run_listener<F, S, B>(
 {
     let builder = connection_builder();
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(options.max_connections));
-    let tls = options.tls;
+    let table = options.connections;
+    let (tls, send_timeout) = (options.tls, options.send_timeout);
     let mut connections = JoinSet::new();
     loop {
         let slot = tokio::select! {
             _ = shutdown.cancelled() => break,
-            slot = Arc::clone(&slots).acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => break,
+            slot = table.slot() => match slot {
+                Some(slot) => slot,
+                None => break,
             },
         };
         let (stream, peer) = tokio::select! {
@@ -113,6 +120,10 @@ pub async fn run_listener<F, S, B>(
                 }
             },
         };
+        let Some(slot) = table.admit(peer.ip(), slot) else {
+            // Closed at once: this address holds its share of the table.
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let service = service_for(peer);
         let builder = builder.clone();
@@ -123,6 +134,7 @@ pub async fn run_listener<F, S, B>(
             if !first_byte_arrives(&stream).await {
                 return;
             }
+            let stream = WriteTimeout::new(stream, send_timeout);
             let result = match tls {
                 None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
                 Some(acceptor) => match tokio::time::timeout(HEAD_TIMEOUT, acceptor.accept(stream)).await {

@@ -33,6 +33,8 @@ const NEEDS_RESTART: &[&str] = &[
     "proxy.listen",
     "proxy.workers",
     "proxy.max_connections",
+    "proxy.max_connections_per_ip",
+    "proxy.send_timeout",
     "proxy.tls_cert_file",
     "proxy.tls_key_file",
     "admin.",

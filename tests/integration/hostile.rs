@@ -15,7 +15,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{GatewayProcess, client, run_cli};
+use crate::support::{GatewayProcess, Upstream, client, eventually, run_cli};
 
 const ANN: &str = "ann@example.com";
 
@@ -104,6 +104,7 @@ struct Site {
     _dir: TempDir,
     config: PathBuf,
     upstream: Recorder,
+    _echo: Upstream,
     secret: String,
 }
 
@@ -112,6 +113,7 @@ struct Site {
 async fn new_site(extra_proxy: &str) -> Site {
     let dir = tempfile::tempdir().unwrap();
     let upstream = Recorder::start().await;
+    let echo = Upstream::start().await;
     let config = dir.path().join("tokengate.toml");
     std::fs::write(
         &config,
@@ -135,9 +137,16 @@ public = true
 [[routes]]
 prefix = "/api"
 upstream = "http://{upstream}"
+
+[[routes]]
+prefix = "/echo"
+upstream = "http://{echo}"
+strip_prefix = true
+public = true
 "#,
             db = dir.path().join("tokengate.db").display(),
             upstream = upstream.addr,
+            echo = echo.addr,
         ),
     )
     .unwrap();
@@ -147,7 +156,7 @@ upstream = "http://{upstream}"
         run_cli(&config, &["token", "create", "--user", ANN, "--name", "t", "--scope", "admin", "--json"]);
     assert_eq!(code, 0, "{stderr}");
     let secret = serde_json::from_str::<Value>(&stdout).unwrap()["token"].as_str().unwrap().to_owned();
-    Site { _dir: dir, config, upstream, secret }
+    Site { _dir: dir, config, upstream, _echo: echo, secret }
 }
 
 /// Writes `request` on a new connection and reads the whole answer (the gateway closes after
@@ -333,4 +342,98 @@ async fn the_admin_apis_413_is_its_json_error() {
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
     let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
     assert_eq!(body["error"]["code"], "payload_too_large");
+}
+
+/// A connection from `source` (any address of 127.0.0.0/8) to `addr`.
+async fn connect_from(source: &str, addr: SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+async fn readyz(gw: &GatewayProcess) -> (u16, Value) {
+    let response = client().get(gw.admin_url("/readyz")).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, serde_json::from_str(&response.text().await.unwrap()).unwrap())
+}
+
+#[tokio::test]
+async fn one_address_cannot_take_every_connection_while_another_is_served() {
+    let site = new_site("max_connections = 50\nmax_connections_per_ip = 5").await;
+    let gw = GatewayProcess::start(&site.config);
+    // Five connections from one address, each trickling a request head, hold its share.
+    let mut hogs = Vec::new();
+    for _ in 0..5 {
+        let mut stream = connect_from("127.0.0.1", gw.proxy).await;
+        stream.write_all(b"POST /api/x HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        hogs.push(stream);
+    }
+    eventually("the hogs are in the table", || async { readyz(&gw).await.1["connections_open"] == 5 }).await;
+    // The sixth from that address is closed at once, without an answer.
+    let mut sixth = connect_from("127.0.0.1", gw.proxy).await;
+    let _ = sixth.write_all(b"GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), sixth.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the sixth connection was neither served nor closed");
+    assert!(answer.is_empty(), "the sixth connection was served: {}", String::from_utf8_lossy(&answer));
+    // Another address is served meanwhile.
+    let mut other = connect_from("127.0.0.2", gw.proxy).await;
+    other.write_all(b"GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), other.read_to_end(&mut answer)).await.unwrap().unwrap();
+    assert_eq!(status(&String::from_utf8_lossy(&answer)), 200);
+    let metrics = client().get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("tokengate_connections_refused_per_ip_total 1"), "{metrics}");
+    // A hog that leaves gives its place back.
+    drop(hogs.pop());
+    eventually("a place is free again", || async {
+        let mut stream = connect_from("127.0.0.1", gw.proxy).await;
+        let _ = stream.write_all(b"GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_stalled_body_gets_408_and_an_unread_response_is_cut_within_their_timeouts() {
+    let site = new_site("client_body_timeout = \"1s\"\nsend_timeout = \"1s\"").await;
+    let gw = GatewayProcess::start(&site.config);
+    // One byte of ten, then nothing: 408 after about a second.
+    let mut stream = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
+    let started = std::time::Instant::now();
+    stream.write_all(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nx").await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer)).await.unwrap().unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).into_owned();
+    assert_eq!(status(&answer), 408, "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    drop(stream);
+    eventually("the stalled connection is gone", || async { readyz(&gw).await.1["connections_open"] == 0 }).await;
+
+    // A client that asks for a large response and never reads it: its connection is closed.
+    let mut greedy = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
+    greedy.write_all(b"GET /echo/stream?bytes=2000000000 HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    eventually("the greedy connection is open", || async { readyz(&gw).await.1["connections_open"] == 1 }).await;
+    let started = std::time::Instant::now();
+    eventually("the unread response is cut", || async { readyz(&gw).await.1["connections_open"] == 0 }).await;
+    assert!(started.elapsed() < Duration::from_secs(8), "took {:?}", started.elapsed());
+    drop(greedy);
+}
+
+#[tokio::test]
+async fn readyz_says_not_ready_while_the_connection_table_is_full() {
+    let site = new_site("max_connections = 2").await;
+    let gw = GatewayProcess::start(&site.config);
+    assert_eq!(readyz(&gw).await.0, 200);
+    let idle = [
+        tokio::net::TcpStream::connect(gw.proxy).await.unwrap(),
+        tokio::net::TcpStream::connect(gw.proxy).await.unwrap(),
+    ];
+    eventually("the table is full", || async { readyz(&gw).await.0 == 503 }).await;
+    let (_, report) = readyz(&gw).await;
+    assert_eq!((report["connections_open"].as_u64(), report["connections_max"].as_u64()), (Some(2), Some(2)));
+    drop(idle);
+    eventually("ready again once they close", || async { readyz(&gw).await.0 == 200 }).await;
 }

@@ -271,7 +271,19 @@ pub enum ForwardError {
     /// No response head within `proxy.upstream_timeout`: 504.
     TimedOut,
     /// The client's body broke on the way (malformed chunks, cut off): 400, the client's fault.
-    ClientBody,
+    ClientBody {
+        /// It stopped coming for `proxy.client_body_timeout` (408).
+        stalled: bool,
+    },
+}
+
+/// How long a forwarded request may wait on each side.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// `proxy.upstream_timeout`: the upstream's silence.
+    pub upstream: Duration,
+    /// `proxy.client_body_timeout`: the longest gap between two pieces of the client's body.
+    pub client_body: Duration,
 }
 
 /// Sends the request, streaming its body, and waits for the response head. It times out when
@@ -282,10 +294,10 @@ pub async fn send(
     route: &Route,
     request: Request<Incoming>,
     client_version: Version,
-    timeout: Duration,
+    timeouts: Timeouts,
 ) -> Result<Response<Incoming>, ForwardError> {
     let (parts, body) = request.into_parts();
-    let (body, progress) = ProgressBody::new(body);
+    let (body, progress) = ProgressBody::new(body, timeouts.client_body);
     let upstream = &route.upstream;
     let response = pinned.send(&upstream.scheme, &upstream.authority, Request::from_parts(parts, body), client_version);
     tokio::select! {
@@ -294,10 +306,10 @@ pub async fn send(
                 strip_hop_by_hop(response.headers_mut());
                 Ok(response)
             }
-            Err(_) if progress.client_failed() => Err(ForwardError::ClientBody),
+            Err(_) if progress.client_failed() => Err(ForwardError::ClientBody { stalled: progress.client_stalled() }),
             Err(error) => Err(ForwardError::Unreachable(error)),
         },
-        _ = progress.idle_for(timeout) => Err(ForwardError::TimedOut),
+        _ = progress.idle_for(timeouts.upstream) => Err(ForwardError::TimedOut),
     }
 }
 

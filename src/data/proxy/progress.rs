@@ -17,15 +17,23 @@ use tokio::time::Instant;
 pub struct Progress {
     start: Instant,
     last_ms: AtomicU64,
-    /// The client's body broke (malformed chunks, a connection closed mid-upload): why the
-    /// upstream request failed, if it did, is the client's doing.
+    /// The client's body broke (malformed chunks, a connection closed mid-upload, or stalled
+    /// past `proxy.client_body_timeout`): why the upstream request failed, if it did, is the
+    /// client's doing.
     client_failed: AtomicBool,
+    /// Of those: the body stalled.
+    client_stalled: AtomicBool,
 }
 
 impl Progress {
     /// Whether reading the client's body failed.
     pub fn client_failed(&self) -> bool {
         self.client_failed.load(Ordering::Relaxed)
+    }
+
+    /// Whether the client's body stalled past `proxy.client_body_timeout`.
+    pub fn client_stalled(&self) -> bool {
+        self.client_stalled.load(Ordering::Relaxed)
     }
 
     fn touch(&self) {
@@ -51,38 +59,57 @@ impl Progress {
     }
 }
 
-/// The client's request body, passed through frame by frame, noting each frame's passage.
+/// The client's request body, passed through frame by frame, noting each frame's passage. A
+/// body whose next piece does not come within `proxy.client_body_timeout` fails: a client
+/// trickling a byte now and then must not hold its connection and an upstream connection.
 #[derive(Debug)]
 pub struct ProgressBody {
     inner: Incoming,
     progress: Arc<Progress>,
+    idle_timeout: Duration,
+    /// Armed when the body first has to wait, reset by every frame.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
+/// Why a body failed: hyper's reading of it, or its stall.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
 impl ProgressBody {
-    /// Wraps a request body; the [`Progress`] it returns is what the upstream timeout watches.
-    pub fn new(inner: Incoming) -> (ProgressBody, Arc<Progress>) {
+    /// Wraps a request body whose pieces may be `idle_timeout` apart at most; the
+    /// [`Progress`] it returns is what the upstream timeout watches.
+    pub fn new(inner: Incoming, idle_timeout: Duration) -> (ProgressBody, Arc<Progress>) {
         let progress = Arc::new(Progress {
             start: Instant::now(),
             last_ms: AtomicU64::new(0),
             client_failed: AtomicBool::new(false),
+            client_stalled: AtomicBool::new(false),
         });
-        (ProgressBody { inner, progress: Arc::clone(&progress) }, progress)
+        (ProgressBody { inner, progress: Arc::clone(&progress), idle_timeout, deadline: None }, progress)
     }
 }
 
 impl Body for ProgressBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if polled.is_ready() {
             self.progress.touch();
+            self.deadline = None;
+            if let Poll::Ready(Some(Err(_))) = &polled {
+                self.progress.client_failed.store(true, Ordering::Relaxed);
+            }
+            return polled.map(|frame| frame.map(|result| result.map_err(BodyError::from)));
         }
-        if let Poll::Ready(Some(Err(_))) = &polled {
-            self.progress.client_failed.store(true, Ordering::Relaxed);
+        let idle_timeout = self.idle_timeout;
+        let deadline = self.deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle_timeout)));
+        if deadline.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
         }
-        polled
+        self.progress.client_stalled.store(true, Ordering::Relaxed);
+        self.progress.client_failed.store(true, Ordering::Relaxed);
+        Poll::Ready(Some(Err("the request body stalled past proxy.client_body_timeout".into())))
     }
 
     fn is_end_stream(&self) -> bool {

@@ -112,6 +112,14 @@ pub fn bad_body() -> Response<ProxyBody> {
     )
 }
 
+/// 408: the client's body stopped coming for `proxy.client_body_timeout`.
+pub fn body_timeout() -> Response<ProxyBody> {
+    json_error(
+        StatusCode::REQUEST_TIMEOUT,
+        r#"{"error":{"code":"request_timeout","message":"the request body stopped arriving (proxy.client_body_timeout)"}}"#,
+    )
+}
+
 /// 404: no route's prefix matches the path.
 pub fn no_route() -> Response<ProxyBody> {
     json_error(StatusCode::NOT_FOUND, r#"{"error":{"code":"not_found","message":"no route matches this path"}}"#)

@@ -30,6 +30,8 @@ pub struct ProxySettings {
     pub trusted_proxies: Vec<IpNet>,
     /// `proxy.upstream_timeout`.
     pub upstream_timeout: Duration,
+    /// `proxy.client_body_timeout`: the longest gap between two pieces of a request body.
+    pub client_body_timeout: Duration,
     /// Which client headers never reach an upstream (`proxy.strip_request_headers`).
     pub header_policy: RequestHeaderPolicy,
     /// `proxy.methods`: what is proxied; anything else gets 405.
@@ -54,6 +56,7 @@ impl ProxySettings {
             challenge: reject::challenge(&config.proxy.realm),
             trusted_proxies: config.proxy.trusted_proxies.clone(),
             upstream_timeout: config.proxy.upstream_timeout,
+            client_body_timeout: config.proxy.client_body_timeout,
             header_policy: RequestHeaderPolicy::new(&config.proxy.strip_request_headers),
             methods: config.proxy.methods.clone(),
             allow: allow_header(&config.proxy.methods),
