@@ -182,6 +182,8 @@ pub struct ProxyConfig {
     /// The longest a write of the response may wait for the client to read; past it the
     /// connection is closed.
     pub send_timeout: Duration,
+    /// An upgraded connection (WebSocket) with no bytes either way for this long is closed.
+    pub tunnel_idle_timeout: Duration,
 }
 
 /// `proxy.methods` by default: what REST APIs use. `CONNECT` (a tunnel) and `TRACE` (which

@@ -145,6 +145,7 @@ fn effective_proxy(proxy: &ProxyConfig) -> RawProxy {
         max_connections_per_ip,
         client_body_timeout,
         send_timeout,
+        tunnel_idle_timeout,
     } = proxy;
     RawProxy {
         listen: listen.to_string(),
@@ -163,6 +164,7 @@ fn effective_proxy(proxy: &ProxyConfig) -> RawProxy {
         max_connections_per_ip: max_connections_per_ip.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
         client_body_timeout: format_duration(*client_body_timeout),
         send_timeout: format_duration(*send_timeout),
+        tunnel_idle_timeout: format_duration(*tunnel_idle_timeout),
     }
 }
 
@@ -351,6 +353,7 @@ methods = ["GET", "POST", "PROPFIND"]
 max_connections_per_ip = 32
 client_body_timeout = "20s"
 send_timeout = "45s"
+tunnel_idle_timeout = "2m"
 
 [admin]
 listen = "127.0.0.1:18081"

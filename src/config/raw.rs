@@ -61,6 +61,7 @@ pub(super) struct RawProxy {
     pub max_connections_per_ip: u32,
     pub client_body_timeout: String,
     pub send_timeout: String,
+    pub tunnel_idle_timeout: String,
 }
 
 impl Default for RawProxy {
@@ -81,6 +82,7 @@ impl Default for RawProxy {
             max_connections_per_ip: 256,
             client_body_timeout: "10s".into(),
             send_timeout: "30s".into(),
+            tunnel_idle_timeout: "5m".into(),
         }
     }
 }

@@ -144,6 +144,7 @@ fn proxy(p: &mut Problems, raw: &RawProxy) -> Option<ProxyConfig> {
     let methods = p.check(proxy_methods(&raw.methods).map_err(|e| invalid("proxy.methods", e)));
     let client_body_timeout = p.check(positive_duration("proxy.client_body_timeout", &raw.client_body_timeout));
     let send_timeout = p.check(positive_duration("proxy.send_timeout", &raw.send_timeout));
+    let tunnel_idle_timeout = p.check(positive_duration("proxy.tunnel_idle_timeout", &raw.tunnel_idle_timeout));
     Some(ProxyConfig {
         listen: listen?,
         realm: realm?,
@@ -160,6 +161,7 @@ fn proxy(p: &mut Problems, raw: &RawProxy) -> Option<ProxyConfig> {
         max_connections_per_ip: (raw.max_connections_per_ip > 0).then_some(raw.max_connections_per_ip as usize),
         client_body_timeout: client_body_timeout?,
         send_timeout: send_timeout?,
+        tunnel_idle_timeout: tunnel_idle_timeout?,
     })
 }
 

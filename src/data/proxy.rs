@@ -16,6 +16,7 @@ pub mod reject;
 pub mod request_id;
 pub mod route;
 pub mod settings;
+pub mod tunnel;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -200,7 +201,7 @@ impl Proxy {
     async fn serve(
         &self,
         live: &ProxySettings,
-        request: Request<Incoming>,
+        mut request: Request<Incoming>,
         peer: &Peer,
         pinned: &Pinned,
         trace: &mut Trace,
@@ -230,14 +231,20 @@ impl Proxy {
             let attempt = Attempt { headers: request.headers(), method: request.method(), path, client_ip };
             self.authorise(live, &attempt, Some(&route), &mut trace.token).await?
         };
+        let upgrade = tunnel::requested(&request);
+        let client_side = upgrade.as_ref().map(|_| tunnel::client_side(&mut request));
         let caller = ForwardContext {
             peer,
             peer_trusted: peer.is_trusted(&live.trusted_proxies),
             over_tls: self.over_tls,
             identity: admitted.identity.as_ref(),
+            upgrade: upgrade.clone(),
         };
         trace.user = admitted.identity.as_ref().map(|identity| Arc::clone(&identity.account));
-        let response = self.forward(live, request, (path, &route), &caller, pinned, trace).await?;
+        let mut response = self.forward(live, request, (path, &route), &caller, pinned, trace).await?;
+        if let (Some(protocol), Some(client_side)) = (upgrade, client_side) {
+            response = tunnel::splice(response, client_side, protocol, live.tunnel_idle_timeout);
+        }
         let outcome = if admitted.identity.is_some() { Outcome::Authorised } else { Outcome::Public };
         Ok((respond(response, admitted.identity.as_ref(), admitted.limit_headers.as_ref()), outcome))
     }
@@ -333,7 +340,8 @@ impl Proxy {
             .ok_or_else(|| Stop::rejected(reject::bad_path()))?;
         let upstream_started = std::time::Instant::now();
         let timeouts = forward::Timeouts { upstream: live.upstream_timeout, client_body: live.client_body_timeout };
-        let sent = forward::send(pinned, route, upstream_request, client_version, timeouts).await;
+        let upgrade = caller.upgrade.is_some();
+        let sent = forward::send(pinned, route, upstream_request, client_version, timeouts, upgrade).await;
         let upstream_took = upstream_started.elapsed();
         trace.upstream = Some(upstream_took);
         self.metrics.upstream_duration.observe(upstream_took.as_secs_f64());

@@ -136,9 +136,11 @@ pub async fn run_listener<F, S, B>(
             }
             let stream = WriteTimeout::new(stream, send_timeout);
             let result = match tls {
-                None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+                None => watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service)).await,
                 Some(acceptor) => match tokio::time::timeout(HEAD_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+                    Ok(Ok(stream)) => {
+                        watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service)).await
+                    }
                     Ok(Err(error)) => {
                         tracing::debug!(%peer, %error, "TLS handshake failed");
                         return;

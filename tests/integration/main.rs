@@ -43,3 +43,4 @@ mod trust;
 mod usage;
 mod web;
 mod webdriver;
+mod websocket;

@@ -183,6 +183,9 @@ pub struct ForwardContext<'a> {
     pub over_tls: bool,
     /// The authenticated caller, whose identity headers are sent; `None` on a public route.
     pub identity: Option<&'a Identity>,
+    /// The protocol the client asks to switch to (`Upgrade: websocket`): kept for the upstream,
+    /// which is asked on a connection of its own.
+    pub upgrade: Option<HeaderValue>,
 }
 
 /// Turns the client's request into the upstream's. Returns `None` when the target URI cannot
@@ -218,6 +221,9 @@ pub fn upstream_request(
         header_policy.strips(name.as_str()) || (strip_authorization && name == AUTHORIZATION)
     });
     join_cookies(headers);
+    if let Some(protocol) = caller.upgrade.clone() {
+        super::tunnel::restore_request_headers(headers, protocol);
+    }
     // Room for the forwarding and identity headers at once, rather than growing the map (and
     // rehashing it) as they arrive.
     headers.reserve(8);
@@ -295,11 +301,19 @@ pub async fn send(
     request: Request<Incoming>,
     client_version: Version,
     timeouts: Timeouts,
+    upgrade: bool,
 ) -> Result<Response<Incoming>, ForwardError> {
     let (parts, body) = request.into_parts();
     let (body, progress) = ProgressBody::new(body, timeouts.client_body);
     let upstream = &route.upstream;
-    let response = pinned.send(&upstream.scheme, &upstream.authority, Request::from_parts(parts, body), client_version);
+    let request = Request::from_parts(parts, body);
+    let response = async {
+        if upgrade {
+            pinned.send_alone(&upstream.scheme, &upstream.authority, request).await
+        } else {
+            pinned.send(&upstream.scheme, &upstream.authority, request, client_version).await
+        }
+    };
     tokio::select! {
         result = response => match result {
             Ok(mut response) => {

@@ -156,7 +156,8 @@ where
 {
     let (sender, connection) = http1::Builder::new().handshake(TokioIo::new(io)).await?;
     tokio::spawn(async move {
-        if let Err(error) = connection.await {
+        // With upgrades: a `101` hands the connection to the tunnel instead of ending it.
+        if let Err(error) = connection.with_upgrades().await {
             tracing::debug!(%error, "upstream connection ended with an error");
         }
     });
@@ -204,6 +205,19 @@ impl Pinned {
         };
         self.hold(connection);
         Ok(response)
+    }
+
+    /// Sends an upgrade request (WebSocket) on a new connection of its own, neither held nor
+    /// pooled afterwards: once upgraded it belongs to the tunnel.
+    pub async fn send_alone(
+        &self,
+        scheme: &Scheme,
+        authority: &Authority,
+        request: Request<ProgressBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let key = UpstreamKey { scheme: scheme.clone(), authority: authority.clone() };
+        let mut connection = self.upstreams.connect(&key).await?;
+        Ok(connection.sender.send_request(request).await?)
     }
 
     /// The held connection when it leads to `key`, else an idle one. An HTTP/1 client sends its

@@ -32,6 +32,9 @@ pub struct ProxySettings {
     pub upstream_timeout: Duration,
     /// `proxy.client_body_timeout`: the longest gap between two pieces of a request body.
     pub client_body_timeout: Duration,
+    /// `proxy.tunnel_idle_timeout`: an upgraded connection (WebSocket) with no bytes either
+    /// way for this long is closed.
+    pub tunnel_idle_timeout: Duration,
     /// Which client headers never reach an upstream (`proxy.strip_request_headers`).
     pub header_policy: RequestHeaderPolicy,
     /// `proxy.methods`: what is proxied; anything else gets 405.
@@ -57,6 +60,7 @@ impl ProxySettings {
             trusted_proxies: config.proxy.trusted_proxies.clone(),
             upstream_timeout: config.proxy.upstream_timeout,
             client_body_timeout: config.proxy.client_body_timeout,
+            tunnel_idle_timeout: config.proxy.tunnel_idle_timeout,
             header_policy: RequestHeaderPolicy::new(&config.proxy.strip_request_headers),
             methods: config.proxy.methods.clone(),
             allow: allow_header(&config.proxy.methods),
