@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -13,9 +14,103 @@ use tokengate::config::Config;
 use tokengate::control::service::{Actor, CreateAccount, CreateToken, ExpiryRequest, LifecycleService};
 use tokengate::control::store::Store;
 use tokengate::gateway::{Gateway, Listeners};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+/// An upstream that answers 200 to every request and keeps each request as received, so a
+/// test can prove what reached it and what never did: head and body bytes (a `Content-Length` body, or a chunked one up to its last chunk).
+pub struct Recorder {
+    pub addr: SocketAddr,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl Recorder {
+    pub async fn start() -> Recorder {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&requests);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(record_requests(stream, Arc::clone(&seen)));
+            }
+        });
+        Recorder { addr, requests }
+    }
+
+    /// Every request received, head and body, as text.
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// Every request head received (up to and including the blank line).
+    pub fn heads(&self) -> Vec<String> {
+        self.requests()
+            .into_iter()
+            .map(|request| match request.find("\r\n\r\n") {
+                Some(at) => request[..at + 4].to_owned(),
+                None => request,
+            })
+            .collect()
+    }
+}
+
+async fn record_requests(mut stream: tokio::net::TcpStream, seen: Arc<Mutex<Vec<String>>>) {
+    let mut buffer = Vec::new();
+    let read_more = async |stream: &mut tokio::net::TcpStream, buffer: &mut Vec<u8>| {
+        let mut chunk = [0u8; 8192];
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                buffer.extend_from_slice(&chunk[..n]);
+                true
+            }
+        }
+    };
+    loop {
+        let head_end = loop {
+            if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            if !read_more(&mut stream, &mut buffer).await {
+                return;
+            }
+        };
+        let head = String::from_utf8_lossy(&buffer[..head_end]).to_ascii_lowercase();
+        let end = if head.contains("transfer-encoding: chunked") {
+            loop {
+                if let Some(at) = buffer[head_end..].windows(5).position(|w| w == b"0\r\n\r\n") {
+                    break head_end + at + 5;
+                }
+                if !read_more(&mut stream, &mut buffer).await {
+                    seen.lock().unwrap().push(String::from_utf8_lossy(&buffer).into_owned());
+                    return;
+                }
+            }
+        } else {
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            while buffer.len() < head_end + length {
+                if !read_more(&mut stream, &mut buffer).await {
+                    seen.lock().unwrap().push(String::from_utf8_lossy(&buffer).into_owned());
+                    return;
+                }
+            }
+            head_end + length
+        };
+        seen.lock().unwrap().push(String::from_utf8_lossy(&buffer[..end]).into_owned());
+        buffer.drain(..end);
+        let answer = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok";
+        if stream.write_all(answer).await.is_err() {
+            return;
+        }
+    }
+}
 
 /// The echo upstream, running as a task on its own port.
 pub struct Upstream {

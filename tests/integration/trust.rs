@@ -6,7 +6,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
@@ -15,74 +14,12 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{GatewayProcess, client, eventually, run_cli};
+use crate::support::{GatewayProcess, Recorder, client, eventually, run_cli};
 
 const ROOT: &str = "root@example.com";
 const MANAGER: &str = "manager@example.com";
 const ANN: &str = "ann@example.com";
 const BOB: &str = "bob@example.com";
-
-/// An upstream that answers 200 to everything and keeps every request head it received, so a
-/// test can prove that a refused request never reached it.
-struct Recorder {
-    addr: SocketAddr,
-    heads: Arc<Mutex<Vec<String>>>,
-}
-
-impl Recorder {
-    async fn start() -> Recorder {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let heads = Arc::new(Mutex::new(Vec::new()));
-        let seen = Arc::clone(&heads);
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(record_connection(stream, Arc::clone(&seen)));
-            }
-        });
-        Recorder { addr, heads }
-    }
-
-    fn heads(&self) -> Vec<String> {
-        self.heads.lock().unwrap().clone()
-    }
-}
-
-/// Serves one keep-alive connection: each head is kept, its `Content-Length` body skipped.
-async fn record_connection(mut stream: tokio::net::TcpStream, seen: Arc<Mutex<Vec<String>>>) {
-    let mut buffer = Vec::new();
-    loop {
-        let end = loop {
-            if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-                break at + 4;
-            }
-            let mut chunk = [0u8; 4096];
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-            }
-        };
-        let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
-        let length: usize = head
-            .lines()
-            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        while buffer.len() < end + length {
-            let mut chunk = [0u8; 4096];
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-            }
-        }
-        buffer.drain(..end + length);
-        seen.lock().unwrap().push(head);
-        let answer = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok";
-        if stream.write_all(answer).await.is_err() {
-            return;
-        }
-    }
-}
 
 /// A database and config with accounts for every role, in front of `upstream`.
 struct Site {
