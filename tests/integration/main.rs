@@ -18,6 +18,7 @@ mod cluster;
 mod confirm;
 mod copy;
 mod credentials;
+mod durability;
 mod expiry_cap;
 mod first_run;
 mod forward_auth;
