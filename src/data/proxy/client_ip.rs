@@ -58,8 +58,9 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
     }
     let mut candidate = peer;
     for value in headers.get_all(&X_FORWARDED_FOR).iter().rev() {
-        let Ok(text) = value.to_str() else { return candidate };
-        for entry in text.rsplit(',') {
+        // Entry by entry, as bytes: a byte that is not visible ASCII ends the walk at its own
+        // entry, not at the whole value, whose right-hand entries the trusted hops appended.
+        for entry in value.as_bytes().rsplit(|b| *b == b',') {
             let Some(ip) = parse_entry(entry) else { return candidate };
             candidate = ip;
             if !is_trusted(ip, trusted) {
@@ -71,8 +72,8 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
 }
 
 /// An `X-Forwarded-For` entry: an address, perhaps with a port or brackets.
-fn parse_entry(entry: &str) -> Option<IpAddr> {
-    let entry = entry.trim();
+fn parse_entry(entry: &[u8]) -> Option<IpAddr> {
+    let entry = std::str::from_utf8(entry.trim_ascii()).ok()?;
     if let Ok(ip) = entry.parse::<IpAddr>() {
         return Some(ip.to_canonical());
     }
@@ -111,5 +112,19 @@ mod tests {
         assert_eq!(client_ip(ip("10.0.0.1"), &xff(&["garbage, 10.2.2.2"]), &trusted), ip("10.2.2.2"));
         assert_eq!(client_ip(ip("10.0.0.1"), &HeaderMap::new(), &trusted), ip("10.0.0.1"));
         assert_eq!(client_ip(ip("::ffff:10.0.0.1"), &xff(&["[2001:db8::1]:443"]), &trusted), ip("2001:db8::1"));
+    }
+
+    #[test]
+    fn a_non_ascii_byte_a_client_wrote_does_not_hide_the_entries_proxies_appended() {
+        // Found by the `client_ip` fuzz target: the whole value was read with `to_str`, so a
+        // client that put one such byte in its own `X-Forwarded-For` (which a proxy extends in
+        // place: `<client's value>, <client address>`) was taken for the trusted proxy itself.
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut headers = HeaderMap::new();
+        headers.append(&X_FORWARDED_FOR, HeaderValue::from_bytes(b"6.6.6.6\xff, 198.51.100.7").unwrap());
+        assert_eq!(client_ip(ip("10.0.0.1"), &headers, &trusted), ip("198.51.100.7"));
+        let mut headers = HeaderMap::new();
+        headers.append(&X_FORWARDED_FOR, HeaderValue::from_bytes(b"\xff, 10.2.2.2").unwrap());
+        assert_eq!(client_ip(ip("10.0.0.1"), &headers, &trusted), ip("10.2.2.2"), "the left-most trusted hop");
     }
 }

@@ -159,12 +159,12 @@ fn strip_headers(headers: &mut HeaderMap, also: impl Fn(&HeaderName) -> bool) {
         }
     }
     if doomed.contains(&CONNECTION) {
+        // Read as bytes: one non-ASCII byte in the value must not keep the names beside it.
         let named = headers
             .get_all(CONNECTION)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok());
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim_ascii()).ok());
         doomed.extend(named);
     }
     for name in doomed {
@@ -330,6 +330,20 @@ pub async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headers_named_by_connection_go_even_beside_a_non_ascii_byte() {
+        // Found by fuzzing the header rewrite: the value was read as text, so one such byte
+        // kept every header it named.
+        let mut headers = HeaderMap::new();
+        headers.insert(CONNECTION, HeaderValue::from_bytes(b"x-a, \xffjunk, x-b").unwrap());
+        headers.insert("x-a", HeaderValue::from_static("1"));
+        headers.insert("x-b", HeaderValue::from_static("2"));
+        headers.insert("x-c", HeaderValue::from_static("3"));
+        strip_hop_by_hop(&mut headers);
+        assert!(!headers.contains_key("x-a") && !headers.contains_key("x-b") && !headers.contains_key(CONNECTION));
+        assert!(headers.contains_key("x-c"));
+    }
 
     #[test]
     fn identity_and_address_headers_are_stripped_in_any_spelling() {
