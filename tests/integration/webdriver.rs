@@ -172,25 +172,57 @@ impl Browser {
         .await
     }
 
+    /// Runs `act` on `css`'s visible element, finding it again when the page re-rendered it
+    /// between the finding and the acting (a stale element), which a busy machine makes likely.
+    async fn on_element<T, F, Fut>(&self, css: &str, act: F) -> T
+    where
+        F: Fn(fantoccini::elements::Element) -> Fut,
+        Fut: std::future::Future<Output = Result<T, fantoccini::error::CmdError>>,
+    {
+        let mut tries = 0;
+        loop {
+            match act(self.visible(css).await).await {
+                Ok(value) => return value,
+                Err(error) if is_stale(&error) && tries < 20 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(error) => panic!("{css}: {error}"),
+            }
+        }
+    }
+
     pub async fn click(&self, css: &str) {
-        self.visible(css).await.click().await.unwrap();
+        self.on_element(css, |element| async move { element.click().await.map(|_| ()) }).await;
     }
 
     /// Replaces the text of an input.
     pub async fn fill(&self, css: &str, text: &str) {
-        let input = self.visible(css).await;
-        input.clear().await.unwrap();
-        input.send_keys(text).await.unwrap();
+        self.on_element(css, |input| async move {
+            input.clear().await?;
+            input.send_keys(text).await
+        })
+        .await;
     }
 
     pub async fn text(&self, css: &str) -> String {
-        self.visible(css).await.text().await.unwrap()
+        self.on_element(css, |element| async move { element.text().await }).await
     }
 
     /// An input's current value (the DOM property, not the attribute).
     pub async fn value(&self, css: &str) -> String {
-        let element = self.client.find(Locator::Css(css)).await.unwrap();
-        element.prop("value").await.unwrap().unwrap_or_default()
+        let mut tries = 0;
+        loop {
+            let element = self.client.find(Locator::Css(css)).await.unwrap();
+            match element.prop("value").await {
+                Ok(value) => return value.unwrap_or_default(),
+                Err(error) if is_stale(&error) && tries < 20 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(error) => panic!("{css}: {error}"),
+            }
+        }
     }
 
     /// Waits until `css`'s text contains `needle`, and returns the text.
@@ -317,4 +349,9 @@ pub fn artifacts_dir() -> PathBuf {
     std::env::var_os("TOKENGATE_ARTIFACTS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("test-artifacts"))
+}
+
+/// The element was replaced in the page after it was found.
+fn is_stale(error: &fantoccini::error::CmdError) -> bool {
+    matches!(error, fantoccini::error::CmdError::Standard(e) if e.error == fantoccini::error::ErrorStatus::StaleElementReference)
 }
