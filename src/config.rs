@@ -184,6 +184,11 @@ pub struct ProxyConfig {
     pub send_timeout: Duration,
     /// An upgraded connection (WebSocket) with no bytes either way for this long is closed.
     pub tunnel_idle_timeout: Duration,
+    /// Open connections to one upstream at most, so that HTTP/2 clients' concurrent requests
+    /// cannot open thousands; `None` (0 in the file): no such bound.
+    pub max_upstream_connections: Option<usize>,
+    /// How long a request waits at that bound for a connection to come free; past it: 503.
+    pub upstream_queue_timeout: Duration,
 }
 
 /// `proxy.methods` by default: what REST APIs use. `CONNECT` (a tunnel) and `TRACE` (which

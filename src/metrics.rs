@@ -38,6 +38,13 @@ pub struct KindLabels {
     pub kind: &'static str,
 }
 
+/// The labels of the per-upstream metrics: an upstream of the routes, `scheme://host:port`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    /// The upstream's scheme and authority, as configured.
+    pub upstream: Arc<str>,
+}
+
 /// Every metric; the gauges of state held elsewhere are set when scraped.
 pub struct Metrics {
     registry: Registry,
@@ -74,6 +81,12 @@ pub struct Metrics {
     /// `tokengate_connections_refused_per_ip_total`, set at each scrape: connections closed at
     /// once because their address held `proxy.max_connections_per_ip`.
     pub connections_refused_per_ip: Counter,
+    /// `tokengate_upstream_connections{upstream}`: open connections to each upstream, kept as
+    /// they open and close.
+    pub upstream_connections: Family<UpstreamLabels, Gauge>,
+    /// `tokengate_upstream_queue_timeouts_total{upstream}`: requests answered 503 because the
+    /// upstream stayed at `proxy.max_upstream_connections`.
+    pub upstream_queue_timeouts: Family<UpstreamLabels, Counter>,
     /// `tokengate_config_reloads_total{result}`: `SIGHUP` reloads, `applied` or `rejected`.
     pub config_reloads: Family<ResultLabels, Counter>,
     /// `tokengate_config_last_reload_successful`: 0 after a reload that was rejected (the file
@@ -119,6 +132,8 @@ impl Metrics {
             connections_open: Gauge::default(),
             connections_max: Gauge::default(),
             connections_refused_per_ip: Counter::default(),
+            upstream_connections: Family::default(),
+            upstream_queue_timeouts: Family::default(),
             config_reloads: Family::default(),
             config_last_reload_successful: Gauge::default(),
             registry: Registry::default(),
@@ -174,6 +189,16 @@ impl Metrics {
             "connections_refused_per_ip",
             "Connections closed at once because their address held proxy.max_connections_per_ip",
             metrics.connections_refused_per_ip.clone(),
+        );
+        registry.register(
+            "upstream_connections",
+            "Open connections to each upstream (at most proxy.max_upstream_connections)",
+            metrics.upstream_connections.clone(),
+        );
+        registry.register(
+            "upstream_queue_timeouts",
+            "Requests answered 503 because every connection the upstream may have stayed busy for proxy.upstream_queue_timeout",
+            metrics.upstream_queue_timeouts.clone(),
         );
         registry.register(
             "config_reloads",

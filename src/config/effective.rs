@@ -146,6 +146,8 @@ fn effective_proxy(proxy: &ProxyConfig) -> RawProxy {
         client_body_timeout,
         send_timeout,
         tunnel_idle_timeout,
+        max_upstream_connections,
+        upstream_queue_timeout,
     } = proxy;
     RawProxy {
         listen: listen.to_string(),
@@ -165,6 +167,8 @@ fn effective_proxy(proxy: &ProxyConfig) -> RawProxy {
         client_body_timeout: format_duration(*client_body_timeout),
         send_timeout: format_duration(*send_timeout),
         tunnel_idle_timeout: format_duration(*tunnel_idle_timeout),
+        max_upstream_connections: max_upstream_connections.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+        upstream_queue_timeout: format_duration(*upstream_queue_timeout),
     }
 }
 
@@ -354,6 +358,8 @@ max_connections_per_ip = 32
 client_body_timeout = "20s"
 send_timeout = "45s"
 tunnel_idle_timeout = "2m"
+max_upstream_connections = 64
+upstream_queue_timeout = "3s"
 
 [admin]
 listen = "127.0.0.1:18081"

@@ -62,6 +62,8 @@ pub(super) struct RawProxy {
     pub client_body_timeout: String,
     pub send_timeout: String,
     pub tunnel_idle_timeout: String,
+    pub max_upstream_connections: u32,
+    pub upstream_queue_timeout: String,
 }
 
 impl Default for RawProxy {
@@ -83,6 +85,8 @@ impl Default for RawProxy {
             client_body_timeout: "10s".into(),
             send_timeout: "30s".into(),
             tunnel_idle_timeout: "5m".into(),
+            max_upstream_connections: 1024,
+            upstream_queue_timeout: "5s".into(),
         }
     }
 }

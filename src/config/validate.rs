@@ -145,6 +145,8 @@ fn proxy(p: &mut Problems, raw: &RawProxy) -> Option<ProxyConfig> {
     let client_body_timeout = p.check(positive_duration("proxy.client_body_timeout", &raw.client_body_timeout));
     let send_timeout = p.check(positive_duration("proxy.send_timeout", &raw.send_timeout));
     let tunnel_idle_timeout = p.check(positive_duration("proxy.tunnel_idle_timeout", &raw.tunnel_idle_timeout));
+    let upstream_queue_timeout =
+        p.check(positive_duration("proxy.upstream_queue_timeout", &raw.upstream_queue_timeout));
     Some(ProxyConfig {
         listen: listen?,
         realm: realm?,
@@ -162,6 +164,8 @@ fn proxy(p: &mut Problems, raw: &RawProxy) -> Option<ProxyConfig> {
         client_body_timeout: client_body_timeout?,
         send_timeout: send_timeout?,
         tunnel_idle_timeout: tunnel_idle_timeout?,
+        max_upstream_connections: (raw.max_upstream_connections > 0).then_some(raw.max_upstream_connections as usize),
+        upstream_queue_timeout: upstream_queue_timeout?,
     })
 }
 

@@ -17,6 +17,7 @@ pub mod request_id;
 pub mod route;
 pub mod settings;
 pub mod tunnel;
+pub mod upstreams;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,6 +43,7 @@ use pinned::Pinned;
 use request_id::X_REQUEST_ID;
 use route::{PathError, RequestHost, canonical_path};
 use settings::ProxySettings;
+use upstreams::Upstreams;
 
 /// How a proxied request ended, as `tokengate_requests_total{outcome}` counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +58,8 @@ pub enum Outcome {
     Forbidden,
     /// 429: the token's limit, or an address that failed too often.
     RateLimited,
-    /// 502 or 504: the upstream could not be reached or did not answer in time.
+    /// 502, 503 or 504: the upstream could not be reached, had no connection free (at
+    /// `proxy.max_upstream_connections`) or did not answer in time.
     UpstreamError,
     /// 400, 404 or 405 before any authentication: a method, host, path or route the gateway
     /// refuses.
@@ -90,6 +93,9 @@ pub type ProxyBody = Either<Incoming, Full<Bytes>>;
 pub struct Proxy {
     /// Each request reads the version current when it arrives (see [`Proxy::reconfigure`]).
     settings: ArcSwap<ProxySettings>,
+    /// Upstream connections: opened, pooled and capped per upstream for the life of the
+    /// process (a reload changes how new ones are opened).
+    upstreams: Arc<Upstreams>,
     gate: Arc<Gate>,
     limits: Arc<RateLimits>,
     metrics: Arc<Metrics>,
@@ -109,6 +115,7 @@ impl Proxy {
         let over_tls = config.proxy.tls.is_some();
         Proxy {
             settings: ArcSwap::from_pointee(ProxySettings::new(config, over_tls)),
+            upstreams: Arc::new(Upstreams::new(config, Arc::clone(&metrics))),
             gate,
             limits,
             metrics,
@@ -124,6 +131,7 @@ impl Proxy {
     pub fn reconfigure(&self, config: &Config) {
         self.access_log.set_json(config.log.json);
         self.settings.store(Arc::new(ProxySettings::new(config, self.over_tls)));
+        self.upstreams.reconfigure(config);
     }
 
     /// The access log, to be closed (its last lines written) once the proxy has drained.
@@ -143,7 +151,7 @@ impl Proxy {
 
     /// The upstream connection slot of a new client connection.
     pub fn pin(&self) -> Pinned {
-        Pinned::new(Arc::clone(&self.settings.load().upstreams))
+        Pinned::new(Arc::clone(&self.upstreams))
     }
 
     /// Handles one request from `peer`, forwarding on its connection's `pinned` upstream
@@ -349,6 +357,10 @@ impl Proxy {
             ForwardError::Unreachable(error) => {
                 tracing::warn!(upstream = %route.upstream, %error, "upstream unreachable");
                 Stop::new(reject::bad_gateway(), Outcome::UpstreamError)
+            }
+            ForwardError::Busy => {
+                tracing::warn!(upstream = %route.upstream, "no upstream connection came free within proxy.upstream_queue_timeout");
+                Stop::new(reject::upstream_busy(), Outcome::UpstreamError)
             }
             ForwardError::ClientBody { stalled: true } => {
                 tracing::info!(upstream = %route.upstream, "request refused: the client's body stalled");

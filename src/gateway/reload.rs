@@ -34,6 +34,7 @@ const NEEDS_RESTART: &[&str] = &[
     "proxy.workers",
     "proxy.max_connections",
     "proxy.max_connections_per_ip",
+    "proxy.max_upstream_connections",
     "proxy.send_timeout",
     "proxy.tls_cert_file",
     "proxy.tls_key_file",

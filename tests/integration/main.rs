@@ -41,6 +41,7 @@ mod store;
 mod support;
 mod tls;
 mod trust;
+mod upstream_cap;
 mod usage;
 mod web;
 mod webdriver;

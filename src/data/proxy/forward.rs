@@ -14,9 +14,10 @@ use hyper::body::Incoming;
 
 use super::authenticate::Identity;
 use super::client_ip::{Peer, X_FORWARDED_FOR};
-use super::pinned::{Pinned, UpstreamError};
+use super::pinned::Pinned;
 use super::progress::ProgressBody;
 use super::route::Route;
+use super::upstreams::{SendError, UpstreamError};
 
 /// Set to `http` or `https` as the client reached the gateway; a trusted proxy's value is kept.
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -274,6 +275,9 @@ fn set_forwarded(headers: &mut HeaderMap, caller: &ForwardContext<'_>, original_
 pub enum ForwardError {
     /// Connecting failed or the connection broke: 502.
     Unreachable(UpstreamError),
+    /// The upstream's connections stayed at `proxy.max_upstream_connections` for
+    /// `proxy.upstream_queue_timeout`: 503.
+    Busy,
     /// No response head within `proxy.upstream_timeout`: 504.
     TimedOut,
     /// The client's body broke on the way (malformed chunks, cut off): 400, the client's fault.
@@ -320,8 +324,9 @@ pub async fn send(
                 strip_hop_by_hop(response.headers_mut());
                 Ok(response)
             }
+            Err(SendError::Busy) => Err(ForwardError::Busy),
             Err(_) if progress.client_failed() => Err(ForwardError::ClientBody { stalled: progress.client_stalled() }),
-            Err(error) => Err(ForwardError::Unreachable(error)),
+            Err(SendError::Failed(error)) => Err(ForwardError::Unreachable(error)),
         },
         _ = progress.idle_for(timeouts.upstream) => Err(ForwardError::TimedOut),
     }

@@ -133,6 +133,17 @@ pub fn bad_gateway() -> Response<ProxyBody> {
     )
 }
 
+/// 503: every connection the upstream may have (`proxy.max_upstream_connections`) stayed busy
+/// for `proxy.upstream_queue_timeout`. Worth a retry soon.
+pub fn upstream_busy() -> Response<ProxyBody> {
+    let mut response = json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        r#"{"error":{"code":"upstream_busy","message":"the upstream has no connection free; retry after the number of seconds in Retry-After"}}"#,
+    );
+    response.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
 /// 504: the upstream said nothing within `proxy.upstream_timeout`.
 pub fn gateway_timeout() -> Response<ProxyBody> {
     json_error(

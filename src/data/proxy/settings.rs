@@ -4,14 +4,12 @@
 //! it arrives, so a reload never shows a request half of the old routes and half of the new,
 //! and open connections carry on with the new settings on their next request.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderValue, Method};
 use ipnet::IpNet;
 
 use super::forward::RequestHeaderPolicy;
-use super::pinned::Upstreams;
 use super::reject;
 use super::route::Router;
 use crate::config::Config;
@@ -20,9 +18,6 @@ use crate::config::Config;
 pub struct ProxySettings {
     /// `routes`: what is forwarded where, and with which rules.
     pub router: Router,
-    /// Upstream connections: `proxy.connect_timeout` and `proxy.upstream_ca_file` apply to
-    /// connections a client connection opens from now on.
-    pub upstreams: Arc<Upstreams>,
     /// `WWW-Authenticate` of a 401, from `proxy.realm`.
     pub challenge: HeaderValue,
     /// `proxy.trusted_proxies`, decided per request (not per connection), so a peer taken out
@@ -55,7 +50,6 @@ impl ProxySettings {
     pub fn new(config: &Config, over_tls: bool) -> Self {
         ProxySettings {
             router: Router::new(&config.routes, over_tls),
-            upstreams: Arc::new(Upstreams::new(config.proxy.connect_timeout, (*config.proxy.upstream_tls).clone())),
             challenge: reject::challenge(&config.proxy.realm),
             trusted_proxies: config.proxy.trusted_proxies.clone(),
             upstream_timeout: config.proxy.upstream_timeout,

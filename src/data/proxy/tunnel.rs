@@ -18,6 +18,8 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
+use super::upstreams::UpstreamLease;
+
 /// The protocol a request asks to switch to: an HTTP/1.1 request with `Connection: upgrade`
 /// and an `Upgrade` header, except `h2c` (HTTP/2 is spoken on this listener already, or not at
 /// all). `None`: an ordinary request.
@@ -62,6 +64,9 @@ pub fn splice(
         return response;
     }
     let upstream = hyper::upgrade::on(&mut response);
+    // The upgraded connection counts against `proxy.max_upstream_connections` until the
+    // tunnel ends.
+    let lease = response.extensions_mut().remove::<UpstreamLease>();
     let headers = response.headers_mut();
     headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     if !headers.contains_key(UPGRADE) {
@@ -76,6 +81,7 @@ pub fn splice(
             }
         };
         run(client, upstream, idle).await;
+        drop(lease);
     });
     response
 }
