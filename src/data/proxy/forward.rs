@@ -250,10 +250,15 @@ fn set_forwarded(headers: &mut HeaderMap, caller: &ForwardContext<'_>, original_
     // is replaced by the one address we saw.
     let (peer, trusted) = (caller.peer, caller.peer_trusted);
     if trusted {
-        let chain: Vec<&str> = headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect();
-        let forwarded_for =
-            if chain.is_empty() { peer.ip.to_string() } else { format!("{}, {}", chain.join(", "), peer.ip) };
-        if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+        // Joined as bytes: one non-ASCII byte a client wrote must not cost the entries the
+        // trusted proxies appended after it (each value is a valid header value, so is the join).
+        let mut chain = Vec::new();
+        for value in headers.get_all(&X_FORWARDED_FOR) {
+            chain.extend_from_slice(value.as_bytes());
+            chain.extend_from_slice(b", ");
+        }
+        chain.extend_from_slice(peer.ip.to_string().as_bytes());
+        if let Ok(value) = HeaderValue::from_bytes(&chain) {
             headers.insert(&X_FORWARDED_FOR, value);
         }
     } else {

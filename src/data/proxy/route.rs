@@ -335,7 +335,8 @@ pub enum PathError {
     ControlCharacter,
     /// A segment ending in `.` or a space, which Windows servers strip (`/admin./x`).
     TrailingDotOrSpace,
-    /// `%252e`, `%252f`, `%255c`: a dot or separator that an upstream decoding twice would see.
+    /// `%25` before the escape of a byte an upstream decoding twice would read as other than the
+    /// router did: `%252e`, `%252f`, `%255c`, `%253b`, `%2561` (a letter), `%2520`, `%2500`.
     DoubleEncoded,
     /// The path matches a longer route prefix only when case is ignored.
     CaseFolded,
@@ -389,7 +390,9 @@ impl PathError {
             PathError::EmptySegment => "the request path has an empty segment (//, also with encoded slashes)",
             PathError::ControlCharacter => "the request path has an encoded control character",
             PathError::TrailingDotOrSpace => "a segment of the request path ends in a dot or a space",
-            PathError::DoubleEncoded => "the request path has a double-encoded dot or separator (%252e, %252f, %255c)",
+            PathError::DoubleEncoded => {
+                "the request path has a double-encoded character that an upstream decoding twice would read differently (%252e, %252f, %2561)"
+            }
             PathError::CaseFolded => "the request path matches a route prefix only when case is ignored",
             PathError::BadHost => "the request's Host (or :authority) is not a valid host name",
             PathError::ConflictingHost => {

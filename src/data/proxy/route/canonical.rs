@@ -110,11 +110,21 @@ fn check_segments<'s>(segments: impl Iterator<Item = &'s str>) -> Result<(), Pat
     Ok(())
 }
 
-/// Whether a canonical path holds `%25` followed by the escape of a dot or a separator.
+/// Whether a canonical path holds `%25` followed by the escape of a byte that an upstream
+/// decoding twice would read as other than the router did: one that this function decodes or
+/// refuses when it comes encoded once (an unreserved character, a separator, `;`, a control
+/// character), or a space, which may end a segment. A dot or separator is the obvious case
+/// (`%252e`); a letter changes the route (`/%2561dmin` is `/admin` to that upstream) and `;`
+/// starts path parameters (`/pub/..%253b/admin` is `/pub/..;/admin`, which Tomcat reads as
+/// `/admin`). Found by the `canonical_path` property test and fuzz target.
 fn is_double_encoded(canonical: &str) -> bool {
     canonical.match_indices("%25").any(|(at, _)| {
         let next = canonical.as_bytes().get(at + 3..at + 5).unwrap_or_default();
-        [b"2E", b"2F", b"5C"].iter().any(|escape| next.eq_ignore_ascii_case(*escape))
+        let [Some(high), Some(low)] = [0, 1].map(|i| next.get(i).copied().and_then(hex_value)) else {
+            return false;
+        };
+        let value = high << 4 | low;
+        is_unreserved(value) || matches!(value, b'/' | b'\\' | b';' | b' ' | 0..0x20 | 0x7f)
     })
 }
 
@@ -158,6 +168,10 @@ mod tests {
             ("/a%252Fb", PathError::DoubleEncoded),
             ("/a%25%32%65", PathError::DoubleEncoded),
             ("/a%255c", PathError::DoubleEncoded),
+            ("/%2561dmin/x", PathError::DoubleEncoded),
+            ("/pub/..%253b/admin", PathError::DoubleEncoded),
+            ("/adm%2520/x", PathError::DoubleEncoded),
+            ("/a%2500", PathError::DoubleEncoded),
         ] {
             assert_eq!(canonical_path(bad).err(), Some(why), "{bad}");
         }
