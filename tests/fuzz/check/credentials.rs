@@ -1,6 +1,6 @@
 //! Credential parsing: what `read_credentials` makes of any `Authorization` header(s), against a
 //! model written from the reference (one header of at most 1 100 bytes, `Basic` in any case,
-//! standard base64 with or without padding, UTF-8 without control characters, `EMAIL:SECRET`
+//! standard base64 with all, part or none of its padding, UTF-8 without control characters, `EMAIL:SECRET`
 //! split at the first colon, neither half empty). Shared by the property tests and the
 //! `credentials` fuzz target.
 
@@ -73,8 +73,12 @@ fn expected(headers: &HeaderMap) -> Result<(String, String), CredentialError> {
         return Err(CredentialError::NotBasic);
     }
     let encoded = value[space + 1..].trim_ascii();
-    let decoded = STANDARD.decode(encoded).or_else(|_| STANDARD_NO_PAD.decode(encoded));
-    let decoded = decoded.map_err(|_| CredentialError::BadBase64)?;
+    // Padding is optional: all of it, part of it (found by the fuzz target: `YW5reu1Ong=`) or
+    // none, but never more than the length calls for.
+    let unpadded = encoded.strip_suffix(b"=").map_or(encoded, |e| e.strip_suffix(b"=").unwrap_or(e));
+    let padding = encoded.len() - unpadded.len();
+    let decoded = if padding <= (4 - unpadded.len() % 4) % 4 { STANDARD_NO_PAD.decode(unpadded).ok() } else { None };
+    let decoded = decoded.ok_or(CredentialError::BadBase64)?;
     let text = String::from_utf8(decoded).map_err(|_| CredentialError::NotUtf8)?;
     if text.chars().any(char::is_control) {
         return Err(CredentialError::ControlCharacter);
