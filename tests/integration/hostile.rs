@@ -14,7 +14,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{GatewayProcess, Recorder, Upstream, client, eventually, run_cli};
+use crate::support::{GatewayProcess, Recorder, Upstream, cli_token, client, eventually, run_cli, write_config};
 
 const ANN: &str = "ann@example.com";
 
@@ -32,21 +32,8 @@ async fn new_site(extra_proxy: &str) -> Site {
     let dir = tempfile::tempdir().unwrap();
     let upstream = Recorder::start().await;
     let echo = Upstream::start().await;
-    let config = dir.path().join("tokengate.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[proxy]
-listen = "127.0.0.1:0"
-{extra_proxy}
-
-[admin]
-listen = "127.0.0.1:0"
-
-[database]
-url = "sqlite://{db}"
-
+    let routes = format!(
+        r#"
 [[routes]]
 prefix = "/"
 upstream = "http://{upstream}"
@@ -62,18 +49,13 @@ upstream = "http://{echo}"
 strip_prefix = true
 public = true
 "#,
-            db = dir.path().join("tokengate.db").display(),
-            upstream = upstream.addr,
-            echo = echo.addr,
-        ),
-    )
-    .unwrap();
+        upstream = upstream.addr,
+        echo = echo.addr,
+    );
+    let config = write_config(dir.path(), extra_proxy, &routes);
     let (code, _, stderr) = run_cli(&config, &["user", "add", ANN, "--superuser"]);
     assert_eq!(code, 0, "{stderr}");
-    let (code, stdout, stderr) =
-        run_cli(&config, &["token", "create", "--user", ANN, "--name", "t", "--scope", "admin", "--json"]);
-    assert_eq!(code, 0, "{stderr}");
-    let secret = serde_json::from_str::<Value>(&stdout).unwrap()["token"].as_str().unwrap().to_owned();
+    let secret = cli_token(&config, ANN, "t", "admin");
     Site { _dir: dir, config, upstream, _echo: echo, secret }
 }
 

@@ -196,6 +196,28 @@ upstream = "http://{dead}"
     )
 }
 
+/// Writes `tokengate.toml` in `dir` for a gateway binary on free ports with a SQLite database
+/// in `dir`: `proxy` goes into `[proxy]`, then `routes` (the `[[routes]]` tables, and any other
+/// table). Returns its path.
+pub fn write_config(dir: &Path, proxy: &str, routes: &str) -> PathBuf {
+    let config = dir.join("tokengate.toml");
+    let text = format!(
+        "[proxy]\nlisten = \"127.0.0.1:0\"\n{proxy}\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n\
+         [database]\nurl = \"sqlite://{db}\"\n\n{routes}",
+        db = dir.join("tokengate.db").display()
+    );
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+/// Creates a token through the CLI (`token create --json`) and returns its secret.
+pub fn cli_token(config: &Path, email: &str, name: &str, scope: &str) -> String {
+    let (code, stdout, stderr) =
+        run_cli(config, &["token", "create", "--user", email, "--name", name, "--scope", scope, "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    serde_json::from_str::<serde_json::Value>(&stdout).unwrap()["token"].as_str().unwrap().to_owned()
+}
+
 /// A gateway running in this process, with its own temporary database and echo upstream.
 pub struct TestGateway {
     pub proxy: SocketAddr,

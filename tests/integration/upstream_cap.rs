@@ -17,7 +17,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{GatewayProcess, client};
+use crate::support::{GatewayProcess, client, write_config};
 
 /// An upstream that answers `/slow/MS` after MS milliseconds and anything else at once, and
 /// counts its connections: open now, the most open at once, and opened in all.
@@ -74,32 +74,9 @@ struct Site {
 async fn site(cap: usize, queue: &str) -> Site {
     let dir = tempfile::tempdir().unwrap();
     let upstream = CountingUpstream::start().await;
-    let config = dir.path().join("tokengate.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[proxy]
-listen = "127.0.0.1:0"
-max_upstream_connections = {cap}
-upstream_queue_timeout = "{queue}"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[database]
-url = "sqlite://{db}"
-
-[[routes]]
-prefix = "/"
-upstream = "http://{upstream}"
-public = true
-"#,
-            db = dir.path().join("tokengate.db").display(),
-            upstream = upstream.addr,
-        ),
-    )
-    .unwrap();
+    let proxy = format!("max_upstream_connections = {cap}\nupstream_queue_timeout = \"{queue}\"");
+    let routes = format!("[[routes]]\nprefix = \"/\"\nupstream = \"http://{}\"\npublic = true\n", upstream.addr);
+    let config = write_config(dir.path(), &proxy, &routes);
     let gateway = GatewayProcess::start(&config);
     Site { _dir: dir, gateway, upstream }
 }

@@ -10,10 +10,9 @@ use base64::Engine;
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
-use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{GatewayProcess, client, run_cli};
+use crate::support::{GatewayProcess, cli_token, client, run_cli, write_config};
 
 const ANN: &str = "ann@example.com";
 
@@ -75,37 +74,19 @@ struct Site {
 async fn site() -> Site {
     let dir = tempfile::tempdir().unwrap();
     let upstream = EchoUpgrades::start().await;
-    let config = dir.path().join("tokengate.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[proxy]
-listen = "127.0.0.1:0"
-tunnel_idle_timeout = "1s"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[database]
-url = "sqlite://{db}"
-
+    let routes = format!(
+        r#"
 [[routes]]
 prefix = "/ws"
 upstream = "http://{upstream}"
 require = {{ GET = "read" }}
 "#,
-            db = dir.path().join("tokengate.db").display(),
-            upstream = upstream.addr,
-        ),
-    )
-    .unwrap();
+        upstream = upstream.addr,
+    );
+    let config = write_config(dir.path(), r#"tunnel_idle_timeout = "1s""#, &routes);
     let (code, _, stderr) = run_cli(&config, &["user", "add", ANN]);
     assert_eq!(code, 0, "{stderr}");
-    let (code, stdout, stderr) =
-        run_cli(&config, &["token", "create", "--user", ANN, "--name", "socket", "--scope", "read", "--json"]);
-    assert_eq!(code, 0, "{stderr}");
-    let secret = serde_json::from_str::<Value>(&stdout).unwrap()["token"].as_str().unwrap().to_owned();
+    let secret = cli_token(&config, ANN, "socket", "read");
     Site { _dir: dir, config, upstream, secret }
 }
 
