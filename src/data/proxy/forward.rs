@@ -130,7 +130,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// HTTP/2 clients may split `Cookie` into one field per cookie (RFC 9113 §8.2.3); an HTTP/1.1
-/// upstream expects one `Cookie` header (RFC 6265 §5.4), so several are joined with `; `.
+/// upstream expects one `Cookie` header (RFC 6265 §5.4), so several are joined with `; `. An
+/// empty crumb is left out rather than joined as an empty pair (`a=1; ; b=2`).
 fn join_cookies(headers: &mut HeaderMap) {
     let mut crumbs = headers.get_all(COOKIE).iter();
     if crumbs.next().is_none() || crumbs.next().is_none() {
@@ -138,6 +139,9 @@ fn join_cookies(headers: &mut HeaderMap) {
     }
     let mut joined: Vec<u8> = Vec::new();
     for crumb in headers.get_all(COOKIE) {
+        if crumb.as_bytes().trim_ascii().is_empty() {
+            continue;
+        }
         if !joined.is_empty() {
             joined.extend_from_slice(b"; ");
         }
@@ -353,6 +357,18 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         assert!(!headers.contains_key("x-a") && !headers.contains_key("x-b") && !headers.contains_key(CONNECTION));
         assert!(headers.contains_key("x-c"));
+    }
+
+    #[test]
+    fn cookie_crumbs_are_joined_without_the_empty_ones() {
+        // Found by fuzzing the header rewrite: an empty crumb was joined as an empty pair.
+        let mut headers = HeaderMap::new();
+        for crumb in ["", "a=1", " ", "b=2", ""] {
+            headers.append(COOKIE, HeaderValue::from_static(crumb));
+        }
+        join_cookies(&mut headers);
+        let joined: Vec<_> = headers.get_all(COOKIE).iter().collect();
+        assert_eq!(joined, ["a=1; b=2"]);
     }
 
     #[test]

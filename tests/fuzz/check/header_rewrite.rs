@@ -289,7 +289,10 @@ fn check_headers(case: &Case, before: &HeaderMap, after: &HeaderMap, upgrade: Op
         if removed(name) {
             assert!(passed.is_empty(), "{name} reached the upstream: {}", context());
         } else if *name == COOKIE && before.get_all(COOKIE).iter().count() > 1 {
-            let joined = values(before, "cookie").join(&b"; "[..]);
+            // Empty crumbs are left out (found by the fuzz target: an empty `Cookie:` line).
+            let crumbs = values(before, "cookie");
+            let joined =
+                crumbs.iter().filter(|c| !c.trim_ascii().is_empty()).copied().collect::<Vec<_>>().join(&b"; "[..]);
             assert_eq!(passed, [joined.as_slice()], "cookies not joined: {}", context());
         } else {
             assert_eq!(passed, values(before, name.as_str()), "{name} changed on the way: {}", context());
