@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::postgres::TestDatabase;
-use crate::support::{GatewayProcess, Upstream, client, run_cli_env};
+use crate::support::{GatewayProcess, Upstream, client, run_cli_env, write_config_on};
 
 const ROOT: &str = "root@example.com";
 const ANN: &str = "ann@example.com";
@@ -47,18 +47,8 @@ impl Fleet {
     /// writes nothing between heartbeats (one stopped mid-write would block SQLite writers).
     async fn new(dir: TempDir, database_url: &str) -> Fleet {
         let upstream = Upstream::start().await;
-        let config = dir.path().join("tokengate.toml");
         let text = format!(
             r#"
-[proxy]
-listen = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[database]
-url = "{database_url}"
-
 [sync]
 interval = "10s"
 
@@ -72,7 +62,7 @@ require = {{ GET = "read", "*" = "write" }}
 "#,
             upstream = upstream.addr
         );
-        std::fs::write(&config, text).unwrap();
+        let config = write_config_on(dir.path(), database_url, "", &text);
         let fleet = Fleet { dir, config, _upstream: upstream };
         fleet.cli(&["user", "add", ROOT, "--superuser"]);
         fleet.cli(&["user", "add", ANN]);

@@ -40,7 +40,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::postgres::TestDatabase;
-use crate::support::{GatewayProcess, Upstream, binary, run_cli};
+use crate::support::{GatewayProcess, Upstream, binary, run_cli, write_config_on};
 
 mod model;
 
@@ -201,7 +201,6 @@ impl Run {
         eprintln!("durability on {store}: seed {seed}, {CYCLES} cycles (replay with TOKENGATE_DURABILITY_SEED={seed})");
         let dir = tempfile::tempdir().unwrap();
         let upstream = Upstream::start().await;
-        let config = dir.path().join("tokengate.toml");
         let sqlite = format!("sqlite://{}", dir.path().join("tokengate.db").display());
         let database_url = database_url.unwrap_or(&sqlite);
         // A short confirm timeout: for `stale_after` (3 s, the least allowed) after each kill
@@ -210,15 +209,6 @@ impl Run {
         // and legitimate here: no throttling.
         let text = format!(
             r#"
-[proxy]
-listen = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[database]
-url = "{database_url}"
-
 [sync]
 interval = "250ms"
 confirm_timeout = "100ms"
@@ -238,7 +228,7 @@ require = {{ GET = "read", "*" = "write" }}
 "#,
             upstream = upstream.addr
         );
-        std::fs::write(&config, text).unwrap();
+        let config = write_config_on(dir.path(), database_url, "", &text);
         let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().unwrap();
         let mut run = Run {
             store,

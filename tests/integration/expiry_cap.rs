@@ -13,7 +13,7 @@ use tokengate::clock::{Clock, parse_rfc3339, to_rfc3339};
 use tokengate::control::service::{Actor, CreateAccount, ExpiryRequest};
 
 use crate::postgres::TestDatabase;
-use crate::support::{GatewayProcess, TestGateway, Upstream, client, run_cli_env};
+use crate::support::{GatewayProcess, TestGateway, Upstream, client, run_cli_env, write_config_on};
 
 const ROOT: &str = "root@example.com";
 const ANN: &str = "ann@example.com";
@@ -42,18 +42,8 @@ impl Site {
             None => format!("sqlite://{}", dir.path().join("tokengate.db").display()),
         };
         let upstream = Upstream::start().await;
-        let config = dir.path().join("tokengate.toml");
         let text = format!(
             r#"
-[proxy]
-listen = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[database]
-url = "{url}"
-
 [sync]
 interval = "10s"
 
@@ -67,7 +57,7 @@ upstream = "http://{upstream}"
 "#,
             upstream = upstream.addr
         );
-        std::fs::write(&config, text).unwrap();
+        let config = write_config_on(dir.path(), &url, "", &text);
         Site { dir, config, url, _upstream: upstream }
     }
 

@@ -197,14 +197,19 @@ upstream = "http://{dead}"
 }
 
 /// Writes `tokengate.toml` in `dir` for a gateway binary on free ports with a SQLite database
-/// in `dir`: `proxy` goes into `[proxy]`, then `routes` (the `[[routes]]` tables, and any other
+/// in `dir`: `proxy` goes into `[proxy]`, then `rest` (the `[[routes]]` tables, and any other
 /// table). Returns its path.
-pub fn write_config(dir: &Path, proxy: &str, routes: &str) -> PathBuf {
+pub fn write_config(dir: &Path, proxy: &str, rest: &str) -> PathBuf {
+    let sqlite = format!("sqlite://{}", dir.join("tokengate.db").display());
+    write_config_on(dir, &sqlite, proxy, rest)
+}
+
+/// [`write_config`] on the database at `database_url` (a test's PostgreSQL database, say).
+pub fn write_config_on(dir: &Path, database_url: &str, proxy: &str, rest: &str) -> PathBuf {
     let config = dir.join("tokengate.toml");
     let text = format!(
         "[proxy]\nlisten = \"127.0.0.1:0\"\n{proxy}\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n\
-         [database]\nurl = \"sqlite://{db}\"\n\n{routes}",
-        db = dir.join("tokengate.db").display()
+         [database]\nurl = \"{database_url}\"\n\n{rest}"
     );
     std::fs::write(&config, text).unwrap();
     config
