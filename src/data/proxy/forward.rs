@@ -3,6 +3,7 @@
 //! (`pinned.rs`) with a timeout, and clean the response. Bodies are streamed both ways, never
 //! buffered.
 
+use std::io::Write as _;
 use std::time::Duration;
 
 use http::header::{
@@ -261,7 +262,8 @@ fn set_forwarded(headers: &mut HeaderMap, caller: &ForwardContext<'_>, original_
             chain.extend_from_slice(value.as_bytes());
             chain.extend_from_slice(b", ");
         }
-        chain.extend_from_slice(peer.ip.to_string().as_bytes());
+        // Writing to a Vec cannot fail.
+        let _ = write!(chain, "{}", peer.ip);
         if let Ok(value) = HeaderValue::from_bytes(&chain) {
             headers.insert(&X_FORWARDED_FOR, value);
         }

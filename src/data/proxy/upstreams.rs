@@ -95,6 +95,11 @@ impl Connection {
         self.last_used = Instant::now();
     }
 
+    /// Its place under the cap, for the tunnel it becomes.
+    pub(super) fn lease(&self) -> UpstreamLease {
+        UpstreamLease { _opened: Arc::clone(&self.opened) }
+    }
+
     /// Puts it in its upstream's idle pool once it can take another request: one still
     /// streaming a response body (an HTTP/2 client's extra connection) is pooled by a small
     /// task when the body is done, so concurrent clients do not open a new upstream connection
@@ -279,13 +284,6 @@ impl std::ops::Deref for Opened {
 #[derive(Clone)]
 pub struct UpstreamLease {
     _opened: Arc<Opened>,
-}
-
-impl Connection {
-    /// Its place under the cap, for the tunnel it becomes.
-    pub(super) fn lease(&self) -> UpstreamLease {
-        UpstreamLease { _opened: Arc::clone(&self.opened) }
-    }
 }
 
 /// Counts a request queued at the cap for as long as it waits.

@@ -21,6 +21,13 @@ fn hex_value(byte: u8) -> Option<u8> {
     (byte as char).to_digit(16).map(|d| d as u8)
 }
 
+/// The byte the two hex digits at `at` spell (the `XY` of an escape `%XY`), if they are two.
+fn hex_pair(bytes: &[u8], at: usize) -> Option<u8> {
+    let high = hex_value(*bytes.get(at)?)?;
+    let low = hex_value(*bytes.get(at + 1)?)?;
+    Some(high << 4 | low)
+}
+
 /// The one form of a request path that is both routed and forwarded, so the router and the
 /// upstream can never disagree about which resource is meant: percent-escapes of unreserved
 /// characters decoded (`/%61dmin` is `/admin`), other escapes upper-cased, and every shape that
@@ -50,12 +57,9 @@ pub fn canonical_path(path: &str) -> Result<CanonicalPath<'_>, PathError> {
     while i < bytes.len() {
         match bytes[i] {
             b'%' => {
-                let (Some(high), Some(low)) =
-                    (bytes.get(i + 1).copied().and_then(hex_value), bytes.get(i + 2).copied().and_then(hex_value))
-                else {
+                let Some(value) = hex_pair(bytes, i + 1) else {
                     return Err(PathError::BadEscape);
                 };
-                let value = high << 4 | low;
                 match value {
                     b'/' => {
                         encoded_slash = true;
@@ -119,12 +123,8 @@ fn check_segments<'s>(segments: impl Iterator<Item = &'s str>) -> Result<(), Pat
 /// `/admin`). Found by the `canonical_path` property test and fuzz target.
 fn is_double_encoded(canonical: &str) -> bool {
     canonical.match_indices("%25").any(|(at, _)| {
-        let next = canonical.as_bytes().get(at + 3..at + 5).unwrap_or_default();
-        let [Some(high), Some(low)] = [0, 1].map(|i| next.get(i).copied().and_then(hex_value)) else {
-            return false;
-        };
-        let value = high << 4 | low;
-        is_unreserved(value) || matches!(value, b'/' | b'\\' | b';' | b' ' | 0..0x20 | 0x7f)
+        hex_pair(canonical.as_bytes(), at + 3)
+            .is_some_and(|value| is_unreserved(value) || matches!(value, b'/' | b'\\' | b';' | b' ' | 0..0x20 | 0x7f))
     })
 }
 
