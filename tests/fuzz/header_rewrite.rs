@@ -68,7 +68,7 @@ fn value() -> impl Strategy<Value = Vec<u8>> {
         3 => "[ -~]{0,24}".prop_map(String::into_bytes),
         1 => prop::collection::vec(prop_oneof![32u8..127, Just(b'\t'), 128u8..=255], 0..24),
         1 => xff_value(),
-        1 => Just(b"websocket".to_vec()),
+        1 => prop::sample::select(vec![&b"websocket"[..], b"h2c", b"H2C", b" h2c "]).prop_map(<[u8]>::to_vec),
     ]
 }
 

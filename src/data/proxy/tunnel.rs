@@ -28,14 +28,15 @@ pub fn requested(request: &Request<Incoming>) -> Option<HeaderValue> {
         return None;
     }
     let upgrade = request.headers().get(UPGRADE)?;
+    // Read as bytes, as `forward::strip_headers` reads `Connection`: one non-ASCII byte in the
+    // value must not hide the `upgrade` beside it (found by the header-rewrite property).
     let connection_says_upgrade = request
         .headers()
         .get_all(CONNECTION)
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
-    let h2c = upgrade.to_str().is_ok_and(|value| value.trim().eq_ignore_ascii_case("h2c"));
+        .flat_map(|value| value.as_bytes().split(|b| *b == b','))
+        .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"upgrade"));
+    let h2c = upgrade.as_bytes().trim_ascii().eq_ignore_ascii_case(b"h2c");
     (connection_says_upgrade && !h2c).then(|| upgrade.clone())
 }
 

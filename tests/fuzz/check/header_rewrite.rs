@@ -122,8 +122,23 @@ pub fn from_bytes(data: &[u8]) -> Case {
 pub fn check(case: &Case) -> bool {
     let Some(rewrite) = run(case) else { return false };
     let Some(after) = &rewrite.after else { panic!("no upstream request for {case:?}") };
+    let expected = expected_upgrade(&rewrite.before);
+    assert_eq!(rewrite.upgrade, expected, "the upgrade read otherwise than the reference says: {case:?}");
     check_headers(case, &rewrite.before, after, rewrite.upgrade.as_ref());
     true
+}
+
+/// The protocol an HTTP/1.1 request asks to switch to, as the reference says: its `Upgrade`
+/// when `Connection` lists `upgrade` (in any case), unless it is `h2c`.
+fn expected_upgrade(before: &HeaderMap) -> Option<HeaderValue> {
+    let upgrade = before.get(UPGRADE)?;
+    let connection_says_upgrade = before
+        .get_all(CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"upgrade"));
+    let h2c = upgrade.as_bytes().trim_ascii().eq_ignore_ascii_case(b"h2c");
+    (connection_says_upgrade && !h2c).then(|| upgrade.clone())
 }
 
 /// The headers the upstream would get for the case's request; `None` when hyper refused it.
