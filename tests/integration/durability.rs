@@ -32,7 +32,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use reqwest::{Method, StatusCode};
@@ -40,7 +40,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::postgres::TestDatabase;
-use crate::support::{GatewayProcess, Upstream, binary, run_cli, write_config_on};
+use crate::support::{GatewayProcess, Upstream, run_cli, spawn_cli, write_config_on};
 
 mod model;
 
@@ -57,8 +57,9 @@ const ACCOUNTS: [&str; 3] = ["ann@example.com", "bob@example.com", "cy@example.c
 /// Rotation graces: one that ends during the run (so some checks find it over, after restarts),
 /// one that outlasts it.
 const GRACES: [(&str, i64); 2] = [("3s", 3), ("1h", 3600)];
-/// Longest pause before a SIGKILL, after an acknowledgement or into a change in flight (a CLI
-/// change takes about 30 ms here, an API change a few, up to the 100 ms confirm timeout).
+/// Longest pause into a change in flight before a SIGKILL, and half the longest after an
+/// acknowledgement (a CLI change takes about 30 ms here, an API change a few, up to the 100 ms
+/// confirm timeout).
 const MAX_KILL_DELAY_MS: u64 = 40;
 
 /// The seed: `TOKENGATE_DURABILITY_SEED`, else from the clock.
@@ -559,18 +560,10 @@ require = {{ GET = "read", "*" = "write" }}
     fn start(&mut self, gw: &GatewayProcess, op: &Op, channel: Channel) -> Running {
         match channel {
             Channel::Cli => {
-                let args = self.cli_args(op);
-                let child = Command::new(binary())
-                    .arg("--config")
-                    .arg(&self.config)
-                    .args(&args)
-                    .arg("--json")
-                    .env_remove("TOKENGATE_CONFIG")
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap();
-                Running::Cli(child)
+                let mut args = self.cli_args(op);
+                args.push("--json".into());
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                Running::Cli(spawn_cli(&self.config, &args))
             }
             Channel::Api | Channel::Proxy => {
                 let request = match channel {

@@ -218,7 +218,7 @@ async fn a_broken_request_body_is_the_clients_400_not_an_upstream_error() {
             assert_eq!(status(&answer), 400, "{what}: {answer}");
         }
     }
-    let metrics = client().get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = gw.metrics().await;
     assert!(!metrics.contains("outcome=\"upstream_error\""), "{metrics}");
     assert!(metrics.contains("outcome=\"client_error\""), "counted as the client's: {metrics}");
     let (_, lines) = tokio::task::spawn_blocking(move || gw.terminate()).await.unwrap();
@@ -282,7 +282,7 @@ async fn one_address_cannot_take_every_connection_while_another_is_served() {
     let mut answer = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), other.read_to_end(&mut answer)).await.unwrap().unwrap();
     assert_eq!(status(&String::from_utf8_lossy(&answer)), 200);
-    let metrics = client().get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = gw.metrics().await;
     assert!(metrics.contains("tokengate_connections_refused_per_ip_total 1"), "{metrics}");
     // A hog that leaves gives its place back.
     drop(hogs.pop());

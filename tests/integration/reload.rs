@@ -130,10 +130,6 @@ async fn readyz(gw: &GatewayProcess) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-async fn metrics(gw: &GatewayProcess) -> String {
-    client().get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap()
-}
-
 #[tokio::test]
 async fn sighup_applies_routes_limits_policy_forward_auth_and_channels_on_open_connections() {
     let setup = Setup::new("").await;
@@ -218,7 +214,7 @@ require = {{ GET = "read" }}
     let (status, created) = gw.admin_call(reqwest::Method::POST, "/api/v1/tokens", (ANN, &admin), Some(body)).await;
     assert_eq!(status, 201, "{created}");
     hook.wait_for("about the token created after the reload", "token.created").await;
-    let scraped = metrics(&gw).await;
+    let scraped = gw.metrics().await;
     assert!(scraped.contains("tokengate_config_reloads_total{result=\"applied\"} 1"), "{scraped}");
 
     let (code, _) = tokio::task::spawn_blocking(move || gw.terminate()).await.unwrap();
@@ -252,7 +248,7 @@ require = { GET = "nonexistent-scope" }
         assert_eq!(connection.get("/api/things", Some(&secret), &[]).await.0, 200, "the old limits stay");
     }
     assert_eq!(connection.get("/v2/things", Some(&secret), &[]).await.0, 404, "the old routes stay");
-    let scraped = metrics(&gw).await;
+    let scraped = gw.metrics().await;
     assert!(scraped.contains("tokengate_config_reloads_total{result=\"rejected\"} 1"), "{scraped}");
     assert!(scraped.contains("tokengate_config_last_reload_successful 0"), "{scraped}");
 
@@ -270,7 +266,7 @@ require = { GET = "nonexistent-scope" }
     gw.signal("HUP");
     let pending = gw.wait_for_log("these settings differ from the running ones and apply only after a restart");
     assert_eq!(pending["settings"], "admin.listen");
-    let scraped = metrics(&gw).await;
+    let scraped = gw.metrics().await;
     assert!(scraped.contains("tokengate_config_last_reload_successful 1"), "{scraped}");
     assert!(scraped.contains("tokengate_config_reloads_total{result=\"applied\"} 1"), "{scraped}");
     assert_eq!(connection.get("/api/things", Some(&secret), &[]).await.0, 200);

@@ -460,6 +460,11 @@ impl GatewayProcess {
         format!("http://{}{path}", self.admin)
     }
 
+    /// The Prometheus text of its `/metrics`.
+    pub async fn metrics(&self) -> String {
+        client().get(self.admin_url("/metrics")).send().await.unwrap().text().await.unwrap()
+    }
+
     /// Calls this gateway's admin API as `who` (email, token) with an optional JSON body;
     /// returns the status and the JSON answer (or the text, when it is not JSON).
     pub async fn admin_call(

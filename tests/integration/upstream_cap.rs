@@ -17,7 +17,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{GatewayProcess, client, write_config};
+use crate::support::{GatewayProcess, write_config};
 
 /// An upstream that answers `/slow/MS` after MS milliseconds and anything else at once, and
 /// counts its connections: open now, the most open at once, and opened in all.
@@ -98,10 +98,6 @@ async fn get(mut sender: hyper::client::conn::http2::SendRequest<Empty<Bytes>>, 
     (status, response.into_body().collect().await.unwrap().to_bytes())
 }
 
-async fn metrics(gateway: &GatewayProcess) -> String {
-    client().get(gateway.admin_url("/metrics")).send().await.unwrap().text().await.unwrap()
-}
-
 #[tokio::test]
 async fn an_http2_clients_fan_out_queues_within_the_upstream_cap() {
     let site = site(4, "10s").await;
@@ -116,7 +112,7 @@ async fn an_http2_clients_fan_out_queues_within_the_upstream_cap() {
     assert!(started.elapsed() >= Duration::from_millis(1500), "took {:?}", started.elapsed());
     assert!(site.upstream.peak() <= 4, "the upstream saw {} connections at once", site.upstream.peak());
     assert!(site.upstream.opened.load(Ordering::SeqCst) <= 4, "connections were churned, not reused");
-    let metrics = metrics(&site.gateway).await;
+    let metrics = site.gateway.metrics().await;
     let open = format!("tokengate_upstream_connections{{upstream=\"http://{}\"}}", site.upstream.addr);
     let line = metrics.lines().find(|line| line.starts_with(&open)).unwrap_or_else(|| panic!("{metrics}"));
     let count: usize = line.rsplit(' ').next().unwrap().parse().unwrap();
@@ -146,7 +142,7 @@ async fn a_request_that_finds_no_connection_within_the_queue_timeout_gets_503() 
         assert_eq!(request.await.unwrap().0, 200, "the requests holding the connections finish");
     }
     assert_eq!(site.upstream.peak(), 2);
-    let metrics = metrics(&site.gateway).await;
+    let metrics = site.gateway.metrics().await;
     let timeouts = format!("tokengate_upstream_queue_timeouts_total{{upstream=\"http://{}\"}} 1", site.upstream.addr);
     assert!(metrics.contains(&timeouts), "{metrics}");
     assert!(metrics.contains("status=\"503\",outcome=\"upstream_error\""), "{metrics}");

@@ -12,7 +12,7 @@ use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{GatewayProcess, cli_token, client, run_cli, write_config};
+use crate::support::{GatewayProcess, cli_token, run_cli, write_config};
 
 const ANN: &str = "ann@example.com";
 
@@ -149,7 +149,7 @@ async fn a_websocket_is_authenticated_then_tunnelled_both_ways_and_closed_when_i
     assert!(closed.is_ok(), "the idle tunnel was not closed");
 
     // Counted like any request: status 101, authorised.
-    let metrics = client().get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         metrics.lines().any(|l| l.starts_with("tokengate_requests_total")
             && l.contains("status=\"101\"")
