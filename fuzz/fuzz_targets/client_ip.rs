@@ -5,4 +5,6 @@
 #[allow(dead_code)]
 mod check;
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| check::run_target("client_ip", data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    check::run_target("client_ip", data);
+});

@@ -3,17 +3,17 @@
 
 use proptest::prelude::*;
 
-use crate::check::client_ip::{Chain, check_any, check_chain, trusted};
+use crate::check::client_ip::{Chain, check_any, check_chain, trusted, trusted_by_reference};
 use crate::strategies::{cases, ip, xff_entry, xff_value};
 
 /// Addresses inside `check::client_ip::trusted`, in every form.
 fn trusted_ip() -> impl Strategy<Value = std::net::IpAddr> {
-    ip().prop_filter("trusted", |ip| tokengate::data::proxy::client_ip::is_trusted(ip.to_canonical(), &trusted()))
+    ip().prop_filter("trusted", |ip| trusted_by_reference(*ip, &trusted()))
 }
 
 /// Addresses outside it.
 fn untrusted_ip() -> impl Strategy<Value = std::net::IpAddr> {
-    ip().prop_filter("untrusted", |ip| !tokengate::data::proxy::client_ip::is_trusted(ip.to_canonical(), &trusted()))
+    ip().prop_filter("untrusted", |ip| !trusted_by_reference(*ip, &trusted()))
 }
 
 proptest! {

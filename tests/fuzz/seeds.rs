@@ -17,6 +17,7 @@ fn every_committed_fuzz_input_passes_its_target() {
             let data = std::fs::read(&input).unwrap();
             let outcome = std::panic::catch_unwind(|| run_target(target, &data));
             assert!(outcome.is_ok(), "{target} fails on {}", input.display());
+            assert!(outcome.unwrap(), "{} never reaches {target}'s checks", input.display());
         }
     }
 }

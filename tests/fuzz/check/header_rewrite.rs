@@ -105,7 +105,7 @@ struct Rewrite {
 
 /// Fuzzer bytes as a case: the first byte's bits are the circumstances, the rest the head.
 pub fn from_bytes(data: &[u8]) -> Case {
-    let (flags, head) = data.split_first().map_or((0, &[][..]), |(f, r)| (*f, r));
+    let (flags, head) = super::flags_and_rest(data);
     let peer = if flags & 16 == 0 { "192.0.2.10" } else { "::ffff:192.0.2.10" };
     Case {
         head: head.to_vec(),

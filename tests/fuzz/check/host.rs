@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use http::header::HOST;
-use http::{HeaderMap, HeaderValue, Uri, Version};
+use http::{Uri, Version};
 use tokengate::data::proxy::route::{PathError, Router, split_host};
 
 /// One request's host, as sent: its target (origin-form `/x` or absolute `http://HOST/x`), its
@@ -35,7 +35,7 @@ fn router() -> &'static Router {
 /// absolute target; then `Host` values, one per line, the first line being the target's
 /// authority when it is absolute.
 pub fn from_bytes(data: &[u8]) -> Case {
-    let (flags, rest) = data.split_first().map_or((0, &[][..]), |(f, r)| (*f, r));
+    let (flags, rest) = super::flags_and_rest(data);
     let mut lines = rest.split(|b| *b == b'\n');
     let target = if flags & 2 != 0 {
         let mut target = b"http://".to_vec();
@@ -75,15 +75,21 @@ pub fn check_split(text: &str) -> Option<(&str, Option<u16>)> {
     split
 }
 
+/// Whether `Host` and the target's authority name one host, as the reference compares them:
+/// the same text in any case, or the same name (any case, as `split_host` gives it) and the same
+/// port, a missing port being 80 (the check's listener is plain HTTP).
+fn names_the_same_host(header: &str, authority: &str) -> bool {
+    let parts = |text: &str| {
+        let (name, port) = split_host(text)?;
+        Some((name.to_ascii_lowercase(), port.unwrap_or(80)))
+    };
+    header.eq_ignore_ascii_case(authority) || parts(header).is_some_and(|h| parts(authority) == Some(h))
+}
+
 /// Checks the request's host as both `check_host` and `host_of` read it.
 pub fn check(case: &Case) {
     let Ok(uri) = Uri::try_from(case.target.as_slice()) else { return };
-    let mut headers = HeaderMap::new();
-    for host in &case.hosts {
-        if let Ok(value) = HeaderValue::from_bytes(host) {
-            headers.append(HOST, value);
-        }
-    }
+    let headers = super::header_map(&HOST, &case.hosts);
     for value in headers.get_all(HOST) {
         if let Ok(text) = value.to_str() {
             check_split(text);
@@ -106,6 +112,15 @@ pub fn check(case: &Case) {
     match (count, uri.authority().is_some(), case.http11) {
         (0, _, true) => assert_eq!(checked, Err(PathError::MissingHost), "{}", context()),
         (0, _, false) | (1, false, _) => assert_eq!(checked, Ok(()), "{}", context()),
+        (1, true, _) => {
+            let authority = uri.authority().map_or("", |a| a.as_str());
+            let expected = match headers.get(HOST).map(|value| value.to_str()) {
+                Some(Ok(header)) if names_the_same_host(header, authority) => Ok(()),
+                Some(Ok(_)) => Err(PathError::ConflictingHost),
+                _ => Err(PathError::BadHost),
+            };
+            assert_eq!(checked, expected, "{}", context());
+        }
         _ => {}
     }
     // The two readings agree: a host that passed the check is never read as two hosts, and a
