@@ -150,18 +150,33 @@ async fn a_request_that_finds_no_connection_within_the_queue_timeout_gets_503() 
     assert_eq!(get(sender, "/fast").await.0, 200);
 }
 
-/// Writes a keep-alive GET for `path` and reads its (2-byte) answer, leaving the connection open.
+/// Writes a keep-alive GET for `path` and reads its whole answer (head and the
+/// `Content-Length` bytes of body, whatever the status), leaving the connection open.
 async fn keep_alive_get(stream: &mut tokio::net::TcpStream, path: &str) -> String {
     let request = format!("GET {path} HTTP/1.1\r\nHost: gateway\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
     let mut chunk = [0u8; 4096];
-    while !answer.ends_with(b"\r\n\r\nok") {
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk)).await.unwrap().unwrap();
-        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&answer));
-        answer.extend_from_slice(&chunk[..n]);
+    let whole_length = loop {
+        if let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&answer[..end]).to_ascii_lowercase();
+            let length = head.lines().find_map(|line| line.strip_prefix("content-length:"));
+            let length: usize = length.expect("a Content-Length").trim().parse().unwrap();
+            break end + 4 + length;
+        }
+        read_some(stream, &mut answer, &mut chunk).await;
+    };
+    while answer.len() < whole_length {
+        read_some(stream, &mut answer, &mut chunk).await;
     }
     String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Reads what comes next on `stream` into `answer`; fails on a close or 10 s of silence.
+async fn read_some(stream: &mut tokio::net::TcpStream, answer: &mut Vec<u8>, chunk: &mut [u8]) {
+    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(chunk)).await.unwrap().unwrap();
+    assert!(n > 0, "closed: {}", String::from_utf8_lossy(answer));
+    answer.extend_from_slice(&chunk[..n]);
 }
 
 #[tokio::test]
