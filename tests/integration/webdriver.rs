@@ -75,6 +75,15 @@ fn skip_or_fail(why: &str) -> Option<Browser> {
     None
 }
 
+/// How [`Browser`]'s element helpers find their element.
+#[derive(Clone, Copy)]
+enum Find {
+    /// Wait until it is displayed (what a user can click or read).
+    Visible,
+    /// Present in the page, shown or not (an input's value).
+    Present,
+}
+
 impl Browser {
     /// Starts chromedriver on a free port and a fresh headless Chromium session behind it, in
     /// the browser's default (English) locale.
@@ -172,16 +181,21 @@ impl Browser {
         .await
     }
 
-    /// Runs `act` on `css`'s visible element, finding it again when the page re-rendered it
-    /// between the finding and the acting (a stale element), which a busy machine makes likely.
-    async fn on_element<T, F, Fut>(&self, css: &str, act: F) -> T
+    /// Runs `act` on `css`'s element (`Find::Visible`: once it is visible), finding it again
+    /// when the page re-rendered it between the finding and the acting (a stale element),
+    /// which a busy machine makes likely.
+    async fn on_element<T, F, Fut>(&self, css: &str, find: Find, act: F) -> T
     where
         F: Fn(fantoccini::elements::Element) -> Fut,
         Fut: std::future::Future<Output = Result<T, fantoccini::error::CmdError>>,
     {
         let mut tries = 0;
         loop {
-            match act(self.visible(css).await).await {
+            let element = match find {
+                Find::Visible => self.visible(css).await,
+                Find::Present => self.client.find(Locator::Css(css)).await.unwrap(),
+            };
+            match act(element).await {
                 Ok(value) => return value,
                 Err(error) if is_stale(&error) && tries < 20 => {
                     tries += 1;
@@ -193,12 +207,12 @@ impl Browser {
     }
 
     pub async fn click(&self, css: &str) {
-        self.on_element(css, |element| async move { element.click().await.map(|_| ()) }).await;
+        self.on_element(css, Find::Visible, |element| async move { element.click().await.map(|_| ()) }).await;
     }
 
     /// Replaces the text of an input.
     pub async fn fill(&self, css: &str, text: &str) {
-        self.on_element(css, |input| async move {
+        self.on_element(css, Find::Visible, |input| async move {
             input.clear().await?;
             input.send_keys(text).await
         })
@@ -206,23 +220,13 @@ impl Browser {
     }
 
     pub async fn text(&self, css: &str) -> String {
-        self.on_element(css, |element| async move { element.text().await }).await
+        self.on_element(css, Find::Visible, |element| async move { element.text().await }).await
     }
 
     /// An input's current value (the DOM property, not the attribute).
     pub async fn value(&self, css: &str) -> String {
-        let mut tries = 0;
-        loop {
-            let element = self.client.find(Locator::Css(css)).await.unwrap();
-            match element.prop("value").await {
-                Ok(value) => return value.unwrap_or_default(),
-                Err(error) if is_stale(&error) && tries < 20 => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(error) => panic!("{css}: {error}"),
-            }
-        }
+        let value = self.on_element(css, Find::Present, |input| async move { input.prop("value").await }).await;
+        value.unwrap_or_default()
     }
 
     /// Waits until `css`'s text contains `needle`, and returns the text.
