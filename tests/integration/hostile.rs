@@ -9,12 +9,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{GatewayProcess, Recorder, Upstream, cli_token, client, eventually, run_cli, write_config};
+use crate::support::{GatewayProcess, Recorder, Upstream, cli_token, client, eventually, h2, run_cli, write_config};
 
 const ANN: &str = "ann@example.com";
 
@@ -152,10 +151,7 @@ async fn a_request_names_its_host_once() {
     assert_eq!(status(&agreeing), 200, "{agreeing}");
 
     // HTTP/2 (prior knowledge): `:authority` and a `Host` that disagrees.
-    let stream = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
-    let (mut h2, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
-    tokio::spawn(connection);
+    let mut h2 = h2(gw.proxy).await;
     let request =
         hyper::Request::get("http://a.example/z").header("host", "b.example").body(Empty::<Bytes>::new()).unwrap();
     let response = h2.send_request(request).await.unwrap();
@@ -173,10 +169,7 @@ async fn a_request_names_its_host_once() {
 async fn http2_cookie_crumbs_reach_an_http1_upstream_as_one_header() {
     let site = new_site("").await;
     let gw = GatewayProcess::start(&site.config);
-    let stream = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
-    let (mut h2, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
-    tokio::spawn(connection);
+    let mut h2 = h2(gw.proxy).await;
     let request = hyper::Request::get("http://x/cookies")
         .header("cookie", "a=1")
         .header("cookie", "b=2")

@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
 use tokengate::clock::Clock;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{TestGateway, Upstream, client, run_cli};
+use crate::support::{TestGateway, Upstream, client, h2, run_cli};
 
 const ANN: &str = "ann@example.com";
 
@@ -259,10 +258,7 @@ async fn host_routes_win_over_routes_without_a_host_then_the_longest_prefix() {
 #[tokio::test]
 async fn an_http2_requests_authority_selects_the_host_route() {
     let (gw, _up) = gateway_with(HOST_ROUTES).await;
-    let stream = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
-    tokio::spawn(connection);
+    let mut sender = h2(gw.proxy).await;
     for (uri, expected) in [
         ("http://api.example.com/h/x", "/api/h/x"),
         ("http://admin.example.com:8443/h/x", "/admin/h/x"),

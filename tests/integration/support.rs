@@ -215,6 +215,17 @@ pub fn write_config_on(dir: &Path, database_url: &str, proxy: &str, rest: &str) 
     config
 }
 
+/// An HTTP/2 connection to `addr` (prior knowledge, as gRPC-style clients speak it), its driver
+/// in a task of its own.
+pub async fn h2(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>> {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io).await.unwrap();
+    tokio::spawn(connection);
+    sender
+}
+
 /// Creates a token through the CLI (`token create --json`) and returns its secret.
 pub fn cli_token(config: &Path, email: &str, name: &str, scope: &str) -> String {
     let (code, stdout, stderr) =

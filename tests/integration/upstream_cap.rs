@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{GatewayProcess, write_config};
+use crate::support::{GatewayProcess, h2, write_config};
 
 /// An upstream that answers `/slow/MS` after MS milliseconds and anything else at once, and
 /// counts its connections: open now, the most open at once, and opened in all.
@@ -79,15 +79,6 @@ async fn site(cap: usize, queue: &str) -> Site {
     let config = write_config(dir.path(), &proxy, &routes);
     let gateway = GatewayProcess::start(&config);
     Site { _dir: dir, gateway, upstream }
-}
-
-/// An HTTP/2 connection to the gateway (prior knowledge, as gRPC-style clients speak it).
-async fn h2(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<Empty<Bytes>> {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
-    tokio::spawn(connection);
-    sender
 }
 
 /// Sends a GET for `path` on `sender`; the status and the body.
