@@ -491,8 +491,12 @@ require = {{ GET = "read", "*" = "write" }}
     }
 
     async fn proxy_get(&self, gw: &GatewayProcess, account: usize, secret: &str) -> Option<StatusCode> {
-        let request = self.http.get(gw.url("/x")).basic_auth(self.accounts[account].email, Some(secret));
-        request.send().await.ok().map(|r| r.status())
+        self.proxy_request(gw, account, secret).send().await.ok().map(|r| r.status())
+    }
+
+    /// A GET through the proxy with `account`'s email and `secret` as credentials.
+    fn proxy_request(&self, gw: &GatewayProcess, account: usize, secret: &str) -> reqwest::RequestBuilder {
+        self.http.get(gw.url("/x")).basic_auth(self.accounts[account].email, Some(secret))
     }
 
     // ---- changes ----
@@ -571,7 +575,7 @@ require = {{ GET = "read", "*" = "write" }}
                     _ => {
                         let Op::FirstUse { token } = op else { unreachable!("only a first use goes to the proxy") };
                         let token = &self.tokens[*token];
-                        self.http.get(gw.url("/x")).basic_auth(self.accounts[token.account].email, Some(&token.secret))
+                        self.proxy_request(gw, token.account, &token.secret)
                     }
                 };
                 Running::Http(tokio::spawn(async move {
